@@ -1,0 +1,90 @@
+"""XGLM self-attention on scaled_dot_product_attention, with an optional per-layer prefix K/V slot.
+
+transformers' XGLMAttention is eager bmm only (asking for "sdpa" raises). This module reuses its projection
+layers unchanged (same parameter names, so checkpoints load as they are) and computes the same function with
+one SDPA call. The prefix slot holds P extra keys and values, [1, heads, P, head_dim], placed in front of the
+layer's own keys and always visible: this is how prompts/ folds a P-tuning v2 prefix into a static model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SdpaAttention(nn.Module):
+    def __init__(
+        self,
+        q_proj: nn.Linear,
+        k_proj: nn.Linear,
+        v_proj: nn.Linear,
+        out_proj: nn.Linear,
+        head_dim: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if q_proj.out_features % head_dim:
+            raise ValueError(f"q_proj width {q_proj.out_features} is not a multiple of head_dim {head_dim}")
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = q_proj, k_proj, v_proj, out_proj
+        self.head_dim = head_dim
+        # Derived from the projection, not the config: structured pruning changes the head count per layer.
+        self.num_heads = q_proj.out_features // head_dim
+        self.dropout = dropout
+        self.prefix_k: torch.Tensor | None = None
+        self.prefix_v: torch.Tensor | None = None
+
+    @classmethod
+    def from_xglm(cls, attn: nn.Module) -> "SdpaAttention":
+        """Wrap an XGLMAttention's own projection layers (shared, not copied)."""
+        return cls(attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, attn.head_dim, attn.dropout)
+
+    @property
+    def prefix_length(self) -> int:
+        return 0 if self.prefix_k is None else int(self.prefix_k.shape[2])
+
+    def set_prefix(self, key: torch.Tensor | None, value: torch.Tensor | None, *, trainable: bool = False) -> None:
+        """Fill (or clear, with None) the prefix slot; key/value: [1, heads, P, head_dim].
+
+        A frozen prefix is a persistent buffer, so it is saved with the state dict and exported as a
+        constant; a trainable one is a Parameter.
+        """
+        for name in ("prefix_k", "prefix_v"):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
+            self.__dict__.pop(name, None)
+        if key is None or value is None:
+            self.prefix_k = self.prefix_v = None
+            return
+        expected = (1, self.num_heads, key.shape[2], self.head_dim)
+        if tuple(key.shape) != expected or tuple(value.shape) != expected:
+            raise ValueError(
+                f"prefix K/V must both have shape {expected} for this layer; got {tuple(key.shape)} and {tuple(value.shape)}"
+            )
+        for name, tensor in (("prefix_k", key), ("prefix_v", value)):
+            if trainable:
+                self.register_parameter(name, nn.Parameter(tensor))
+            else:
+                self.register_buffer(name, tensor.detach(), persistent=True)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **_: object,
+    ) -> tuple[torch.Tensor, None]:
+        """hidden_states: [B, T, D]; attention_mask: bool [B, 1, T, P + T], True = may attend."""
+        bsz, tgt_len, _ = hidden_states.shape
+        shape = (bsz, tgt_len, self.num_heads, self.head_dim)
+        q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, H, T, Dh]
+        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # [B, H, T, Dh]
+        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)  # [B, H, T, Dh]
+        if self.prefix_k is not None:
+            k = torch.cat([self.prefix_k.to(k.dtype).expand(bsz, -1, -1, -1), k], dim=2)  # [B, H, P+T, Dh]
+            v = torch.cat([self.prefix_v.to(v.dtype).expand(bsz, -1, -1, -1), v], dim=2)  # [B, H, P+T, Dh]
+        # SDPA's default scale is head_dim**-0.5, the scaling XGLM applies to q: applied once, here.
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, H, T, Dh]
+        out = out.transpose(1, 2).reshape(bsz, tgt_len, self.num_heads * self.head_dim)
+        return self.out_proj(out), None

@@ -1,0 +1,195 @@
+"""Environment fingerprint: what a run was measured on, for each run's env.json and report headers.
+
+Every probe is a small function called through `_safe`, so one that fails (no /proc on macOS, no
+git, a package missing) yields null instead of aborting a run. Heavy libraries (torch, onnxruntime,
+pynvml) are imported inside the probes, never at module import.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+# Distribution names, not import names: versions come from metadata, without importing anything.
+_PACKAGES = ("transformers", "onnx", "onnxscript", "tokenizers", "torch-pruning", "peft", "numpy")
+_TORCH_KEYS = (
+    "torch_version", "torch_num_threads", "torch_num_interop_threads", "torch_cuda_version",
+    "cudnn_version", "cuda_available", "cusparselt_available", "cusparselt_version",
+)
+_GIT_TIMEOUT_S = 5
+
+
+def _safe(probe: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return probe(*args)
+    except Exception:  # a fingerprint must never stop a run; null says "unknown"
+        return None
+
+
+def _cpuinfo_value(key: str) -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    raise LookupError(key)
+
+
+def cpu_model() -> str | None:
+    return _safe(_cpuinfo_value, "model name") or platform.processor() or None
+
+
+def _cpu_flags() -> dict[str, bool]:
+    present = set(_cpuinfo_value("flags").split())
+    return {flag: flag in present for flag in _CPU_FLAGS}
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def _torch() -> dict[str, Any]:
+    import torch
+
+    cusparselt = getattr(torch.backends, "cusparselt", None)
+    values = (
+        torch.__version__,
+        torch.get_num_threads(),
+        torch.get_num_interop_threads(),
+        torch.version.cuda,
+        _safe(torch.backends.cudnn.version),
+        torch.cuda.is_available(),
+        _safe(cusparselt.is_available) if cusparselt else None,
+        _safe(cusparselt.version) if cusparselt else None,
+    )
+    return dict(zip(_TORCH_KEYS, values, strict=True))
+
+
+def _torch_gpus() -> list[dict[str, Any]]:
+    import torch
+
+    gpus = []
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append({
+            "index": i,
+            "name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "memory_total_gib": round(props.total_memory / 2**30, 2),
+            # torch prints the bare UUID; NVML wants it with the "GPU-" prefix nvidia-smi shows.
+            "uuid": "GPU-" + str(props.uuid).removeprefix("GPU-"),
+        })
+    return gpus
+
+
+def _nvml(gpus: list[dict[str, Any]]) -> dict[str, Any]:
+    """Driver version and per-GPU max clocks and power limit, matched to torch's GPUs by UUID."""
+    try:
+        import pynvml as nv
+
+        nv.nvmlInit()
+        try:
+            driver = nv.nvmlSystemGetDriverVersion()
+            for gpu in gpus:
+                handle = nv.nvmlDeviceGetHandleByUUID(gpu["uuid"])
+                gpu["sm_clock_max_mhz"] = nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_SM)
+                gpu["memory_clock_max_mhz"] = nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_MEM)
+                gpu["power_limit_w"] = nv.nvmlDeviceGetPowerManagementLimit(handle) / 1000  # mW
+        finally:
+            nv.nvmlShutdown()
+    except Exception as e:
+        for gpu in gpus:
+            gpu.update(dict.fromkeys(("sm_clock_max_mhz", "memory_clock_max_mhz", "power_limit_w")))
+        return {"nvidia_driver_version": None, "nvml_error": f"{type(e).__name__}: {e}"}
+    return {"nvidia_driver_version": driver, "nvml_error": None}
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["git", "-C", str(root), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=_GIT_TIMEOUT_S)
+
+
+def git_state(package_dir: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout that holds `package_dir`; nulls when there is none.
+
+    A package installed into a venv that sits inside some other repository is ignored there, so an
+    ignored package directory counts as "not a checkout" rather than reporting the wrong repository.
+    """
+    nulls = {"git_commit": None, "git_dirty": None}
+    root = package_dir.resolve().parent
+    try:
+        ignored = _git(root, "check-ignore", "-q", str(package_dir.resolve()))
+        if ignored.returncode != 1:  # 0: ignored; 128: not a repository
+            return nulls
+        head = _git(root, "rev-parse", "HEAD")  # fails in a repository with no commits yet
+        status = _git(root, "status", "--porcelain")
+    except (OSError, subprocess.SubprocessError):  # git missing or hung
+        return nulls
+    return {
+        "git_commit": head.stdout.strip() if head.returncode == 0 else None,
+        "git_dirty": bool(status.stdout.strip()) if status.returncode == 0 else None,
+    }
+
+
+def fingerprint() -> dict[str, Any]:
+    """A flat, JSON-serialisable description of the machine, software stack and code version."""
+    import bench
+
+    memory = _safe(psutil.virtual_memory)
+    gpus = _safe(_torch_gpus)  # None (unknown) when the probe fails, [] when there are no GPUs
+    return {
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hostname": _safe(socket.gethostname),
+        "platform": _safe(platform.platform),
+        "python_version": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_flags": _safe(_cpu_flags),
+        "cpu_cores_physical": _safe(psutil.cpu_count, False),
+        "cpu_cores_logical": _safe(psutil.cpu_count, True),
+        "memory_total_gib": round(memory.total / 2**30, 2) if memory else None,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "mkl_num_threads": os.environ.get("MKL_NUM_THREADS"),
+        **(_safe(_torch) or dict.fromkeys(_TORCH_KEYS)),
+        "gpus": gpus,
+        # Without a GPU there is nothing for NVML to describe, and its absence is not an error.
+        **(_nvml(gpus) if gpus else {"nvidia_driver_version": None, "nvml_error": None}),
+        **{f"{p.replace('-', '_')}_version": _safe(version, p) for p in _PACKAGES},
+        # ORT's CPU and CUDA builds are separate distributions of one import name.
+        "onnxruntime_version": _safe(version, "onnxruntime") or _safe(version, "onnxruntime-gpu"),
+        "onnxruntime_providers": _safe(_ort_providers),
+        "bench_version": bench.__version__,
+        **git_state(Path(bench.__file__).parent),
+    }
+
+
+def short_summary(env: dict[str, Any]) -> str:
+    """One line for report headers: CPU, GPUs, torch, ONNX Runtime and git state."""
+    physical, logical = env.get("cpu_cores_physical"), env.get("cpu_cores_logical")
+    cores = f"{physical or logical} cores" if physical or logical else "cores unknown"
+    if physical and logical and logical != physical:
+        cores += f", {logical} threads"
+    gpus = Counter(gpu["name"] for gpu in env.get("gpus") or [])
+    gpu = ", ".join(f"{n}x {name}" for name, n in gpus.items()) or "no GPU"
+    if env.get("nvidia_driver_version"):
+        gpu += f" (driver {env['nvidia_driver_version']})"
+    ort = f"ORT {env.get('onnxruntime_version') or 'n/a'}"
+    if env.get("onnxruntime_providers"):
+        ort += f" [{', '.join(env['onnxruntime_providers'])}]"
+    commit, dirty = env.get("git_commit"), env.get("git_dirty")
+    git = f"git {commit[:7]}" if commit else ("git (no commit)" if dirty is not None else "no git")
+    if dirty:
+        git += " (dirty)"
+    cpu = f"{env.get('cpu_model') or 'unknown CPU'} ({cores})"
+    return " | ".join([cpu, gpu, f"torch {env.get('torch_version') or 'n/a'}", ort, git])

@@ -1,0 +1,14 @@
+"""The one exception type users see: a message that says what is wrong and how to fix it."""
+
+
+class BenchError(Exception):
+    """A user-facing error. The CLI prints its message as one line and exits non-zero."""
+
+
+def did_you_mean(value: str, allowed: list[str] | tuple[str, ...], what: str) -> str:
+    """'unknown preset 'tinyy'; did you mean 'tiny'? available: tiny, small, 564M'."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(allowed), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {what} '{value}'{hint} available: {', '.join(allowed)}"

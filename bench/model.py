@@ -1,0 +1,155 @@
+"""XGLM backbones (hub id, local directory or random preset) and the sequence classifier built on them.
+
+transformers has no XGLM sequence-classification class; ours pools the hidden state of the last non-pad
+token (right padding) into a linear head. The classifier runs the backbone's own submodules with its own
+mask and positions, so that a folded prefix (positions P..P+T-1, keys always visible) and ONNX export with
+dynamic shapes stay under our control; attention is bench.attention.SdpaAttention.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import XGLMConfig, XGLMModel
+
+from bench.attention import SdpaAttention
+from bench.errors import BenchError, did_you_mean
+
+# Named architectures with random weights (gpt-fast style presets). 564M is facebook/xglm-564M's shape.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=64, num_layers=2, attention_heads=4, ffn_dim=128, vocab_size=1024, max_position_embeddings=512),
+    "small": dict(d_model=512, num_layers=4, attention_heads=8, ffn_dim=2048, vocab_size=8192, max_position_embeddings=2048),
+    "564M": dict(d_model=1024, num_layers=24, attention_heads=16, ffn_dim=4096, vocab_size=256008, max_position_embeddings=2048),
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a backbone comes from: `random:<preset>`, a local directory, or a hub id."""
+
+    kind: Literal["random", "local", "hub"]
+    name: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "ModelSource":
+        if spec.startswith("random:"):
+            preset = spec.removeprefix("random:")
+            if preset not in PRESETS:
+                raise BenchError(did_you_mean(preset, list(PRESETS), "model preset") + " (use random:<preset>)")
+            return cls("random", preset)
+        path = Path(spec).expanduser()
+        if path.exists():
+            if not (path / "config.json").is_file():
+                raise BenchError(f"model directory '{spec}' has no config.json; save one with save_pretrained()")
+            return cls("local", str(path.resolve()))
+        if _HUB_ID.match(spec) and not spec.startswith((".", "~")):
+            return cls("hub", spec)
+        raise BenchError(
+            f"model '{spec}' is neither a directory nor a hub id (org/name) nor random:<preset> "
+            f"(presets: {', '.join(PRESETS)})"
+        )
+
+    @property
+    def random_weights(self) -> bool:
+        return self.kind == "random"
+
+    def __str__(self) -> str:
+        return f"random:{self.name}" if self.kind == "random" else self.name
+
+
+def preset_config(preset: str) -> XGLMConfig:
+    return XGLMConfig(**PRESETS[preset])
+
+
+def load_backbone(source: ModelSource, *, seed: int = 0, trust_remote_code: bool = False) -> XGLMModel:
+    """An fp32 XGLMModel; random presets are initialised from `seed` so a recipe rebuilds identically."""
+    if source.kind == "random":
+        torch.manual_seed(seed)
+        return XGLMModel(preset_config(source.name)).eval()
+    try:
+        config = XGLMConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+        if config.model_type != "xglm":
+            raise BenchError(f"model '{source.name}' is a {config.model_type} model, not XGLM")
+        # XGLMModel takes the base weights out of an XGLMForCausalLM checkpoint ("model." prefix).
+        return XGLMModel.from_pretrained(
+            source.name, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=None
+        ).eval()
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "the hub" if source.kind == "hub" else "disk"
+        raise BenchError(f"could not load model '{source.name}' from {where}: {first}") from exc
+
+
+class XGLMClassifier(nn.Module):
+    """XGLM backbone + linear head on the last non-pad token. forward(input_ids, attention_mask) -> logits."""
+
+    def __init__(self, backbone: XGLMModel, num_labels: int) -> None:
+        super().__init__()
+        for layer in backbone.layers:
+            if not isinstance(layer.self_attn, SdpaAttention):
+                layer.self_attn = SdpaAttention.from_xglm(layer.self_attn)
+        self.backbone = backbone
+        self.dropout = nn.Dropout(backbone.config.dropout)
+        self.head = nn.Linear(backbone.config.d_model, num_labels)
+
+    @property
+    def config(self) -> XGLMConfig:
+        return self.backbone.config
+
+    @property
+    def attentions(self) -> list[SdpaAttention]:
+        return [layer.self_attn for layer in self.backbone.layers]
+
+    @property
+    def prefix_length(self) -> int:
+        return self.attentions[0].prefix_length
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask: [B, T] (right padded) -> last hidden states [B, T, D]."""
+        bsz, seq_len = input_ids.shape
+        prefix = self.prefix_length
+        device = input_ids.device
+        # Real tokens sit after the prefix: positions P..P+T-1 (XGLM ignores padding when numbering).
+        positions = torch.arange(prefix, prefix + seq_len, device=device)  # [T]
+        table = self.backbone.embed_positions
+        pos_emb = table.weights.index_select(0, positions + table.offset)  # [T, D]
+        hidden = self.backbone.embed_tokens(input_ids) + pos_emb.unsqueeze(0).to(self.head.weight.dtype)
+        hidden = nn.functional.dropout(hidden, p=float(self.backbone.dropout), training=self.training)
+        mask = attention_bias(attention_mask, prefix)  # [B, 1, T, P+T]
+        for layer in self.backbone.layers:
+            hidden = layer(hidden, attention_mask=mask)
+        return self.backbone.layer_norm(hidden)  # [B, T, D]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.hidden_states(input_ids, attention_mask)  # [B, T, D]
+        last = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # [B]: index of the last real token
+        pooled = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])).squeeze(1)  # [B, D]
+        return self.head(self.dropout(pooled))  # [B, num_labels]
+
+
+def attention_bias(attention_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:
+    """[B, T] 0/1 padding mask -> bool [B, 1, T, P+T]: causal over real keys, padding hidden, prefix always visible."""
+    seq_len = attention_mask.shape[1]
+    idx = torch.arange(seq_len, device=attention_mask.device)
+    causal = idx.view(1, -1) <= idx.view(-1, 1)  # [T, T]: key j visible to query i when j <= i
+    mask = causal.view(1, 1, seq_len, seq_len) & attention_mask.bool().view(-1, 1, 1, seq_len)  # [B, 1, T, T]
+    if prefix_length:
+        visible = torch.ones(mask.shape[0], 1, seq_len, prefix_length, dtype=torch.bool, device=mask.device)
+        mask = torch.cat([visible, mask], dim=-1)  # [B, 1, T, P+T]
+    return mask
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable), counting shared tensors once (XGLM ties its embedding and LM head)."""
+    seen: dict[int, nn.Parameter] = {}
+    for p in module.parameters():
+        seen.setdefault(id(p), p)
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return total, trainable

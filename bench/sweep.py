@@ -1,0 +1,278 @@
+"""Sweep execution: config -> variants -> artifacts -> runners -> records, one cell after another.
+
+Everything that can be checked before work starts (device, model source, data, tokenizer) is checked before
+the run directory exists, so bad input never leaves a run that looks finished. Each cell's records are
+appended as they are measured; a failing backend becomes failed records and the sweep goes on; Ctrl-C marks
+the run incomplete and keeps what was written.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from rich.console import Console
+
+from bench import artifacts
+from bench.backends import SkipCell, Target, prepare
+from bench.config import SweepConfig, VariantConfig
+from bench.data import TaskData, load_task_data, resolve_data_dir
+from bench.env import fingerprint
+from bench.errors import BenchError
+from bench.evalset import EvalSet
+from bench.measure import EvalPass, eval_pass, latency, memory, parity
+from bench.model import ModelSource, count_parameters
+from bench.records import make_record
+from bench.store import RunStore
+from bench.tasks import get_task
+from bench.tokenization import encode_pairs, load_tokenizer
+from bench.variants import BuildContext, builder
+
+
+@dataclass
+class Plan:
+    """What preflight established: the inputs every cell shares."""
+
+    source: ModelSource
+    data: dict[str, TaskData]
+    tokenizer: Any
+    tokenizer_note: str
+    threads: int
+    cache_dir: Path
+
+
+def preflight(cfg: SweepConfig, console: Console) -> Plan:
+    if cfg.measure.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError(
+            f"device 'cuda' requested but CUDA is not available here (torch {torch.__version__}); use --device cpu"
+        )
+    source = ModelSource.parse(cfg.model.source)
+    data_dir = resolve_data_dir(cfg.data.data_dir)
+    data = {}
+    for task in cfg.data.tasks:
+        data[task] = load_task_data(
+            task, source=cfg.data.source, data_dir=data_dir, languages=cfg.data.languages,
+            eval_split=cfg.data.eval_split, max_train=cfg.data.max_train_samples,
+            max_eval_per_language=cfg.data.max_eval_per_language, seed=cfg.seed,
+        )
+    texts = [t for d in data.values() for ex in [d.train, *d.eval.values()] for t in (*ex.premise, *ex.hypothesis)]
+    cache_dir = artifacts.default_cache_dir(cfg.cache_dir)
+    tokenizer, note = load_tokenizer(source, texts=texts, cache_dir=cache_dir, trust_remote_code=cfg.model.trust_remote_code)
+    threads = cfg.measure.threads or psutil.cpu_count(logical=False) or 1
+    return Plan(source, data, tokenizer, note, threads, cache_dir)
+
+
+def run_sweep(cfg: SweepConfig, console: Console) -> RunStore:
+    plan = preflight(cfg, console)
+    store = RunStore.create(Path(cfg.output_dir), cfg.name)
+    console.print(f"[bold]run[/] {store.path}")
+    store.write_text("config.toml", cfg.to_toml())
+    store.write_json("env.json", fingerprint())
+    try:
+        Sweep(cfg, plan, store, console).run()
+    except KeyboardInterrupt:
+        store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept")
+        raise
+    except BaseException as exc:
+        store.set_status("failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
+    store.set_status("complete", records=len(store.records()))
+    return store
+
+
+class Sweep:
+    def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console) -> None:
+        self.cfg, self.plan, self.store, self.console = cfg, plan, store, console
+        self.dense_latency: dict[tuple, float] = {}  # (task, backend, dtype, device, bs, seq) -> p50 ms
+        self.reference_variant = next((v.name for v in cfg.variants if v.method == "dense"), None)
+
+    def run(self) -> None:
+        torch.set_num_threads(self.plan.threads)
+        tok = self.plan.tokenizer
+        for task_name, data in self.plan.data.items():
+            self.console.print(f"[bold]{task_name}[/]: {data.source} ({data.source_detail}); train on {data.train.language} "
+                               f"{data.train_split} ({len(data.train)} rows), eval {data.eval_split} {', '.join(data.eval)}")
+            for note in data.notes:
+                self.console.print(f"  [yellow]note[/] {note}")
+            train_ids = encode_pairs(tok, data.train.premise, data.train.hypothesis, self.cfg.model.max_length)
+            evalset = self._evalset(data)
+            # Dense first: it is the reference for speedup_vs_dense.
+            for variant in sorted(self.cfg.variants, key=lambda v: v.name != self.reference_variant):
+                self._variant(variant, data, train_ids, evalset)
+
+    def _evalset(self, data: TaskData) -> EvalSet:
+        ids, labels, langs = [], [], []
+        for lang, ex in data.eval.items():
+            ids += encode_pairs(self.plan.tokenizer, ex.premise, ex.hypothesis, self.cfg.model.max_length)
+            labels += ex.label
+            langs += [lang] * len(ex)
+        return EvalSet(ids, np.asarray(labels), np.asarray(langs), self.plan.tokenizer.pad_token_id)
+
+    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> None:
+        base = self._variant_fields(variant, data)
+        try:
+            artifact, built = self._artifact(variant, data, train_ids)
+            model = artifact.load_model()  # measure exactly what was saved
+        except BenchError:
+            raise
+        except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
+            self.console.print(f"[red]variant {variant.name} failed to build[/]: {exc}")
+            for dtype in self.cfg.measure.dtypes:
+                for backend in self.cfg.measure.backends:
+                    self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
+            return
+        total, _ = count_parameters(model)
+        meta = artifact.meta
+        base |= {
+            "params_total": total,
+            "params_trainable": meta["params_trainable"],
+            "trainable_share": meta["params_trainable"] / total,
+            "artifact_key": artifact.key,
+            "artifact_bytes": artifact.disk_bytes(),
+            "artifact_built_this_run": built,
+            "train_s": meta["train"]["seconds"],
+            "train_steps": meta["train"]["steps"],
+            "train_final_loss": meta["train"]["final_loss"],
+            **meta["extra"],
+        }
+        batches = evalset.batches(self.cfg.measure.throughput_batch_size)
+        reference = self._reference_logits(model, evalset, batches)
+        for dtype in self.cfg.measure.dtypes:
+            for backend in self.cfg.measure.backends:
+                self._cell(model, base | {"backend": backend, "dtype": dtype}, evalset, batches, reference)
+        del model
+        gc.collect()
+
+    def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
+        return {
+            "run_id": self.store.run_id, "variant": variant.name, "task": data.task.name, "method": variant.method,
+            "device": self.cfg.measure.device, "device_name": _device_name(self.cfg.measure.device),
+            "model": str(self.plan.source), "random_weights": self.plan.source.random_weights,
+            "threads": self.plan.threads, "data_source": data.source, "train_split": data.train_split,
+            "eval_split": data.eval_split, "tokenizer": self.plan.tokenizer_note, "max_length": self.cfg.model.max_length,
+        }
+
+    def _artifact(self, variant: VariantConfig, data: TaskData, train_ids: list) -> tuple[artifacts.Artifact, bool]:
+        train_cfg = self.cfg.train_for(variant)
+        train_hash = hashlib.sha256(json.dumps([train_ids, data.train.label]).encode()).hexdigest()[:16]
+        recipe = {
+            "format": 1, "variant": variant.name, "method": variant.method,
+            "options": variant.model_dump(exclude={"name", "train", "method"}), "model": str(self.plan.source),
+            "task": data.task.name, "seed": self.cfg.seed, "train": train_cfg.model_dump(),
+            "max_length": self.cfg.model.max_length, "train_data": train_hash, "tokenizer": self.plan.tokenizer_note,
+        }
+        cached = artifacts.lookup(self.plan.cache_dir, recipe)
+        if cached is not None:
+            self.console.print(f"  {variant.name}: cached artifact {cached.path}")
+            return cached, False
+        ctx = BuildContext(
+            variant=variant, task=data.task, source=self.plan.source, train=train_cfg, seed=self.cfg.seed,
+            train_ids=train_ids, train_labels=data.train.label, pad_id=self.plan.tokenizer.pad_token_id,
+            device=torch.device(self.cfg.measure.device), console=self.console,
+            trust_remote_code=self.cfg.model.trust_remote_code,
+        )
+        built = builder(variant.method)(ctx)
+        train = built.train
+        meta = {
+            "architecture": built.architecture,
+            "params_trainable": built.extra.pop("params_trainable"),
+            "extra": built.extra,
+            "train": {"seconds": train.seconds, "steps": train.steps, "final_loss": train.final_loss,
+                      "losses": train.losses, "split": data.train_split, "rows": len(train_ids)},
+        }
+        artifact = artifacts.save(self.plan.cache_dir, recipe, built.model, self.plan.tokenizer, meta)
+        self.console.print(f"  {variant.name}: trained in {train.seconds:.1f} s, final loss {train.final_loss:.4f}; saved {artifact.path}")
+        return artifact, True
+
+    def _reference_logits(self, model, evalset: EvalSet, batches) -> np.ndarray:
+        runner = prepare("eager", model, Target(self.cfg.measure.device, "fp32", self.plan.threads), None,
+                         self.cfg.backend, self.store.path)
+        return eval_pass(runner, evalset, batches).logits
+
+    def _cell(self, model, base: dict[str, Any], evalset: EvalSet, batches, reference: np.ndarray) -> None:
+        cfg = self.cfg.measure
+        label = f"{base['variant']} {base['task']} {base['backend']} {base['dtype']}"
+        target = Target(cfg.device, base["dtype"], self.plan.threads)
+        workdir = self.store.path / "exports" / f"{base['variant']}-{base['task']}-{base['dtype']}"
+        example = evalset.fixed_batch(2, 16)
+        try:
+            runner = prepare(base["backend"], model, target, (example.input_ids, example.attention_mask), self.cfg.backend, workdir)
+        except SkipCell as exc:
+            self.console.print(f"  [yellow]skip[/] {label}: {exc}")
+            return self._emit_all(base, "skipped", str(exc))
+        except Exception as exc:
+            self.console.print(f"  [red]fail[/] {label}: {type(exc).__name__}: {exc}")
+            return self._emit_all(base, "failed", f"prepare: {type(exc).__name__}: {exc}")
+        base = base | runner.build_seconds | runner.info
+        self.console.print(f"  {label}: prepared " + " ".join(f"{k}={v:.1f}" for k, v in runner.build_seconds.items()))
+        try:
+            passed: EvalPass = eval_pass(runner, evalset, batches)
+        except Exception as exc:
+            self.console.print(f"  [red]fail[/] {label}: {type(exc).__name__}: {exc}")
+            return self._emit_all(base, "failed", f"evaluation pass: {type(exc).__name__}: {exc}")
+        base |= parity(passed.logits, reference)
+        if "throughput" in cfg.scenarios:
+            self._emit(base | passed.throughput_fields(), "throughput", batch_size=cfg.throughput_batch_size)
+        if "accuracy" in cfg.scenarios:
+            by_lang = evalset.accuracy_by_language(passed.logits.argmax(1))
+            self._emit(base | {"accuracy_by_language": by_lang, "accuracy": float(np.mean(list(by_lang.values()))),
+                               "eval_samples": len(evalset)}, "accuracy")
+        for bs in cfg.batch_sizes:
+            for seq in cfg.seq_lens:
+                batch = evalset.fixed_batch(bs, seq)
+                shape = {"batch_size": bs, "seq_len": seq, "padded_tokens": batch.padded_tokens, "real_tokens": batch.real_tokens}
+                if "latency" in cfg.scenarios:
+                    self._measure(label, base | shape, "latency", lambda: self._latency_fields(runner, batch, base))
+                if "memory" in cfg.scenarios:
+                    self._measure(label, base | shape, "memory", lambda: memory(runner, batch))
+        del runner
+        gc.collect()
+        if cfg.device == "cuda":
+            torch.cuda.empty_cache()
+
+    def _latency_fields(self, runner, batch, base: dict[str, Any]) -> dict[str, Any]:
+        stats = latency(runner, batch, self.cfg.measure)
+        bs, seq = batch.input_ids.shape
+        key = (base["task"], base["backend"], base["dtype"], base["device"], bs, seq)
+        if base["variant"] == self.reference_variant:
+            self.dense_latency[key] = stats.p50_ms
+        dense = self.dense_latency.get(key)
+        return stats.to_record() | {
+            "throughput_samples_per_s": bs / (stats.p50_ms / 1e3),
+            "throughput_tokens_per_s": batch.real_tokens / (stats.p50_ms / 1e3),
+            "speedup_vs_dense": dense / stats.p50_ms if dense else None,
+        }
+
+    def _measure(self, label: str, fields: dict[str, Any], scenario: str, fn) -> None:
+        try:
+            self._emit(fields | fn(), scenario)
+        except Exception as exc:
+            self.console.print(f"  [red]fail[/] {label} {scenario}: {type(exc).__name__}: {exc}")
+            self._emit(fields, scenario, status="failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _emit(self, fields: dict[str, Any], scenario: str, status: str = "ok", error: str | None = None, **extra: Any) -> None:
+        self.store.append(make_record(**fields, **extra, scenario=scenario, status=status, error=error))
+
+    def _emit_all(self, base: dict[str, Any], status: str, error: str) -> None:
+        """One record per scenario the cell would have produced, so every view sees the gap and its reason."""
+        cfg = self.cfg.measure
+        for scenario in cfg.scenarios:
+            shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens] if scenario in ("latency", "memory") else [(None, None)]
+            for bs, seq in shapes:
+                bs = cfg.throughput_batch_size if scenario == "throughput" else bs
+                self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    from bench.env import cpu_model
+
+    return cpu_model()

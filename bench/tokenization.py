@@ -1,0 +1,102 @@
+"""Tokenizers: the model's own, or (offline, random presets) one trained here on the text at hand and cached.
+
+Both end up as a transformers fast tokenizer that encodes a pair in XGLM's format `</s> A </s></s> B`,
+pads on the right and truncates longest-first, so everything downstream treats them alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from bench.errors import BenchError
+from bench.model import PRESETS, ModelSource
+
+# XGLM's special tokens and their ids (<s>=0, <pad>=1, </s>=2, <unk>=3); the trained tokenizer keeps them.
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def load_tokenizer(
+    source: ModelSource, *, texts: Sequence[str], cache_dir: Path, trust_remote_code: bool = False
+) -> tuple[PreTrainedTokenizerFast, str]:
+    """(tokenizer, one line saying where it came from). `texts` trains one when the model brings none."""
+    if source.kind != "random":
+        try:
+            tok = AutoTokenizer.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+            tok.padding_side = "right"
+            return tok, f"the model's own ({type(tok).__name__} from {source.name})"
+        except (OSError, ValueError) as exc:
+            if source.kind == "hub":
+                raise BenchError(f"could not load the tokenizer of '{source.name}' from the hub: {exc}") from exc
+        note = f"trained here (no tokenizer in {source.name})"
+    else:
+        note = "trained here (random-weight preset has no tokenizer)"
+    from transformers import XGLMConfig
+
+    vocab_size = XGLMConfig.from_pretrained(source.name).vocab_size if source.kind == "local" else PRESETS[source.name]["vocab_size"]
+    tok, key = trained_tokenizer(texts, vocab_size=min(vocab_size, 8192), cache_dir=cache_dir)
+    return tok, f"{note}: unigram, {len(tok)} tokens, cache key {key}"
+
+
+def trained_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path) -> tuple[PreTrainedTokenizerFast, str]:
+    """A SentencePiece-style unigram tokenizer trained on `texts`, cached under a hash of texts and size."""
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()[:16]
+    path = cache_dir / "tokenizers" / key
+    if (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path), key
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="</s> $A", pair="</s> $A </s> </s> $B", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        padding_side="right",
+    )
+    # Write then rename, so a concurrent or interrupted run never sees half a tokenizer.
+    tmp = path.parent / f"{key}.tmp-{os.getpid()}"
+    fast.save_pretrained(tmp)
+    try:
+        tmp.rename(path)
+    except OSError:  # another process cached the same tokenizer first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return fast, key
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerFast, premises: Sequence[str], hypotheses: Sequence[str], max_length: int
+) -> list[list[int]]:
+    """Token ids per example, unpadded, truncated longest-first to max_length."""
+    enc = tokenizer(list(premises), list(hypotheses), truncation=True, max_length=max_length)
+    return enc["input_ids"]
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to `length` (default: the longest) -> (input_ids, attention_mask), both int64 [B, T]."""
+    seq_len = length or max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), seq_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), seq_len), dtype=torch.long)
+    for row, x in enumerate(ids):
+        x = list(x)[:seq_len]
+        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        attention_mask[row, : len(x)] = 1
+    return input_ids, attention_mask

@@ -1,0 +1,1 @@
+"""P-tuning v2 prefixes: encoder, training policy, folding into static per-layer K/V. Never times anything."""

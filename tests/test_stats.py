@@ -1,0 +1,100 @@
+"""LatencyStats and ratio_ci95: golden numbers, numpy agreement, bootstrap invariants."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.stats import LatencyStats, ratio_ci95
+
+MS = 1_000_000  # ns per ms
+
+
+def test_percentiles_and_moments_match_numpy_on_1_to_100_ms():
+    ms = np.arange(1, 101, dtype=np.float64)
+    s = LatencyStats.from_ns((ms * MS).astype(np.int64))
+    assert s.count == 100
+    assert (s.p50_ms, s.p90_ms, s.p95_ms, s.p99_ms) == tuple(np.percentile(ms, [50, 90, 95, 99]))
+    assert s.p50_ms == 50.5  # linear interpolation: between the 50th and 51st sample
+    assert (s.mean_ms, s.std_ms, s.min_ms, s.max_ms) == (50.5, np.std(ms), 1.0, 100.0)
+    assert s.cv == s.std_ms / s.mean_ms
+    assert s.total_s == 5.05
+    assert s.outliers == 0
+
+
+def test_ci_contains_median_and_narrows_with_more_samples():
+    rng = np.random.default_rng(1)
+    few = LatencyStats.from_ns(rng.lognormal(np.log(5 * MS), 0.2, size=50))
+    many = LatencyStats.from_ns(rng.lognormal(np.log(5 * MS), 0.2, size=5000))
+    for s in (few, many):
+        assert s.ci95_low_ms < s.p50_ms < s.ci95_high_ms
+    assert many.ci95_high_ms - many.ci95_low_ms < (few.ci95_high_ms - few.ci95_low_ms) / 4
+
+
+def test_bootstrap_is_deterministic_across_chunked_resampling():
+    # 2500 samples x 2000 resamples exceeds one chunk, so this also goes through the chunked path.
+    samples = np.random.default_rng(2).integers(1 * MS, 3 * MS, size=2500)
+    assert LatencyStats.from_ns(samples) == LatencyStats.from_ns(samples.tolist())
+
+
+@pytest.mark.parametrize("n", [1, 20])
+def test_constant_samples_have_no_spread_and_a_degenerate_ci(n):
+    s = LatencyStats.from_ns([2 * MS] * n)
+    assert (s.std_ms, s.cv, s.outliers) == (0.0, 0.0, 0)
+    assert (s.ci95_low_ms, s.p50_ms, s.ci95_high_ms) == (2.0, 2.0, 2.0)
+
+
+def test_outliers_use_tukey_fences():
+    # Sorted: 1, 20..28, 100. Q1 = 21.5, Q3 = 26.5, IQR = 5, fences 14 and 34: 1 and 100 are out.
+    ms = [20, 21, 22, 23, 24, 25, 26, 27, 28, 1, 100]
+    assert LatencyStats.from_ns([m * MS for m in ms]).outliers == 2
+
+
+def test_to_record_keys_units_and_exact_ns_to_ms():
+    record = LatencyStats.from_ns([1_500_000, 2_500_000]).to_record()
+    assert set(record) == {
+        "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean",
+        "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_ci95_low",
+        "latency_ms_ci95_high", "latency_cv", "latency_outliers", "latency_count", "measured_s",
+    }
+    assert record["latency_ms_min"] == 1.5
+    assert record["latency_ms_max"] == 2.5
+    assert record["latency_ms_mean"] == record["latency_ms_p50"] == 2.0
+    assert record["latency_ms_std"] == 0.5
+    assert record["latency_cv"] == 0.25
+    assert record["latency_count"] == 2 and type(record["latency_count"]) is int
+    assert type(record["latency_outliers"]) is int
+    assert record["measured_s"] == 0.004
+    assert json.loads(json.dumps(record)) == record
+
+
+@pytest.mark.parametrize("bad", [[], np.array([]), [[1, 2]], [1, -5], [1.0, float("nan")]])
+def test_invalid_samples_raise(bad):
+    with pytest.raises(ValueError):
+        LatencyStats.from_ns(bad)
+
+
+def test_ratio_of_identical_distributions_contains_one():
+    rng = np.random.default_rng(3)
+    a, b = (rng.lognormal(np.log(4 * MS), 0.1, size=300) for _ in range(2))
+    ratio, low, high = ratio_ci95(a, b)
+    assert low <= ratio <= high
+    assert low < 1.0 < high
+    assert ratio_ci95(a, a)[0] == 1.0
+
+
+def test_ratio_of_2x_slower_is_about_2_and_excludes_one():
+    rng = np.random.default_rng(4)
+    base = rng.lognormal(np.log(4 * MS), 0.1, size=300)
+    slow = 2 * rng.lognormal(np.log(4 * MS), 0.1, size=300)
+    ratio, low, high = ratio_ci95(slow, base)
+    assert ratio == pytest.approx(2.0, rel=0.05)
+    assert 1.0 < low <= ratio <= high
+    assert ratio_ci95(slow, base) == (ratio, low, high)  # fixed seed: reproducible
+
+
+def test_ratio_rejects_empty_and_zero_baseline():
+    with pytest.raises(ValueError):
+        ratio_ci95([], [1, 2])
+    with pytest.raises(ValueError):
+        ratio_ci95([1, 2], [0, 0, 0])
