@@ -8,14 +8,13 @@ them in that order and records in `TaskData.notes` why each earlier one was skip
 import operator
 import os
 import random
-import socket
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
 from bench.errors import BenchError, did_you_mean
+from bench.hub import check_reachable, one_line
 from bench.tasks import TaskSpec, get_task
 
 SOURCES = ("auto", "hub", "local", "synthetic")
@@ -156,8 +155,6 @@ def _parse_languages(languages: list[str] | str) -> list[str] | None:
 
 _HUB_TEXT_COLUMNS = {"xnli": ("premise", "hypothesis"), "pawsx": ("sentence1", "sentence2")}
 _HUB_SPLITS = {"train": "train", "test": "test", "dev": "validation"}
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-_PROBE_TIMEOUT_S = 3.0
 
 
 def _load_hub(spec: TaskSpec, wanted: list[str] | None, eval_split: str) -> TaskData:
@@ -165,7 +162,7 @@ def _load_hub(spec: TaskSpec, wanted: list[str] | None, eval_split: str) -> Task
     for lang in languages:
         if lang not in spec.languages:
             raise BenchError(did_you_mean(lang, spec.languages, f"{spec.name} language on the hub"))
-    _check_hub_reachable()
+    check_reachable()
     try:
         import datasets
     except ImportError:
@@ -182,7 +179,7 @@ def _hub_examples(datasets: ModuleType, spec: TaskSpec, lang: str, split: str, n
         table = datasets.load_dataset(spec.hub_id, lang, split=_HUB_SPLITS[split])
         columns = table.select_columns([first, second, "label"]).to_dict()
     except Exception as exc:  # connection, missing config, cache, schema: all mean "not usable"
-        raise BenchError(f"could not load {spec.hub_id} ({lang}, {split}): {_one_line(exc)}") from exc
+        raise BenchError(f"could not load {spec.hub_id} ({lang}, {split}): {one_line(exc)}") from exc
     # PAWS-X marks missing labels -1; such rows cannot be scored.
     rows = [
         (p, h, y)
@@ -193,53 +190,6 @@ def _hub_examples(datasets: ModuleType, spec: TaskSpec, lang: str, split: str, n
         dropped = len(columns["label"]) - len(rows)
         notes.append(f"{lang} {split}: dropped {dropped} rows without a valid label")
     return Examples(lang, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-
-
-def _check_hub_reachable() -> None:
-    """Fail in seconds when the hub cannot answer.
-
-    Without a network, datasets.load_dataset retries for about 23 s before it gives up (measured on a
-    machine with no DNS), which would stall every `auto` run; a direct TCP connect answers in 3 s at most.
-    """
-    for var in _OFFLINE_VARS:
-        if os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-            raise BenchError(f"{var}={os.environ[var]} is set (offline mode)")
-    host, port = _hub_address()
-    outcome: list[OSError | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    # A thread bounds the DNS lookup too, which the socket timeout does not cover.
-    probe = threading.Thread(target=connect, daemon=True)
-    probe.start()
-    probe.join(_PROBE_TIMEOUT_S)
-    if not outcome:
-        raise BenchError(f"no answer from {host}:{port} within {_PROBE_TIMEOUT_S:g} s (no network?)")
-    if outcome[0] is not None:
-        raise BenchError(f"cannot reach {host}:{port} ({_one_line(outcome[0])})")
-
-
-def _hub_address() -> tuple[str, int]:
-    """Where a hub request first connects: the endpoint ($HF_ENDPOINT), or the proxy in front of it."""
-    import urllib.parse
-    import urllib.request
-
-    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    proxy = urllib.request.getproxies().get(url.scheme)
-    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
-        url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 # -------------------------------------------------------------------------------------------- local

@@ -19,6 +19,7 @@ from transformers import XGLMConfig, XGLMModel
 
 from bench.attention import SdpaAttention
 from bench.errors import BenchError, did_you_mean
+from bench.hub import check_reachable, one_line
 
 # Named architectures with random weights (gpt-fast style presets). 564M is facebook/xglm-564M's shape.
 PRESETS: dict[str, dict[str, int]] = {
@@ -72,18 +73,34 @@ def load_backbone(source: ModelSource, *, seed: int = 0, trust_remote_code: bool
     if source.kind == "random":
         torch.manual_seed(seed)
         return XGLMModel(preset_config(source.name)).eval()
+    offline = source.kind == "hub" and hub_unreachable()
     try:
-        config = XGLMConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+        config = XGLMConfig.from_pretrained(
+            source.name, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
+        )
         if config.model_type != "xglm":
             raise BenchError(f"model '{source.name}' is a {config.model_type} model, not XGLM")
         # XGLMModel takes the base weights out of an XGLMForCausalLM checkpoint ("model." prefix).
         return XGLMModel.from_pretrained(
-            source.name, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=None
+            source.name, dtype=torch.float32, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
         ).eval()
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = "the hub" if source.kind == "hub" else "disk"
-        raise BenchError(f"could not load model '{source.name}' from {where}: {first}") from exc
+        if source.kind == "local":
+            raise BenchError(f"could not load model directory '{source.name}': {one_line(exc)}") from exc
+        why = f"the hub is unreachable ({offline}) and it is not in the local cache" if offline else one_line(exc)
+        raise BenchError(
+            f"could not load model '{source.name}' from the hub: {why}; download it where the hub is reachable "
+            "or pass a local directory"
+        ) from exc
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached now, or None; offline, loading falls back to the local cache."""
+    try:
+        check_reachable()
+    except BenchError as exc:
+        return str(exc)
+    return None
 
 
 class XGLMClassifier(nn.Module):

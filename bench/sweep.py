@@ -31,7 +31,6 @@ from bench.measure import EvalPass, eval_pass, latency, memory, parity
 from bench.model import ModelSource, count_parameters
 from bench.records import make_record
 from bench.store import RunStore
-from bench.tasks import get_task
 from bench.tokenization import encode_pairs, load_tokenizer
 from bench.variants import BuildContext, builder
 
@@ -147,8 +146,7 @@ class Sweep:
         for dtype in self.cfg.measure.dtypes:
             for backend in self.cfg.measure.backends:
                 self._cell(model, base | {"backend": backend, "dtype": dtype}, evalset, batches, reference)
-        del model
-        gc.collect()
+                _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it before the next
 
     def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
         return {
@@ -232,10 +230,6 @@ class Sweep:
                     self._measure(label, base | shape, "latency", lambda: self._latency_fields(runner, batch, base))
                 if "memory" in cfg.scenarios:
                     self._measure(label, base | shape, "memory", lambda: memory(runner, batch))
-        del runner
-        gc.collect()
-        if cfg.device == "cuda":
-            torch.cuda.empty_cache()
 
     def _latency_fields(self, runner, batch, base: dict[str, Any]) -> dict[str, Any]:
         stats = latency(runner, batch, self.cfg.measure)
@@ -268,6 +262,12 @@ class Sweep:
             for bs, seq in shapes:
                 bs = cfg.throughput_batch_size if scenario == "throughput" else bs
                 self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _device_name(device: str) -> str:

@@ -16,7 +16,8 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from bench.errors import BenchError
-from bench.model import PRESETS, ModelSource
+from bench.hub import one_line
+from bench.model import PRESETS, ModelSource, hub_unreachable
 
 # XGLM's special tokens and their ids (<s>=0, <pad>=1, </s>=2, <unk>=3); the trained tokenizer keeps them.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -27,13 +28,17 @@ def load_tokenizer(
 ) -> tuple[PreTrainedTokenizerFast, str]:
     """(tokenizer, one line saying where it came from). `texts` trains one when the model brings none."""
     if source.kind != "random":
+        offline = source.kind == "hub" and hub_unreachable()
         try:
-            tok = AutoTokenizer.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(
+                source.name, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
+            )
             tok.padding_side = "right"
             return tok, f"the model's own ({type(tok).__name__} from {source.name})"
         except (OSError, ValueError) as exc:
             if source.kind == "hub":
-                raise BenchError(f"could not load the tokenizer of '{source.name}' from the hub: {exc}") from exc
+                why = f"the hub is unreachable ({offline}) and it is not in the local cache" if offline else one_line(exc)
+                raise BenchError(f"could not load the tokenizer of '{source.name}' from the hub: {why}") from exc
         note = f"trained here (no tokenizer in {source.name})"
     else:
         note = "trained here (random-weight preset has no tokenizer)"

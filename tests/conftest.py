@@ -14,3 +14,89 @@ def shared_data_dir() -> Path:
     if not (path / "XNLI-1.0").is_dir():
         pytest.skip(f"real data not found at {path}; set BENCH_DATA_DIR to the shared data folder")
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Integration fixtures: tiny sweeps on the real shared rows, offline, with every path in tmp dirs.
+
+import copy
+import io
+import time
+from types import SimpleNamespace
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture
+def bench_env(monkeypatch, tmp_path_factory):
+    """Offline (no hub probe), artifacts and tokenizers in a tmp dir, no data dir from the caller's env."""
+    cache = tmp_path_factory.mktemp("bench-env-cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_config(shared_data_dir):
+    """Factory: a tiny sweep config as a dict (random:tiny, XNLI en+sw from the shared rows, short
+    training, fast measurement). Nested keyword sections are merged into the defaults."""
+
+    def make(output_dir, cache_dir, **sections) -> dict:
+        base = {
+            "name": "tiny",
+            "seed": 0,
+            "output_dir": str(output_dir),
+            "cache_dir": str(cache_dir),
+            "model": {"source": "random:tiny", "max_length": 64},
+            "data": {
+                "tasks": ["xnli"], "source": "local", "data_dir": str(shared_data_dir),
+                "languages": ["en", "sw"], "eval_split": "test",
+                "max_train_samples": 64, "max_eval_per_language": 16,
+            },
+            "train": {"steps": 4, "batch_size": 16, "lr": 1e-3},
+            "variants": [{"name": "dense-ft", "method": "dense"}],
+            "measure": {
+                "device": "cpu", "dtypes": ["fp32"], "backends": ["eager", "compile", "onnxruntime"],
+                "scenarios": ["latency", "throughput", "memory", "accuracy"],
+                "batch_sizes": [4], "seq_lens": [32], "throughput_batch_size": 8,
+                "warmup_iters": 1, "min_iters": 3, "min_time_s": 0.0,
+            },
+        }
+        return _deep_merge(base, sections)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tiny_config, tmp_path_factory):
+    """The one full sweep of the session: eager, compile and onnxruntime on cpu fp32 (compile and ONNX
+    export are the expensive parts, so every test that needs their results shares this run)."""
+    from rich.console import Console
+
+    from bench.config import parse_config
+    from bench.sweep import run_sweep
+
+    root = tmp_path_factory.mktemp("tiny-sweep")
+    data = tiny_config(root / "runs", root / "cache")
+    cfg = parse_config(data)
+    buffer = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("BENCH_CACHE_DIR", str(root / "env-cache"))
+        mp.delenv("BENCH_DATA_DIR", raising=False)
+        started = time.perf_counter()
+        store = run_sweep(cfg, Console(file=buffer, width=200))
+        seconds = time.perf_counter() - started
+    return SimpleNamespace(
+        cfg=cfg, data=data, store=store, path=store.path, records=store.records(), output=buffer.getvalue(),
+        root=root, cache_dir=root / "cache", seconds=seconds,
+    )

@@ -295,7 +295,7 @@ def test_hub_rows_are_read_by_column_name(monkeypatch):
         )
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr("bench.data._check_hub_reachable", lambda: None)
+    monkeypatch.setattr("bench.data.check_reachable", lambda: None)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = load_task_data("pawsx", source="hub", languages=["ja"], eval_split="dev")
     assert requests == [
