@@ -52,12 +52,15 @@ def run(
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
         cfg = load_config(config or packaged_config("default"), overrides)
-        from bench.sweep import run_sweep
+        from bench.sweep import Interrupted, run_sweep
 
         try:
             store = run_sweep(cfg, console)
+        except Interrupted as exc:
+            err_console.print(f"[yellow]interrupted[/]: {exc.run_dir} is marked incomplete; its finished records are kept")
+            raise typer.Exit(130) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: the run is marked incomplete; finished records are kept")
+            err_console.print("[yellow]interrupted[/] before the run started; nothing was written")
             raise typer.Exit(130) from None
         _render(store.path)
         console.print(f"results: {store.path / 'results.jsonl'}")

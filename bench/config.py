@@ -85,6 +85,15 @@ class MeasureConfig(_Strict):
             raise ValueError(f"every value must be >= 1, got {values}")
         return values
 
+    @field_validator("dtypes", "backends", "scenarios", "batch_sizes", "seq_lens")
+    @classmethod
+    def _no_repeats(cls, values: list) -> list:
+        # A repeated entry would measure the same cell twice under one key.
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"repeated entries: {', '.join(repeated)}")
+        return values
+
 
 class CompileOptions(_Strict):
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
@@ -147,6 +156,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BenchError(f"config file '{path}' not found") from None
+    except IsADirectoryError:
+        raise BenchError(f"config file '{path}' is a directory; give a .toml file") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"config file '{path}' is not UTF-8 text") from None
+    except OSError as exc:
+        raise BenchError(f"cannot read config file '{path}': {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"config file '{path}' is not valid TOML: {exc}") from None
     for dotted, value in (overrides or {}).items():

@@ -9,6 +9,8 @@ dynamic shapes stay under our control; attention is bench.attention.SdpaAttentio
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,26 +70,43 @@ def preset_config(preset: str) -> XGLMConfig:
     return XGLMConfig(**PRESETS[preset])
 
 
+def backbone_config(source: ModelSource, *, trust_remote_code: bool = False) -> XGLMConfig:
+    """The backbone's config, checked to be XGLM; cheap, so preflight calls it before any run exists."""
+    if source.kind == "random":
+        return preset_config(source.name)
+    with _loading(source) as offline:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code, local_files_only=offline)
+    if config.model_type != "xglm":
+        raise BenchError(f"model '{source.name}' is a {config.model_type} model, not XGLM")
+    return config
+
+
 def load_backbone(source: ModelSource, *, seed: int = 0, trust_remote_code: bool = False) -> XGLMModel:
     """An fp32 XGLMModel; random presets are initialised from `seed` so a recipe rebuilds identically."""
+    config = backbone_config(source, trust_remote_code=trust_remote_code)
     if source.kind == "random":
         torch.manual_seed(seed)
-        return XGLMModel(preset_config(source.name)).eval()
-    offline = source.kind == "hub" and hub_unreachable()
-    try:
-        config = XGLMConfig.from_pretrained(
-            source.name, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
-        )
-        if config.model_type != "xglm":
-            raise BenchError(f"model '{source.name}' is a {config.model_type} model, not XGLM")
+        return XGLMModel(config).eval()
+    with _loading(source) as offline:
         # XGLMModel takes the base weights out of an XGLMForCausalLM checkpoint ("model." prefix).
         return XGLMModel.from_pretrained(
-            source.name, dtype=torch.float32, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
+            source.name, config=config, dtype=torch.float32, trust_remote_code=trust_remote_code,
+            local_files_only=offline,
         ).eval()
+
+
+@contextmanager
+def _loading(source: ModelSource) -> Iterator[bool]:
+    """Yields whether to stay offline (hub unreachable: the local cache only); load errors become one line."""
+    why_offline = hub_unreachable() if source.kind == "hub" else None
+    try:
+        yield why_offline is not None
     except (OSError, ValueError) as exc:
         if source.kind == "local":
             raise BenchError(f"could not load model directory '{source.name}': {one_line(exc)}") from exc
-        why = f"the hub is unreachable ({offline}) and it is not in the local cache" if offline else one_line(exc)
+        why = f"the hub is unreachable ({why_offline}) and it is not in the local cache" if why_offline else one_line(exc)
         raise BenchError(
             f"could not load model '{source.name}' from the hub: {why}; download it where the hub is reachable "
             "or pass a local directory"

@@ -28,11 +28,19 @@ from bench.env import fingerprint
 from bench.errors import BenchError
 from bench.evalset import EvalSet
 from bench.measure import EvalPass, eval_pass, latency, memory, parity
-from bench.model import ModelSource, count_parameters
+from bench.model import ModelSource, backbone_config, count_parameters
 from bench.records import make_record
 from bench.store import RunStore
 from bench.tokenization import encode_pairs, load_tokenizer
 from bench.variants import BuildContext, builder
+
+
+class Interrupted(Exception):
+    """Ctrl-C after the run directory existed: it is marked incomplete and keeps its finished records."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
 @dataclass
@@ -53,6 +61,9 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
             f"device 'cuda' requested but CUDA is not available here (torch {torch.__version__}); use --device cpu"
         )
     source = ModelSource.parse(cfg.model.source)
+    positions = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code).max_position_embeddings
+    if cfg.model.max_length > positions:
+        raise BenchError(f"model.max_length {cfg.model.max_length} exceeds the model's {positions} positions")
     data_dir = resolve_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
@@ -77,10 +88,11 @@ def run_sweep(cfg: SweepConfig, console: Console) -> RunStore:
     try:
         Sweep(cfg, plan, store, console).run()
     except KeyboardInterrupt:
-        store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept")
-        raise
+        store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept",
+                         records=len(store.records()))
+        raise Interrupted(store.path) from None
     except BaseException as exc:
-        store.set_status("failed", reason=f"{type(exc).__name__}: {exc}")
+        store.set_status("failed", reason=f"{type(exc).__name__}: {exc}", records=len(store.records()))
         raise
     store.set_status("complete", records=len(store.records()))
     return store

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from bench.errors import BenchError
 from bench.hub import one_line
-from bench.model import PRESETS, ModelSource, hub_unreachable
+from bench.model import ModelSource, backbone_config, hub_unreachable
 
 # XGLM's special tokens and their ids (<s>=0, <pad>=1, </s>=2, <unk>=3); the trained tokenizer keeps them.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -42,9 +42,7 @@ def load_tokenizer(
         note = f"trained here (no tokenizer in {source.name})"
     else:
         note = "trained here (random-weight preset has no tokenizer)"
-    from transformers import XGLMConfig
-
-    vocab_size = XGLMConfig.from_pretrained(source.name).vocab_size if source.kind == "local" else PRESETS[source.name]["vocab_size"]
+    vocab_size = backbone_config(source, trust_remote_code=trust_remote_code).vocab_size
     tok, key = trained_tokenizer(texts, vocab_size=min(vocab_size, 8192), cache_dir=cache_dir)
     return tok, f"{note}: unigram, {len(tok)} tokens, cache key {key}"
 

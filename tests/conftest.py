@@ -1,7 +1,11 @@
 """Shared pytest fixtures."""
 
+import copy
+import io
 import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,11 +22,6 @@ def shared_data_dir() -> Path:
 
 # ------------------------------------------------------------------------------------------------
 # Integration fixtures: tiny sweeps on the real shared rows, offline, with every path in tmp dirs.
-
-import copy
-import io
-import time
-from types import SimpleNamespace
 
 
 def _deep_merge(base: dict, overrides: dict) -> dict:

@@ -71,3 +71,8 @@ def test_toml_errors_are_one_line(tmp_path):
     with pytest.raises(BenchError, match="not found"):
         load_config(tmp_path / "missing.toml")
     assert tomllib.loads(SweepConfig().to_toml())["measure"]["device"] == "cpu"
+
+
+def test_repeated_measure_entries_are_rejected():
+    with pytest.raises(BenchError, match="repeated entries: eager"):
+        parse_config({"measure": {"backends": ["eager", "eager"]}})

@@ -1,0 +1,328 @@
+"""The `bench` command line: bad input is one clear line, a non-zero exit and no run directory; good input
+runs, renders and reports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+from typer.testing import CliRunner
+
+import bench.sweep
+from bench.cli import app
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(autouse=True)
+def _offline(bench_env):
+    """Every test here runs offline with its caches in tmp dirs."""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def write_config(tiny_config, tmp_path, out_dir):
+    """Factory: write a tiny sweep config (with section overrides) to a TOML file; returns its path."""
+
+    def write(name: str = "sweep.toml", cache_dir: Path | None = None, **sections) -> Path:
+        path = tmp_path / name
+        config = tiny_config(out_dir, cache_dir or tmp_path / "cache", **sections)
+        path.write_text(tomli_w.dumps(config), encoding="utf-8")
+        return path
+
+    return write
+
+
+def _text(value: str) -> str:
+    return ANSI.sub("", value)
+
+
+def assert_user_error(result, out_dir: Path, *needles: str) -> str:
+    """Exit != 0 through the CLI's own error path, exactly one line saying what is wrong, no run directory."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"uncaught {type(result.exception).__name__}: {result.exception}"
+    )
+    assert result.exit_code != 0
+    lines = [line for line in _text(result.output).splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{result.output}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert line in _text(result.stderr)
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    assert not out_dir.exists() or not any(out_dir.iterdir()), f"a run directory was created: {list(out_dir.iterdir())}"
+    return line
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def test_unknown_preset_suggests_the_close_one(runner, write_config, out_dir):
+    result = runner.invoke(app, ["run", str(write_config()), "--model", "random:tinyy"])
+    assert_user_error(result, out_dir, "tinyy", "did you mean 'tiny'", "tiny, small, 564M")
+
+
+def test_nonexistent_model_path(runner, write_config, out_dir, tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = runner.invoke(app, ["run", str(write_config()), "--model", str(missing)])
+    assert_user_error(result, out_dir, str(missing))
+
+
+def test_nonexistent_relative_model_path(runner, write_config, out_dir, tmp_path, monkeypatch):
+    # 'models/xglm-mine' does not exist here; it reads like a hub id, and the hub is offline.
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", str(write_config()), "--model", "models/xglm-mine"])
+    assert_user_error(result, out_dir, "models/xglm-mine")
+
+
+def test_model_directory_without_config_json(runner, write_config, out_dir, tmp_path):
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
+    assert_user_error(result, out_dir, str(folder), "config.json")
+
+
+def test_model_directory_of_another_architecture(runner, write_config, out_dir, tmp_path):
+    folder = tmp_path / "bert-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 100}))
+    result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
+    assert_user_error(result, out_dir, "bert", "XGLM")
+
+
+def test_model_directory_with_a_broken_config_json(runner, write_config, out_dir, tmp_path):
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
+    assert_user_error(result, out_dir, "config.json")
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def test_missing_data_directory(runner, write_config, out_dir, tmp_path):
+    nowhere = tmp_path / "nowhere"
+    config = write_config(data={"source": "local", "data_dir": str(nowhere)})
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, str(nowhere), "does not exist")
+
+
+def test_malformed_tsv_row_names_file_and_line(runner, write_config, out_dir, tmp_path, shared_data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(shared_data_dir / "tiny" / "XNLI-1.0", data / "XNLI-1.0")
+    test_file = data / "XNLI-1.0" / "xnli.test.tsv"
+    text = test_file.read_text(encoding="utf-8").rstrip("\n")
+    bad_line = text.count("\n") + 2
+    test_file.write_text(f"{text}\nen\tneutral\tonly three fields\n", encoding="utf-8")
+    config = write_config(data={"data_dir": str(data)})
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, "xnli.test.tsv", f"line {bad_line}")
+
+
+def test_unknown_language_lists_the_available_ones(runner, write_config, out_dir):
+    config = write_config(data={"languages": ["en", "xx"]})
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, "'xx'", "available: en, es, sw, ur")
+
+
+# ---------------------------------------------------------------------------------- device, output
+
+
+def test_cuda_without_cuda(runner, write_config, out_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = runner.invoke(app, ["run", str(write_config()), "--device", "cuda"])
+    assert_user_error(result, out_dir, "cuda", "not available")
+
+
+def test_output_dir_that_cannot_be_created(runner, write_config, out_dir):
+    result = runner.invoke(app, ["run", str(write_config()), "--output-dir", "/proc/forbidden"])
+    assert_user_error(result, out_dir, "/proc/forbidden", "--output-dir")
+    assert not Path("/proc/forbidden").exists()
+
+
+def test_output_dir_under_a_file(runner, write_config, out_dir, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    target = a_file / "runs"
+    result = runner.invoke(app, ["run", str(write_config()), "--output-dir", str(target)])
+    assert_user_error(result, out_dir, str(target))
+    assert a_file.read_text() == "x"
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+def test_bad_field_value_names_field_allowed_and_given(runner, write_config, out_dir):
+    config = write_config(measure={"device": "tpu"})
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, "measure.device", "'cpu'", "'cuda'", "'tpu'", config.name)
+
+
+def test_unknown_config_key_is_rejected(runner, write_config, out_dir):
+    config = write_config(measure={"warmup_iterations": 3})
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, "measure.warmup_iterations", "not permitted")
+
+
+def test_unknown_method_in_a_variant(runner, write_config, out_dir):
+    config = write_config(variants=[{"name": "lora-ft", "method": "lora"}])
+    result = runner.invoke(app, ["run", str(config)])
+    assert_user_error(result, out_dir, "variants.0.method", "'lora'", "available: dense")
+
+
+def test_unknown_backend_on_the_command_line(runner, write_config, out_dir):
+    result = runner.invoke(app, ["run", str(write_config()), "--backends", "eager,onnx"])
+    assert_user_error(result, out_dir, "measure.backends", "'onnx'", "'onnxruntime'")
+
+
+def test_missing_config_file(runner, out_dir, tmp_path):
+    missing = tmp_path / "nope.toml"
+    result = runner.invoke(app, ["run", str(missing), "--output-dir", str(out_dir)])
+    assert_user_error(result, out_dir, str(missing), "not found")
+
+
+def test_config_path_is_a_directory(runner, out_dir, tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    result = runner.invoke(app, ["run", str(folder), "--output-dir", str(out_dir)])
+    assert_user_error(result, out_dir, str(folder))
+
+
+def test_invalid_toml(runner, out_dir, tmp_path):
+    config = tmp_path / "broken.toml"
+    config.write_text("[measure\ndevice = 'cpu'\n")
+    result = runner.invoke(app, ["run", str(config), "--output-dir", str(out_dir)])
+    assert_user_error(result, out_dir, str(config), "not valid TOML")
+
+
+# ------------------------------------------------------------------------------------ good runs
+
+
+def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_sweep, tmp_path):
+    # The config asks for every backend and another model; the command line narrows it to eager on tiny.
+    config = write_config(model={"source": "random:small"}, cache_dir=tiny_sweep.cache_dir)
+    result = runner.invoke(app, ["run", str(config), "--backends", "eager", "--model", "random:tiny",
+                                 "--name", "from-cli", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out_dir.iterdir()
+    assert run_dir.name.endswith("-from-cli")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "complete"
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert {r["backend"] for r in records} == {"eager"}
+    assert {r["model"] for r in records} == {"random:tiny"}
+    assert all(r["status"] == "ok" for r in records)
+    output = _text(result.output)
+    assert "results:" in output and "results.jsonl" in output
+    assert "Latency" in output and "Accuracy" in output
+
+
+def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out_dir, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.sweep, "memory", interrupted)
+    result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager"]}))])
+    assert result.exit_code == 130
+    (run_dir,) = out_dir.iterdir()
+    assert "interrupted" in _text(result.stderr) and run_dir.name in _text(result.stderr)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert {r["scenario"] for r in records} == {"throughput", "accuracy", "latency"}
+    # The interrupted run still renders, saying what it is.
+    report = runner.invoke(app, ["report", str(run_dir)])
+    assert report.exit_code == 0, report.output
+    assert "incomplete" in _text(report.output) and "interrupted" in _text(report.output)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def test_report_on_a_directory_that_is_not_a_run(runner, tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    line = assert_user_error(result, tmp_path / "runs", str(tmp_path), "not a run directory")
+    assert "results.jsonl" in line
+
+
+def test_report_on_a_missing_directory(runner, tmp_path):
+    missing = tmp_path / "gone"
+    result = runner.invoke(app, ["report", str(missing)])
+    assert_user_error(result, tmp_path / "runs", str(missing))
+
+
+def test_report_renders_the_sweep(runner, tiny_sweep):
+    result = runner.invoke(app, ["report", str(tiny_sweep.path)])
+    assert result.exit_code == 0, result.output
+    text = _text(result.output)
+    assert tiny_sweep.path.name in text
+    assert "complete" in text
+    for backend in ("eager", "compile", "onnxruntime"):
+        assert backend in text
+    eager = next(r for r in tiny_sweep.records if r["backend"] == "eager" and r["scenario"] == "latency")
+    assert f"{eager['latency_ms_p50']:.2f}" in text
+    assert "random-weight backbone" in text
+
+
+def test_report_on_a_truncated_results_file(runner, tiny_sweep, tmp_path):
+    copy = tmp_path / tiny_sweep.path.name
+    shutil.copytree(tiny_sweep.path, copy)
+    with open(copy / "results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"status": "ok", "scen')
+    lines = len((copy / "results.jsonl").read_text().splitlines())
+    result = runner.invoke(app, ["report", str(copy)])
+    assert_user_error(result, tmp_path / "runs", f"results.jsonl:{lines}", "not a JSON record")
+
+
+# --------------------------------------------------------------------------------------------- env
+
+
+def test_env_prints_the_fingerprint_as_json(runner):
+    import torch
+
+    result = runner.invoke(app, ["env"])
+    assert result.exit_code == 0, result.output
+    env = json.loads(_text(result.stdout))
+    assert env["torch_version"] == torch.__version__
+    assert "cuda_available" in env
+
+
+# ------------------------------------------------------------------------------ the console script
+
+
+def test_python_dash_m_bench_help():
+    done = subprocess.run([sys.executable, "-m", "bench", "--help"], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("run", "report", "env"):
+        assert re.search(rf"\b{command}\b", done.stdout), done.stdout
+
+
+def test_console_script_reports_bad_input_in_one_line(tmp_path):
+    script = Path(sys.executable).with_name("bench")
+    if not script.is_file():
+        pytest.skip("the bench console script is not installed next to this interpreter")
+    missing = tmp_path / "no-run-here"
+    done = subprocess.run([str(script), "report", str(missing)], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: '{missing}' is not a run directory (no results.jsonl or run.json)"
+    ]
