@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,12 @@ def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, devi
     batch, seq = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC
     args = tuple(t.to(device) for t in example)
     chatter = io.StringIO()
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed", irrelevant to XGLM
     try:
-        with contextlib.redirect_stdout(chatter), torch.inference_mode(False), torch.no_grad():
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
                 model, args, str(path), dynamo=True, input_names=list(INPUT_NAMES), output_names=["logits"],
                 dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES},
@@ -72,6 +78,8 @@ def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, devi
     except Exception as exc:
         tail = chatter.getvalue().strip().splitlines()[-3:]
         raise RuntimeError(f"ONNX export failed: {exc}" + (f" ({' | '.join(tail)})" if tail else "")) from exc
+    finally:
+        exporter_log.setLevel(level)
 
 
 @dataclass
