@@ -52,14 +52,10 @@ class Artifact:
         return (self.path / MODEL_FILE).stat().st_size
 
     def load_model(self):
-        """Rebuild the classifier from JSON metadata and load the safetensors weights (strict)."""
-        from safetensors.torch import load_model
+        """Rebuild the classifier from JSON metadata and load the safetensors weights (per architecture kind)."""
+        from bench.variants import load_artifact_model
 
-        from bench.variants import rebuild_model
-
-        model = rebuild_model(self.meta["architecture"])
-        load_model(model, str(self.path / MODEL_FILE), strict=True)
-        return model.eval()
+        return load_artifact_model(self.path / MODEL_FILE, self.meta["architecture"])
 
     def load_tokenizer(self):
         from transformers import AutoTokenizer
@@ -76,15 +72,21 @@ def artifact_path(cache_dir: Path, recipe: dict[str, Any]) -> Path:
     return cache_dir / "artifacts" / f"{recipe['variant']}-{recipe['task']}-{recipe_key(recipe)}"
 
 
-def save(cache_dir: Path, recipe: dict[str, Any], model, tokenizer, meta: dict[str, Any]) -> Artifact:
-    """Write into a temporary directory, then rename: an interrupted save never looks like an artifact."""
-    from safetensors.torch import save_model
+def save(cache_dir: Path, recipe: dict[str, Any], model, tokenizer, meta: dict[str, Any], state_dict=None) -> Artifact:
+    """Write into a temporary directory, then rename: an interrupted save never looks like an artifact.
+
+    state_dict: the tensors to keep when a method stores less than the whole model (a prefix and a head).
+    """
+    from safetensors.torch import save_file, save_model
 
     path = artifact_path(cache_dir, recipe)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / MODEL_FILE))
+    if state_dict is None:
+        save_model(model, str(tmp / MODEL_FILE))
+    else:
+        save_file({k: t.contiguous() for k, t in state_dict.items()}, str(tmp / MODEL_FILE))
     tokenizer.save_pretrained(tmp)
     full_meta = {"key": recipe_key(recipe), "recipe": recipe, **meta}
     (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True))

@@ -43,14 +43,13 @@ class SdpaAttention(nn.Module):
     def prefix_length(self) -> int:
         return 0 if self.prefix_k is None else int(self.prefix_k.shape[2])
 
-    def set_prefix(self, key: torch.Tensor | None, value: torch.Tensor | None, *, trainable: bool = False) -> None:
+    def set_prefix(self, key: torch.Tensor | None, value: torch.Tensor | None, *, persistent: bool = True) -> None:
         """Fill (or clear, with None) the prefix slot; key/value: [1, heads, P, head_dim].
 
-        A frozen prefix is a persistent buffer, so it is saved with the state dict and exported as a
-        constant; a trainable one is a Parameter.
+        persistent: a folded prefix, saved with the state dict and exported as a constant (a buffer).
+        Otherwise the tensors are kept as they are, graph included: how a prefix encoder trains through it.
         """
         for name in ("prefix_k", "prefix_v"):
-            self._parameters.pop(name, None)
             self._buffers.pop(name, None)
             self.__dict__.pop(name, None)
         if key is None or value is None:
@@ -61,11 +60,11 @@ class SdpaAttention(nn.Module):
             raise ValueError(
                 f"prefix K/V must both have shape {expected} for this layer; got {tuple(key.shape)} and {tuple(value.shape)}"
             )
-        for name, tensor in (("prefix_k", key), ("prefix_v", value)):
-            if trainable:
-                self.register_parameter(name, nn.Parameter(tensor))
-            else:
-                self.register_buffer(name, tensor.detach(), persistent=True)
+        if persistent:
+            self.register_buffer("prefix_k", key.detach().clone(), persistent=True)
+            self.register_buffer("prefix_v", value.detach().clone(), persistent=True)
+        else:
+            self.prefix_k, self.prefix_v = key, value
 
     def forward(
         self,

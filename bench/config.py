@@ -36,10 +36,17 @@ class DataConfig(_Strict):
     eval_split: Literal["test", "dev"] = "test"
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_per_language: int | None = Field(None, ge=1)
+    # Resource level of each language in XGLM's pre-training data (CC100-XL, Lin et al. 2022, table 9):
+    # the grouping the study reports accuracy by. Languages in no group are reported ungrouped.
+    language_groups: dict[str, list[str]] = Field(default_factory=lambda: {
+        "high": ["en", "ru", "zh", "de", "es", "fr", "ja"],
+        "medium": ["ar", "bg", "el", "ko", "tr", "vi", "th"],
+        "low": ["hi", "sw", "ur"],
+    })
 
 
 class TrainConfig(_Strict):
-    steps: int | None = Field(None, ge=1, description="optimiser steps; overrides epochs")
+    steps: int | None = Field(None, ge=0, description="optimiser steps; overrides epochs; 0 = untrained (speed-only)")
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(2e-5, gt=0)
@@ -53,6 +60,27 @@ class VariantConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[\w.+-]+$")
     method: str = "dense"
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of [train] for this variant")
+    seeds: list[int] | None = Field(None, min_length=1, description="training seeds; default: the sweep's seed")
+    # method = "prompt" (P-tuning v2)
+    prompt_length: int | None = Field(None, ge=1, le=128, description="prefix length P")
+    prompt_mlp: bool = Field(False, description="train the prefix through an MLP, folded away afterwards")
+    prompt_mlp_hidden: int = Field(512, ge=1)
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the prefix during training")
+    prefix_artifact: str | None = Field(None, description="reuse a trained prompt artifact instead of training")
+
+    @model_validator(mode="after")
+    def _method_options(self) -> "VariantConfig":
+        if self.method == "prompt":
+            if self.prompt_length is None and self.prefix_artifact is None:
+                raise ValueError(f"variant '{self.name}': method 'prompt' needs prompt_length (1 to 128) or prefix_artifact")
+        elif self.prompt_length is not None or self.prefix_artifact is not None or self.prompt_mlp:
+            raise ValueError(f"variant '{self.name}': prompt_* options apply to method 'prompt', not '{self.method}'")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"variant '{self.name}': repeated seeds {self.seeds}")
+        return self
+
+    def seeds_or(self, default: int) -> list[int]:
+        return self.seeds or [default]
 
     @field_validator("method")
     @classmethod
@@ -119,6 +147,11 @@ class SweepConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    # Training policy per method, between [train] and a variant's own overrides. Prompt tuning wants a far
+    # larger learning rate and more epochs than full fine-tuning (P-tuning v2: 5e-3 to 1e-2).
+    method_train: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"prompt": {"lr": 5e-3, "epochs": 3.0, "weight_decay": 0.0}}
+    )
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="dense-ft")], min_length=1)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     backend: BackendOptions = Field(default_factory=BackendOptions)
@@ -134,7 +167,9 @@ class SweepConfig(_Strict):
         return self
 
     def train_for(self, variant: VariantConfig) -> TrainConfig:
-        return TrainConfig.model_validate({**self.train.model_dump(), **variant.train})
+        """[train], then the method's policy ([method_train.<method>]), then the variant's own overrides."""
+        policy = self.method_train.get(variant.method, {})
+        return TrainConfig.model_validate({**self.train.model_dump(), **policy, **variant.train})
 
     def to_toml(self) -> str:
         import tomli_w

@@ -146,18 +146,22 @@ class XGLMClassifier(nn.Module):
     def prefix_length(self) -> int:
         return self.attentions[0].prefix_length
 
+    @property
+    def position_offset(self) -> int:
+        """Real tokens are numbered after the prefix, as transformers numbers tokens after a cache of length P."""
+        return self.prefix_length
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask: [B, T] (right padded) -> last hidden states [B, T, D]."""
-        bsz, seq_len = input_ids.shape
-        prefix = self.prefix_length
-        device = input_ids.device
+        seq_len = input_ids.shape[1]
+        offset = self.position_offset
         # Real tokens sit after the prefix: positions P..P+T-1 (XGLM ignores padding when numbering).
-        positions = torch.arange(prefix, prefix + seq_len, device=device)  # [T]
+        positions = torch.arange(offset, offset + seq_len, device=input_ids.device)  # [T]
         table = self.backbone.embed_positions
         pos_emb = table.weights.index_select(0, positions + table.offset)  # [T, D]
         hidden = self.backbone.embed_tokens(input_ids) + pos_emb.unsqueeze(0).to(self.head.weight.dtype)
         hidden = nn.functional.dropout(hidden, p=float(self.backbone.dropout), training=self.training)
-        mask = attention_bias(attention_mask, prefix)  # [B, 1, T, P+T]
+        mask = attention_bias(attention_mask, self.prefix_length)  # [B, 1, T, P+T]
         for layer in self.backbone.layers:
             hidden = layer(hidden, attention_mask=mask)
         return self.backbone.layer_norm(hidden)  # [B, T, D]
@@ -181,11 +185,29 @@ def attention_bias(attention_mask: torch.Tensor, prefix_length: int) -> torch.Te
     return mask
 
 
+def weights_fingerprint(module: nn.Module) -> str:
+    """A cheap identity of a set of weights: every tensor's name, shape and first values, hashed.
+
+    Tells a prefix artifact which backbone it was trained on; reading all 564M values would take seconds.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(total, trainable), counting shared tensors once (XGLM ties its embedding and LM head)."""
-    seen: dict[int, nn.Parameter] = {}
+    """(total, trainable). Shared tensors count once (XGLM ties embedding and LM head); a folded prefix
+    (persistent prefix_k/prefix_v buffers) counts as parameters: it is learned weights, frozen for inference."""
+    seen: dict[int, torch.Tensor] = {}
     for p in module.parameters():
         seen.setdefault(id(p), p)
-    total = sum(p.numel() for p in seen.values())
-    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    for name, buffer in module.named_buffers():
+        if name.rsplit(".", 1)[-1] in ("prefix_k", "prefix_v"):
+            seen.setdefault(id(buffer), buffer)
+    total = sum(t.numel() for t in seen.values())
+    trainable = sum(t.numel() for t in seen.values() if t.requires_grad)
     return total, trainable

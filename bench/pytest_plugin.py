@@ -1,1 +1,369 @@
-"""pytest plugin (entry point pytest11): fixtures for benchmarking XGLM variants with pytest-benchmark."""
+"""pytest plugin (entry point pytest11): benchmark an XGLM variant on a backend with pytest-benchmark in a few lines.
+
+    def test_dense_eager(xglm_bench, benchmark):
+        runner, batch = xglm_bench.runner("random:tiny", "eager", batch_size=8, seq_len=64)
+        xglm_bench.run(benchmark, runner, batch)
+
+`runner` builds or loads the model, prepares the backend once per session (compile and ONNX export take seconds
+to minutes, so runners are shared by every test that asks for the same model, backend and target) and makes a
+right-padded batch of random token ids with its eager fp32 logits. `run` times the runner with
+`benchmark.pedantic`, synchronising the device inside every round (pytest-benchmark's timer does not), then puts
+throughput, shape, memory, parity and build times into `benchmark.extra_info`. A backend, device or dtype this
+machine cannot serve is skipped with the reason, never passed. This module is imported by every pytest run in an
+environment that has the package, so it imports torch and the harness only when a fixture is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from bench.backends import Runner, Target
+    from bench.model import ModelSource, XGLMClassifier
+
+# --xglm-bench-<name>: (environment variable, default, help). Defaults suit CI on shared CPUs; a dedicated
+# runner asks for more rounds.
+OPTIONS: dict[str, tuple[str, str, str]] = {
+    "rounds": ("XGLM_BENCH_ROUNDS", "10", "timed rounds per benchmark"),
+    "warmup": ("XGLM_BENCH_WARMUP", "2", "untimed warm-up rounds per benchmark (at least 1: compile recompiles at a new shape)"),
+    "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu or cuda"),
+    "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, fp16 or bf16"),
+}
+DEVICES = ("cpu", "cuda")
+DTYPES = ("fp32", "fp16", "bf16")
+# Hardware and software stack only: pytest-benchmark warns on every compare whose machine_info differs, so no
+# timestamps or commits here (it records commit_info itself).
+MACHINE_KEYS = (
+    "cpu_model", "cpu_cores_physical", "gpus", "nvidia_driver_version", "torch_cuda_version", "cudnn_version",
+    "cusparselt_version", "torch_version", "transformers_version", "onnxruntime_version", "onnxruntime_providers",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xglm-bench", "XGLM benchmark fixtures (bench.pytest_plugin)")
+    for name, (env, default, text) in OPTIONS.items():
+        group.addoption(f"--xglm-bench-{name}", default=None, help=f"{text} (env {env}; default {default})")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: optional, so pytest without it still starts
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from bench.env import fingerprint
+
+    env = fingerprint()
+    machine_info["xglm_bench"] = {key: env.get(key) for key in MACHINE_KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    warmup_rounds: int
+    device: str
+    dtype: str
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        def value(name: str) -> str:
+            env, default, _ = OPTIONS[name]
+            return config.getoption(f"--xglm-bench-{name}") or os.environ.get(env) or default
+
+        rounds, warmup = _count(value("rounds"), "rounds", 1), _count(value("warmup"), "warmup", 1)
+        device, dtype = value("device"), value("dtype")
+        if device not in DEVICES or dtype not in DTYPES:
+            raise pytest.UsageError(
+                f"--xglm-bench-device/--xglm-bench-dtype: allowed {'|'.join(DEVICES)} and {'|'.join(DTYPES)}, "
+                f"got {device!r} and {dtype!r}"
+            )
+        return cls(rounds, warmup, device, dtype)
+
+
+def _count(text: str, name: str, minimum: int) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = minimum - 1
+    if count < minimum:
+        raise pytest.UsageError(f"--xglm-bench-{name} ({OPTIONS[name][0]}): an integer >= {minimum}, got {text!r}")
+    return count
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to benchmark. source: `random:<preset>`, a hub id or save_pretrained directory (untrained head), or an
+    artifact directory written by `bench run` (loaded as trained). method: a bench.variants.METHODS name; other
+    than dense it is built by its registered builder after one training step on random ids, with `options`
+    (VariantConfig fields, e.g. {"prompt_length": 16}). prefix_length: fill every layer's prefix slot with random
+    K/V of that length, the inference cost of a folded P-tuning v2 prefix."""
+
+    source: str = "random:tiny"
+    method: str = "dense"
+    options: dict[str, Any] = field(default_factory=dict)
+    prefix_length: int = 0
+    num_labels: int = 3
+    seed: int = 0
+
+    @property
+    def key(self) -> tuple:
+        return (self.source, self.method, tuple(sorted(self.options.items())), self.prefix_length, self.num_labels, self.seed)
+
+
+@dataclass(frozen=True)
+class BenchBatch:
+    """One benchmark input and what eager fp32 makes of it: the reference of the parity check."""
+
+    input_ids: torch.Tensor  # [B, T] int64, right padded
+    attention_mask: torch.Tensor  # [B, T] 0/1
+    reference_logits: np.ndarray  # [B, labels] float32: the same model in eager fp32 on the CPU
+    info: dict[str, Any]  # model and input description, copied into extra_info
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+class XglmBench:
+    """The `xglm_bench` fixture: one per session, holding the models and prepared runners it built."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.settings, self.workdir = settings, workdir
+        self._models: dict[tuple, tuple[XGLMClassifier, dict[str, Any]]] = {}
+        self._runners: dict[tuple, Runner] = {}
+
+    def model(self, spec: ModelSpec | str = "random:tiny") -> tuple[XGLMClassifier, dict[str, Any]]:
+        """(fp32 classifier on the CPU, its description for extra_info), built once per session."""
+        spec = ModelSpec(spec) if isinstance(spec, str) else spec
+        if spec.key not in self._models:
+            self._models[spec.key] = _build_model(spec)
+        return self._models[spec.key]
+
+    def runner(
+        self, model: ModelSpec | str = "random:tiny", backend: str = "eager", *, batch_size: int = 8, seq_len: int = 64,
+        device: str | None = None, dtype: str | None = None, threads: int | None = None,
+    ) -> tuple[Runner, BenchBatch]:
+        """A prepared runner (shared across the session) and a fresh batch of exactly [batch_size, seq_len]."""
+        from bench.backends import Target
+
+        spec = ModelSpec(model) if isinstance(model, str) else model
+        target = Target(device or self.settings.device, dtype or self.settings.dtype, threads or _physical_cores())
+        _check_target(backend, target)
+        classifier, info = self.model(spec)
+        batch = _random_batch(classifier, info, batch_size, seq_len, spec.seed)
+        key = (spec.key, backend, target)
+        if key not in self._runners:
+            self._runners[key] = self._prepare(backend, classifier, target, batch)
+        return self._runners[key], batch
+
+    def run(
+        self, benchmark: Any, runner: Runner, batch: BenchBatch, *, rounds: int | None = None, warmup_rounds: int | None = None,
+    ) -> dict[str, Any]:
+        """Time `runner` on `batch` with benchmark.pedantic; returns what it put into benchmark.extra_info."""
+        from bench.measure import parity
+        from bench.memory import measure_memory
+
+        rounds, warmup_rounds = rounds or self.settings.rounds, warmup_rounds or self.settings.warmup_rounds
+        inputs = runner.inputs(batch.input_ids, batch.attention_mask)  # on the device once, outside any round
+
+        def step() -> None:
+            runner(inputs)
+            runner.synchronize()  # the host clock must see the device's work finished
+
+        if benchmark.group is None:  # a table per variant and shape, backends side by side
+            benchmark.group = f"{batch.info['variant']} {batch.batch_size}x{batch.seq_len}"
+        with _torch_threads(runner.target.threads):
+            # setup: each round starts on an idle device (the input copy above is asynchronous on CUDA).
+            benchmark.pedantic(step, setup=runner.synchronize, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+            seconds, source = _median_seconds(benchmark, runner, inputs, rounds, warmup_rounds)
+            memory = measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device)
+            logits = runner.logits(runner(inputs))
+        info = {
+            **batch.info, "backend": runner.backend, "device": runner.target.device, "dtype": runner.target.dtype,
+            "threads": runner.target.threads, "batch_size": batch.batch_size, "seq_len": batch.seq_len,
+            "rounds": rounds, "warmup_rounds": warmup_rounds,
+            "latency_ms_median": seconds * 1e3, "latency_source": source,
+            "throughput_samples_per_s": batch.batch_size / seconds,
+            "throughput_tokens_per_s": batch.real_tokens / seconds,  # real tokens only
+            "throughput_padded_tokens_per_s": batch.batch_size * batch.seq_len / seconds,
+            **runner.build_seconds, **runner.info, **memory, **parity(logits, batch.reference_logits),
+        }
+        benchmark.extra_info.update(info)
+        return info
+
+    def _prepare(self, backend: str, model: XGLMClassifier, target: Target, batch: BenchBatch) -> Runner:
+        from bench.backends import SkipCell, prepare
+        from bench.config import BackendOptions
+
+        workdir = self.workdir / f"runner-{len(self._runners)}-{backend}"
+        try:
+            with _torch_threads(target.threads):  # compile's first call runs here
+                return prepare(backend, model, target, (batch.input_ids, batch.attention_mask), BackendOptions(), workdir)
+        except SkipCell as exc:
+            pytest.skip(f"{backend} on {target.device} {target.dtype}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def xglm_bench(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> XglmBench:
+    """Builds models and runners once per session; `runner(...)` then `run(benchmark, runner, batch)`."""
+    return XglmBench(Settings.from_config(pytestconfig), tmp_path_factory.mktemp("xglm-bench"))
+
+
+def _check_target(backend: str, target: Target) -> None:
+    """A misspelt name is the caller's error; a capability this machine lacks is a skip."""
+    import torch
+
+    from bench.backends import BACKENDS
+    from bench.errors import BenchError, did_you_mean
+
+    for value, allowed, what in ((backend, BACKENDS, "backend"), (target.device, DEVICES, "device"), (target.dtype, DTYPES, "dtype")):
+        if value not in allowed:
+            raise BenchError(did_you_mean(value, list(allowed), what))
+    # Before the model is built: a 564M model costs seconds that a skip should not.
+    if target.device == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"{backend} on cuda: CUDA is not available on this machine (torch {torch.__version__})")
+
+
+def _build_model(spec: ModelSpec) -> tuple[XGLMClassifier, dict[str, Any]]:
+    import torch
+
+    from bench.artifacts import META_FILE, Artifact
+    from bench.errors import BenchError
+    from bench.model import ModelSource, XGLMClassifier, count_parameters, load_backbone
+
+    path = Path(spec.source).expanduser()
+    if (path / META_FILE).is_file():
+        if spec.method != "dense" or spec.options:
+            raise BenchError(f"'{spec.source}' is an artifact: it brings its own method; give no method or options")
+        artifact = Artifact.open(path)
+        recipe = artifact.meta["recipe"]
+        model, method, variant = artifact.load_model(), recipe["method"], recipe["variant"]
+        random_weights = str(recipe["model"]).startswith("random:")
+    else:
+        source = ModelSource.parse(spec.source)
+        method, variant, random_weights = spec.method, spec.method, source.random_weights
+        if spec.method == "dense" and not spec.options:
+            backbone = load_backbone(source, seed=spec.seed)
+            torch.manual_seed(spec.seed)
+            # Untrained head: timing does not depend on trained values, and parity compares the same weights.
+            model = XGLMClassifier(backbone, spec.num_labels).eval()
+        else:
+            model = _build_variant(spec, source)
+    if spec.prefix_length:
+        _fill_prefix(model, spec.prefix_length, spec.seed)
+        variant += f"+prefix{spec.prefix_length}"
+    total, trainable = count_parameters(model)
+    info = {
+        "model": spec.source, "variant": variant, "method": method, "prompt_length": model.prefix_length,
+        "random_weights": random_weights, "params_total": total, "params_trainable": trainable,
+    }
+    return model, info
+
+
+def _build_variant(spec: ModelSpec, source: ModelSource) -> XGLMClassifier:
+    """A method's own builder, trained one step on random ids: timing needs its shapes, not a useful accuracy."""
+    import torch
+
+    from bench.config import TrainConfig, VariantConfig
+    from bench.errors import BenchError, did_you_mean
+    from bench.model import backbone_config
+    from bench.tasks import TaskSpec
+    from bench.variants import METHODS, BuildContext, builder
+
+    if spec.method not in METHODS:
+        raise BenchError(did_you_mean(spec.method, list(METHODS), "method"))
+    config = backbone_config(source)
+    g = torch.Generator().manual_seed(spec.seed)
+    rows = torch.randint(4, config.vocab_size, (8, 16), generator=g).tolist()  # 4: past XGLM's special tokens
+    labels = torch.randint(0, spec.num_labels, (8,), generator=g).tolist()
+    task = TaskSpec("benchmark", tuple(f"label{i}" for i in range(spec.num_labels)), ("en",), hub_id="")
+    ctx = BuildContext(
+        variant=VariantConfig(name=spec.method, method=spec.method, **spec.options), task=task, source=source,
+        train=TrainConfig(steps=1, batch_size=8), seed=spec.seed, backbone_seed=spec.seed, train_ids=rows,
+        train_labels=labels, pad_id=config.pad_token_id, device=torch.device("cpu"),
+    )
+    return builder(spec.method)(ctx).model.cpu().eval()
+
+
+def _fill_prefix(model: XGLMClassifier, length: int, seed: int) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    for attn in model.attentions:
+        shape = (1, attn.num_heads, length, attn.head_dim)  # [1, H, P, Dh]
+        attn.set_prefix(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+
+
+def _random_batch(model: XGLMClassifier, info: dict[str, Any], batch_size: int, seq_len: int, seed: int) -> BenchBatch:
+    """Random token ids, lengths between seq_len/2 and seq_len (the first row full), right padded to seq_len.
+    Latency does not depend on which tokens they are; padding and the pooled position do."""
+    import torch
+
+    from bench.errors import BenchError
+    from bench.tokenization import pad_batch
+
+    config = model.config
+    if model.prefix_length + seq_len > config.max_position_embeddings:
+        raise BenchError(
+            f"seq_len {seq_len} + prefix {model.prefix_length} exceeds the model's {config.max_position_embeddings} positions"
+        )
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(max(1, seq_len // 2), seq_len + 1, (batch_size,), generator=g)
+    lengths[0] = seq_len
+    rows = [torch.randint(4, config.vocab_size, (int(n),), generator=g).tolist() for n in lengths]
+    input_ids, attention_mask = pad_batch(rows, config.pad_token_id, seq_len)
+    with torch.inference_mode():
+        reference = model(input_ids, attention_mask).float().numpy()
+    note = (
+        f"random token ids (seed {seed}), not text; lengths {seq_len // 2 or 1}..{seq_len}, right padded: "
+        f"{int(attention_mask.sum())} of {batch_size * seq_len} tokens real"
+    )
+    return BenchBatch(input_ids, attention_mask, reference, {**info, "input": note})
+
+
+def _median_seconds(benchmark: Any, runner: Runner, inputs: Any, rounds: int, warmup: int) -> tuple[float, str]:
+    """The benchmark's own median; under --benchmark-disable (no stats), a short measurement of our own."""
+    import numpy as np
+
+    from bench.timing import time_iterations
+
+    if benchmark.stats:
+        return float(benchmark.stats.stats.median), "pytest-benchmark median"
+    samples = time_iterations(
+        lambda: runner(inputs), synchronize=runner.synchronize, cuda_events=runner.cuda_events,
+        warmup=warmup, min_iters=rounds, min_time_s=0.0, max_time_s=60.0,
+    )
+    return float(np.median(samples)) / 1e9, "bench.timing median (pytest-benchmark disabled)"
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Pin torch's intra-op threads as the sweep does, and give the session back its own setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or 1

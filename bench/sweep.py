@@ -61,9 +61,11 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
             f"device 'cuda' requested but CUDA is not available here (torch {torch.__version__}); use --device cpu"
         )
     source = ModelSource.parse(cfg.model.source)
-    positions = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code).max_position_embeddings
-    if cfg.model.max_length > positions:
-        raise BenchError(f"model.max_length {cfg.model.max_length} exceeds the model's {positions} positions")
+    backbone = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code)
+    _check_lengths(cfg, backbone.max_position_embeddings)
+    for variant in cfg.variants:
+        if variant.prefix_artifact:
+            _check_prefix_artifact(variant, backbone)
     data_dir = resolve_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
@@ -127,38 +129,75 @@ class Sweep:
         return EvalSet(ids, np.asarray(labels), np.asarray(langs), self.plan.tokenizer.pad_token_id)
 
     def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> None:
-        base = self._variant_fields(variant, data)
-        try:
-            artifact, built = self._artifact(variant, data, train_ids)
-            model = artifact.load_model()  # measure exactly what was saved
-        except BenchError:
-            raise
-        except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
-            self.console.print(f"[red]variant {variant.name} failed to build[/]: {exc}")
-            for dtype in self.cfg.measure.dtypes:
-                for backend in self.cfg.measure.backends:
-                    self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
-            return
+        """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
+        every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
+        seeds = variant.seeds_or(self.cfg.seed)
+        batches = evalset.batches(self.cfg.measure.throughput_batch_size)
+        per_seed: list[dict[str, float]] = []
+        for index, seed in enumerate(seeds):
+            base = self._variant_fields(variant, data) | {"seed": seed}
+            try:
+                artifact, built = self._artifact(variant, data, train_ids, seed)
+                model = artifact.load_model()  # measure exactly what was saved
+            except BenchError:
+                raise
+            except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
+                self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {exc}")
+                for dtype in self.cfg.measure.dtypes:
+                    for backend in self.cfg.measure.backends:
+                        self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
+                continue
+            base |= self._artifact_fields(model, artifact, built)
+            reference = self._reference_logits(model, evalset, batches)
+            per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
+            if index == 0:
+                for dtype in self.cfg.measure.dtypes:
+                    for backend in self.cfg.measure.backends:
+                        self._cell(model, base | {"backend": backend, "dtype": dtype}, evalset, batches, reference)
+                        _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it first
+            elif "accuracy" in self.cfg.measure.scenarios:
+                self._emit(base | self._accuracy_fields(per_seed[-1], evalset) | {"backend": "eager", "dtype": "fp32"},
+                           "accuracy", seed_replicate=True)
+        if len(per_seed) > 1 and "accuracy" in self.cfg.measure.scenarios:
+            self._emit_seed_aggregate(variant, data, seeds, per_seed, evalset)
+
+    def _artifact_fields(self, model, artifact: artifacts.Artifact, built: bool) -> dict[str, Any]:
         total, _ = count_parameters(model)
         meta = artifact.meta
-        base |= {
+        train = meta.get("train") or {}
+        extra = dict(meta["extra"])
+        training_total = extra.pop("params_total_training", total)
+        return {
             "params_total": total,
             "params_trainable": meta["params_trainable"],
-            "trainable_share": meta["params_trainable"] / total,
+            "trainable_share": meta["params_trainable"] / training_total,
             "artifact_key": artifact.key,
             "artifact_bytes": artifact.disk_bytes(),
             "artifact_built_this_run": built,
-            "train_s": meta["train"]["seconds"],
-            "train_steps": meta["train"]["steps"],
-            "train_final_loss": meta["train"]["final_loss"],
-            **meta["extra"],
+            "train_s": train.get("seconds"),
+            "train_steps": train.get("steps"),
+            "train_final_loss": train.get("final_loss"),
+            **extra,
         }
-        batches = evalset.batches(self.cfg.measure.throughput_batch_size)
-        reference = self._reference_logits(model, evalset, batches)
-        for dtype in self.cfg.measure.dtypes:
-            for backend in self.cfg.measure.backends:
-                self._cell(model, base | {"backend": backend, "dtype": dtype}, evalset, batches, reference)
-                _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it before the next
+
+    def _accuracy_fields(self, by_lang: dict[str, float], evalset: EvalSet) -> dict[str, Any]:
+        groups = {g: [lang for lang in langs if lang in by_lang] for g, langs in self.cfg.data.language_groups.items()}
+        return {
+            "accuracy_by_language": by_lang, "accuracy": float(np.mean(list(by_lang.values()))),
+            "language_groups": {g: langs for g, langs in groups.items() if langs}, "eval_samples": len(evalset),
+        }
+
+    def _emit_seed_aggregate(self, variant: VariantConfig, data: TaskData, seeds: list[int],
+                             per_seed: list[dict[str, float]], evalset: EvalSet) -> None:
+        langs = list(per_seed[0])
+        table = np.array([[run[lang] for lang in langs] for run in per_seed])  # [seeds, languages]
+        means = dict(zip(langs, table.mean(0).tolist()))
+        fields = self._variant_fields(variant, data) | self._accuracy_fields(means, evalset) | {
+            "backend": "eager", "dtype": "fp32", "seed": None, "seeds": seeds, "aggregate": "mean_over_seeds",
+            "accuracy_by_language_std": dict(zip(langs, table.std(0, ddof=1).tolist())),
+            "accuracy_std": float(table.mean(1).std(ddof=1)),
+        }
+        self._emit(fields, "accuracy")
 
     def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
         return {
@@ -169,13 +208,13 @@ class Sweep:
             "eval_split": data.eval_split, "tokenizer": self.plan.tokenizer_note, "max_length": self.cfg.model.max_length,
         }
 
-    def _artifact(self, variant: VariantConfig, data: TaskData, train_ids: list) -> tuple[artifacts.Artifact, bool]:
+    def _artifact(self, variant: VariantConfig, data: TaskData, train_ids: list, seed: int) -> tuple[artifacts.Artifact, bool]:
         train_cfg = self.cfg.train_for(variant)
         train_hash = hashlib.sha256(json.dumps([train_ids, data.train.label]).encode()).hexdigest()[:16]
         recipe = {
             "format": 1, "variant": variant.name, "method": variant.method,
-            "options": variant.model_dump(exclude={"name", "train", "method"}), "model": str(self.plan.source),
-            "task": data.task.name, "seed": self.cfg.seed, "train": train_cfg.model_dump(),
+            "options": variant.model_dump(exclude={"name", "train", "method", "seeds"}), "model": str(self.plan.source),
+            "task": data.task.name, "seed": seed, "backbone_seed": self.cfg.seed, "train": train_cfg.model_dump(),
             "max_length": self.cfg.model.max_length, "train_data": train_hash, "tokenizer": self.plan.tokenizer_note,
         }
         cached = artifacts.lookup(self.plan.cache_dir, recipe)
@@ -183,7 +222,7 @@ class Sweep:
             self.console.print(f"  {variant.name}: cached artifact {cached.path}")
             return cached, False
         ctx = BuildContext(
-            variant=variant, task=data.task, source=self.plan.source, train=train_cfg, seed=self.cfg.seed,
+            variant=variant, task=data.task, source=self.plan.source, train=train_cfg, seed=seed, backbone_seed=self.cfg.seed,
             train_ids=train_ids, train_labels=data.train.label, pad_id=self.plan.tokenizer.pad_token_id,
             device=torch.device(self.cfg.measure.device), console=self.console,
             trust_remote_code=self.cfg.model.trust_remote_code,
@@ -194,11 +233,16 @@ class Sweep:
             "architecture": built.architecture,
             "params_trainable": built.extra.pop("params_trainable"),
             "extra": built.extra,
-            "train": {"seconds": train.seconds, "steps": train.steps, "final_loss": train.final_loss,
-                      "losses": train.losses, "split": data.train_split, "rows": len(train_ids)},
+            "train": None if train is None else {
+                "seconds": train.seconds, "steps": train.steps, "final_loss": train.final_loss,
+                "losses": train.losses, "split": data.train_split, "rows": len(train_ids)},
         }
-        artifact = artifacts.save(self.plan.cache_dir, recipe, built.model, self.plan.tokenizer, meta)
-        self.console.print(f"  {variant.name}: trained in {train.seconds:.1f} s, final loss {train.final_loss:.4f}; saved {artifact.path}")
+        artifact = artifacts.save(self.plan.cache_dir, recipe, built.model, self.plan.tokenizer, meta, built.state_dict)
+        if train is None:
+            self.console.print(f"  {variant.name}: nothing trained; saved {artifact.path}")
+        else:
+            loss = "-" if train.final_loss is None else f"{train.final_loss:.4f}"
+            self.console.print(f"  {variant.name} (seed {seed}): {train.steps} steps in {train.seconds:.1f} s, final loss {loss}; saved {artifact.path}")
         return artifact, True
 
     def _reference_logits(self, model, evalset: EvalSet, batches) -> np.ndarray:
@@ -231,9 +275,7 @@ class Sweep:
         if "throughput" in cfg.scenarios:
             self._emit(base | passed.throughput_fields(), "throughput", batch_size=cfg.throughput_batch_size)
         if "accuracy" in cfg.scenarios:
-            by_lang = evalset.accuracy_by_language(passed.logits.argmax(1))
-            self._emit(base | {"accuracy_by_language": by_lang, "accuracy": float(np.mean(list(by_lang.values()))),
-                               "eval_samples": len(evalset)}, "accuracy")
+            self._emit(base | self._accuracy_fields(evalset.accuracy_by_language(passed.logits.argmax(1)), evalset), "accuracy")
         for bs in cfg.batch_sizes:
             for seq in cfg.seq_lens:
                 batch = evalset.fixed_batch(bs, seq)
@@ -250,11 +292,14 @@ class Sweep:
         if base["variant"] == self.reference_variant:
             self.dense_latency[key] = stats.p50_ms
         dense = self.dense_latency.get(key)
-        return stats.to_record() | {
+        fields = stats.to_record() | {
             "throughput_samples_per_s": bs / (stats.p50_ms / 1e3),
             "throughput_tokens_per_s": batch.real_tokens / (stats.p50_ms / 1e3),
             "speedup_vs_dense": dense / stats.p50_ms if dense else None,
         }
+        if base["method"] == "prompt" and dense:
+            fields["prefix_overhead_vs_dense"] = stats.p50_ms / dense  # the prefix's cost at this shape
+        return fields
 
     def _measure(self, label: str, fields: dict[str, Any], scenario: str, fn) -> None:
         try:
@@ -274,6 +319,32 @@ class Sweep:
             for bs, seq in shapes:
                 bs = cfg.throughput_batch_size if scenario == "throughput" else bs
                 self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+
+
+def _check_lengths(cfg: SweepConfig, positions: int) -> None:
+    """Real tokens follow the prefix, so prefix + tokens must fit the position table."""
+    longest = max([cfg.model.max_length, *cfg.measure.seq_lens])
+    if longest > positions:
+        raise BenchError(f"sequence length {longest} exceeds the model's {positions} positions")
+    for v in cfg.variants:
+        if v.prompt_length and v.prompt_length + longest > positions:
+            raise BenchError(
+                f"variant '{v.name}': prompt_length {v.prompt_length} + sequence length {longest} exceeds the "
+                f"model's {positions} positions; shorten the prefix or model.max_length / measure.seq_lens"
+            )
+
+
+def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
+    """What can be checked without loading weights: a prompt artifact, for a backbone of this shape."""
+    from prompts.method import shape_mismatch
+
+    artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))
+    architecture = artifact.meta.get("architecture", {})
+    if architecture.get("kind") != "prompt":
+        raise BenchError(f"variant '{variant.name}': '{artifact.path}' is not a prompt artifact")
+    mismatch = shape_mismatch(architecture, backbone)
+    if mismatch:
+        raise BenchError(f"variant '{variant.name}': prefix artifact '{artifact.path}' was {mismatch}")
 
 
 def _release_memory(device: str) -> None:

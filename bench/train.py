@@ -33,7 +33,10 @@ class TrainResult:
 
 
 def planned_steps(cfg: TrainConfig, n_examples: int) -> int:
-    return cfg.steps or max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
+    """steps when given (0: no training, for speed-only runs), else epochs over the examples."""
+    if cfg.steps is not None:
+        return cfg.steps
+    return max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
 
 
 def train_classifier(

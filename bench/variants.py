@@ -9,6 +9,7 @@ loaded (no pickled modules).
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,12 @@ from bench.train import TrainResult, train_classifier
 # method -> "module:builder"; method names are what records carry in `method`.
 METHODS: dict[str, str] = {
     "dense": "bench.variants:build_dense",
+    "prompt": "prompts.method:build",
+}
+# architecture kind (in an artifact's meta.json) -> "module:loader(weights_path, architecture)"
+LOADERS: dict[str, str] = {
+    "classifier": "bench.variants:load_classifier",
+    "prompt": "prompts.method:load",
 }
 
 
@@ -33,7 +40,8 @@ class BuildContext:
     task: TaskSpec
     source: ModelSource
     train: TrainConfig
-    seed: int
+    seed: int  # training: head and prefix init, data order, dropout
+    backbone_seed: int  # random-weight backbones: the same "pretrained" model for every variant and seed
     train_ids: list[list[int]]
     train_labels: list[int]
     pad_id: int
@@ -46,13 +54,33 @@ class BuildContext:
 class BuiltVariant:
     model: XGLMClassifier
     architecture: dict[str, Any]
-    train: TrainResult | None
+    train: TrainResult | None  # None: nothing was trained (e.g. a reused prefix)
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific record fields
+    state_dict: dict[str, torch.Tensor] | None = None  # what the artifact stores; None: the whole model
+
+
+def _resolve(registry: dict[str, str], name: str) -> Callable:
+    module, _, attr = registry[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def builder(method: str) -> Callable[[BuildContext], BuiltVariant]:
-    module, _, attr = METHODS[method].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return _resolve(METHODS, method)
+
+
+def load_artifact_model(weights: Path, architecture: dict[str, Any]) -> XGLMClassifier:
+    kind = architecture.get("kind")
+    if kind not in LOADERS:
+        raise ValueError(f"unknown architecture kind {kind!r}; known: {', '.join(LOADERS)}")
+    return _resolve(LOADERS, kind)(weights, architecture)
+
+
+def load_classifier(weights: Path, architecture: dict[str, Any]) -> XGLMClassifier:
+    from safetensors.torch import load_model
+
+    model = rebuild_model(architecture)
+    load_model(model, str(weights), strict=True)
+    return model.eval()
 
 
 def classifier_architecture(model: XGLMClassifier) -> dict[str, Any]:
@@ -75,13 +103,13 @@ def rebuild_model(architecture: dict[str, Any]) -> XGLMClassifier:
 
 def build_dense(ctx: BuildContext) -> BuiltVariant:
     """Full fine-tuning: every parameter of backbone and head trains."""
-    backbone = load_backbone(ctx.source, seed=ctx.seed, trust_remote_code=ctx.trust_remote_code)
+    backbone = load_backbone(ctx.source, seed=ctx.backbone_seed, trust_remote_code=ctx.trust_remote_code)
     torch.manual_seed(ctx.seed)
     model = XGLMClassifier(backbone, ctx.task.num_labels)
     result = train_classifier(
         model, model.parameters(), ctx.train_ids, ctx.train_labels, ctx.train,
         pad_id=ctx.pad_id, seed=ctx.seed, device=ctx.device, console=ctx.console,
-        description=f"{ctx.variant.name} / {ctx.task.name}",
+        description=f"{ctx.variant.name} / {ctx.task.name} / seed {ctx.seed}",
     )
     _, trainable = count_parameters(model)
     return BuiltVariant(

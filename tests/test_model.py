@@ -76,15 +76,16 @@ def test_prefix_shape_is_validated(pair):
         ours.attentions[0].set_prefix(torch.zeros(1, 3, 4, 16), torch.zeros(1, 3, 4, 16))
 
 
-def test_trainable_prefix_is_a_parameter_and_frozen_one_is_saved(pair):
+def test_folded_prefix_is_a_saved_buffer_and_a_live_one_keeps_its_graph(pair):
     ours, _ = pair
     attn = ours.attentions[0]
     shape = (1, attn.num_heads, 2, attn.head_dim)
-    attn.set_prefix(torch.zeros(shape), torch.zeros(shape), trainable=True)
-    assert any(name.endswith("prefix_k") for name, _ in ours.named_parameters())
+    live = torch.zeros(shape, requires_grad=True)
+    attn.set_prefix(live * 2, live * 3, persistent=False)
+    assert attn.prefix_k.grad_fn is not None and "backbone.layers.0.self_attn.prefix_k" not in ours.state_dict()
     attn.set_prefix(torch.ones(shape), torch.ones(shape))
-    assert not any(name.endswith("prefix_k") for name, _ in ours.named_parameters())
     assert torch.equal(ours.state_dict()["backbone.layers.0.self_attn.prefix_k"], torch.ones(shape))
+    assert not ours.state_dict()["backbone.layers.0.self_attn.prefix_k"].requires_grad
     attn.set_prefix(None, None)
     assert attn.prefix_length == 0 and "backbone.layers.0.self_attn.prefix_k" not in ours.state_dict()
 
