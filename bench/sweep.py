@@ -134,6 +134,7 @@ class Sweep:
         seeds = variant.seeds_or(self.cfg.seed)
         batches = evalset.batches(self.cfg.measure.throughput_batch_size)
         per_seed: list[dict[str, float]] = []
+        variant_fields: dict[str, Any] = {}  # what every seed shares (method options, parameter counts)
         for index, seed in enumerate(seeds):
             base = self._variant_fields(variant, data) | {"seed": seed}
             try:
@@ -148,6 +149,7 @@ class Sweep:
                         self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
                 continue
             base |= self._artifact_fields(model, artifact, built)
+            variant_fields = variant_fields or {k: v for k, v in base.items() if k not in _PER_SEED_KEYS}
             reference = self._reference_logits(model, evalset, batches)
             per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
             if index == 0:
@@ -159,7 +161,7 @@ class Sweep:
                 self._emit(base | self._accuracy_fields(per_seed[-1], evalset) | {"backend": "eager", "dtype": "fp32"},
                            "accuracy", seed_replicate=True)
         if len(per_seed) > 1 and "accuracy" in self.cfg.measure.scenarios:
-            self._emit_seed_aggregate(variant, data, seeds, per_seed, evalset)
+            self._emit_seed_aggregate(variant_fields, seeds, per_seed, evalset)
 
     def _artifact_fields(self, model, artifact: artifacts.Artifact, built: bool) -> dict[str, Any]:
         total, _ = count_parameters(model)
@@ -187,12 +189,12 @@ class Sweep:
             "language_groups": {g: langs for g, langs in groups.items() if langs}, "eval_samples": len(evalset),
         }
 
-    def _emit_seed_aggregate(self, variant: VariantConfig, data: TaskData, seeds: list[int],
+    def _emit_seed_aggregate(self, variant_fields: dict[str, Any], seeds: list[int],
                              per_seed: list[dict[str, float]], evalset: EvalSet) -> None:
         langs = list(per_seed[0])
         table = np.array([[run[lang] for lang in langs] for run in per_seed])  # [seeds, languages]
         means = dict(zip(langs, table.mean(0).tolist()))
-        fields = self._variant_fields(variant, data) | self._accuracy_fields(means, evalset) | {
+        fields = variant_fields | self._accuracy_fields(means, evalset) | {
             "backend": "eager", "dtype": "fp32", "seed": None, "seeds": seeds, "aggregate": "mean_over_seeds",
             "accuracy_by_language_std": dict(zip(langs, table.std(0, ddof=1).tolist())),
             "accuracy_std": float(table.mean(1).std(ddof=1)),
@@ -319,6 +321,10 @@ class Sweep:
             for bs, seq in shapes:
                 bs = cfg.throughput_batch_size if scenario == "throughput" else bs
                 self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+
+
+# Fields that belong to one seed's artifact, not to the variant as a whole.
+_PER_SEED_KEYS = {"seed", "artifact_key", "artifact_built_this_run", "train_s", "train_steps", "train_final_loss"}
 
 
 def _check_lengths(cfg: SweepConfig, positions: int) -> None:

@@ -196,3 +196,50 @@ def test_prompt_training_policy_sits_between_train_and_variant():
                                      {"name": "q", "method": "prompt", "prompt_length": 4, "train": {"lr": 1e-2}}]})
     assert cfg.train_for(cfg.variants[0]).lr == 5e-3 and cfg.train_for(cfg.variants[0]).epochs == 3.0
     assert cfg.train_for(cfg.variants[1]).lr == 1e-2
+
+
+def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, shared_data_dir, monkeypatch):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from bench.sweep import run_sweep
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = parse_config({
+        "output_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
+        "model": {"source": "random:tiny", "max_length": 48},
+        "data": {"source": "local", "data_dir": str(shared_data_dir), "languages": ["en", "sw"],
+                 "max_train_samples": 32, "max_eval_per_language": 16},
+        "method_train": {"prompt": {"steps": 2, "lr": 1e-2}},
+        "variants": [{"name": "pt", "method": "prompt", "prompt_length": 4, "seeds": [0, 1, 2]}],
+        "measure": {"backends": ["eager"], "scenarios": ["accuracy"], "batch_sizes": [2], "seq_lens": [16]},
+    })
+    store = run_sweep(cfg, Console(file=io.StringIO()))
+    records = [json.loads(line) for line in (store.path / "results.jsonl").read_text().splitlines()]
+    per_seed = [r for r in records if r["seed"] is not None]
+    (aggregate,) = [r for r in records if r.get("aggregate") == "mean_over_seeds"]
+    assert sorted(r["seed"] for r in per_seed) == [0, 1, 2] and aggregate["seeds"] == [0, 1, 2]
+    assert len({r["artifact_key"] for r in per_seed}) == 3  # one trained artifact per seed
+    for lang in ("en", "sw"):
+        values = [r["accuracy_by_language"][lang] for r in per_seed]
+        assert aggregate["accuracy_by_language"][lang] == pytest.approx(np.mean(values))
+        assert aggregate["accuracy_by_language_std"][lang] == pytest.approx(np.std(values, ddof=1))
+    assert aggregate["language_groups"] == {"high": ["en"], "low": ["sw"]}
+    assert all(r["prompt_length"] == 4 and r["method"] == "prompt" for r in records)
+
+
+def test_prefix_plus_sequence_must_fit_the_position_table(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bench.sweep import run_sweep
+
+    cfg = parse_config({"output_dir": str(tmp_path / "runs"), "model": {"source": "random:tiny"},
+                        "variants": [{"name": "p", "method": "prompt", "prompt_length": 100}],
+                        "measure": {"seq_lens": [450]}})
+    with pytest.raises(BenchError, match="prompt_length 100 \\+ sequence length 450 exceeds the model's 512 positions"):
+        run_sweep(cfg, Console(file=StringIO()))
+    assert not (tmp_path / "runs").exists()
