@@ -1,4 +1,4 @@
-"""The `bench` command line: run a sweep, render a run again, show the environment."""
+"""The `bench` command line: run a sweep, render a run again, compare runs, show the environment."""
 
 from __future__ import annotations
 
@@ -68,9 +68,37 @@ def run(
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run directory written by `bench run`")) -> None:
-    """Render a run's summary again from its files."""
+    """Render a run again from its records: terminal views, RUN_DIR/report.md, report.html and plots/."""
     with _user_errors():
         _render(run_dir)
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more run directories; the first is the baseline"),
+    fail_on_regression: Optional[float] = typer.Option(
+        None, "--fail-on-regression", metavar="PCT", min=0,
+        help="exit 1 when a later run's p50 is slower than the baseline's by more than PCT percent with the whole "
+             "95% interval of the ratio above that (a statistically clear regression)"),
+) -> None:
+    """Compare runs cell by cell, across machines: values side by side, ratios to the first run, 95% intervals."""
+    with _user_errors():
+        from reports.compare import compare_runs, gate_verdict, regressions
+        from reports.compare_view import render_comparison
+        from reports.load import load_run
+
+        if len(run_dirs) < 2:
+            raise BenchError(f"compare needs two or more run directories, got {len(run_dirs)}")
+        comparison = compare_runs([load_run(path) for path in run_dirs])
+        render_comparison(comparison, console, fail_on_regression)
+    if fail_on_regression is None:
+        return
+    found = regressions(comparison, fail_on_regression)
+    for regression in found:
+        err_console.print(regression.line(comparison.runs), soft_wrap=True, highlight=False, markup=False)
+    console.print(gate_verdict(comparison, fail_on_regression), highlight=False)
+    if found:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -82,11 +110,19 @@ def env() -> None:
 
 
 def _render(run_dir: Path) -> None:
-    from bench.store import RunStore
+    """Terminal views, then the report files and plots in the run directory, all from its records."""
+    from reports.load import load_run
+    from reports.report import write_report
     from reports.summary import render_run
 
-    store = RunStore.open(run_dir)
-    render_run(store.records(), store.read_json("env.json"), store.manifest(), console)
+    run = load_run(run_dir)
+    render_run(run.records, run.env, run.manifest, console)
+    files = write_report(run)
+    skipped = [f"{plot.name}: {plot.skipped}" for plot in files.plots if plot.skipped]
+    plots = f"{files.drawn} plot{'' if files.drawn == 1 else 's'}"
+    console.print(f"report: {files.markdown}, {files.html}; {plots} in {run_dir / 'plots'}", highlight=False)
+    if skipped:
+        console.print("not drawn: " + "; ".join(skipped), style="dim", highlight=False)
 
 
 def main() -> None:

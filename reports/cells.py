@@ -1,0 +1,206 @@
+"""From flat records to the cells the views and plots show: one value per (row, shape), seeds aggregated.
+
+A row is (task, variant, backend, dtype, device); a shape is (batch_size, seq_len). Several seeds of one
+variant give several records per cell: timings take the record with the median p50 (a real measurement,
+with its own CI, rather than an average of medians); accuracies become mean ± sample std over seeds.
+Every key may be missing or null; what cannot be computed is None, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+Record = dict[str, Any]
+RowKey = tuple[Any, Any, Any, Any, Any]  # task, variant, backend, dtype, device
+Shape = tuple[Any, Any]  # batch_size, seq_len
+CellKey = tuple[RowKey, Shape]
+
+
+def ok(records: list[Record], scenario: str) -> list[Record]:
+    return [r for r in records if r.get("scenario") == scenario and r.get("status") == "ok"]
+
+
+def row_key(record: Record) -> RowKey:
+    return tuple(record.get(k) for k in ("task", "variant", "backend", "dtype", "device"))  # type: ignore[return-value]
+
+
+def shape_of(record: Record) -> Shape:
+    return record.get("batch_size"), record.get("seq_len")
+
+
+def shape_label(shape: Shape) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def identities(records: list[Record]) -> dict[RowKey, Record]:
+    """The first record of each row, preferring ok ones: where method, sparsity, shares and the like come from."""
+    out: dict[RowKey, Record] = {}
+    for record in sorted(records, key=lambda r: r.get("status") != "ok"):
+        out.setdefault(row_key(record), record)
+    return out
+
+
+def per_cell(records: list[Record], scenario: str, metric: str) -> dict[CellKey, Record]:
+    """One ok record per (row, shape) that has `metric`; with several seeds, the one with the median value."""
+    groups: dict[CellKey, list[Record]] = defaultdict(list)
+    for record in ok(records, scenario):
+        if isinstance(record.get(metric), (int, float)):
+            groups[(row_key(record), shape_of(record))].append(record)
+    return {key: sorted(group, key=lambda r: r[metric])[(len(group) - 1) // 2] for key, group in groups.items()}
+
+
+def reference_shape(cells: dict[CellKey, Record], task: Any) -> Shape | None:
+    """The shape measured for the most rows of a task (ties: the largest), used where one shape must stand for all."""
+    counts = Counter(shape for (key, shape) in cells if key[0] == task)
+    if not counts:
+        return None
+    return max(counts, key=lambda s: (counts[s], s[0] or 0, s[1] or 0))
+
+
+def dense_variants(records: list[Record]) -> dict[tuple, Any]:
+    """(task, backend, dtype, device) -> the dense variant that speedups refer to: the first one recorded."""
+    out: dict[tuple, Any] = {}
+    for record in records:
+        if record.get("method") == "dense":
+            task, variant, backend, dtype, device = row_key(record)
+            out.setdefault((task, backend, dtype, device), variant)
+    return out
+
+
+def dense_key(key: RowKey, dense: dict[tuple, Any]) -> RowKey | None:
+    task, _, backend, dtype, device = key
+    variant = dense.get((task, backend, dtype, device))
+    return None if variant is None else (task, variant, backend, dtype, device)
+
+
+@dataclass(frozen=True)
+class Speedup:
+    value: float
+    low: float | None
+    high: float | None
+
+    @property
+    def excludes_one(self) -> bool:
+        return self.low is not None and self.high is not None and not self.low <= 1.0 <= self.high
+
+
+def speedup(record: Record, dense: Record | None) -> Speedup | None:
+    """dense p50 / this p50, with an interval from the two medians' 95% CIs, divided end to end (conservative:
+    wider than a proper 95% interval of the ratio). The dense row itself gets 1.0 with no interval."""
+    p50 = record.get("latency_ms_p50")
+    value = record.get("speedup_vs_dense")
+    if value is None and dense is not None and p50 and dense.get("latency_ms_p50"):
+        value = dense["latency_ms_p50"] / p50
+    if value is None:
+        return None
+    if dense is None or row_key(dense) == row_key(record):
+        return Speedup(value, None, None)
+    low, high = record.get("latency_ms_ci95_low"), record.get("latency_ms_ci95_high")
+    dense_low, dense_high = dense.get("latency_ms_ci95_low"), dense.get("latency_ms_ci95_high")
+    if not low or high is None or dense_low is None or dense_high is None:
+        return Speedup(value, None, None)
+    return Speedup(value, dense_low / high, dense_high / low)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation over seeds; std is None for a single seed."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+        return cls(mean, std, len(values))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) with its standard error where either side has a seed spread."""
+
+    value: float
+    se: float | None
+
+    @classmethod
+    def between(cls, a: Spread, b: Spread) -> Difference:
+        parts = [s.std ** 2 / s.n for s in (a, b) if s.std is not None]
+        return cls(a.mean - b.mean, math.sqrt(sum(parts)) if parts else None)
+
+    @property
+    def clear(self) -> bool:
+        """Beyond two standard errors; with no spread known, any difference counts (and the note says so)."""
+        return self.value != 0 and (self.se is None or abs(self.value) > 2 * self.se)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """A row's accuracy over seeds: overall, per language and per language group."""
+
+    key: RowKey
+    overall: Spread
+    languages: dict[str, Spread]
+    groups: dict[str, Spread]
+    agreement: float | None  # the worst seed's agreement with eager fp32
+    max_diff: float | None
+
+
+def reference_backend(keys: list[RowKey], task: Any) -> Any:
+    """The backend whose accuracy stands for a task's variants: eager where measured (the parity reference),
+    else the first one seen. Every backend runs the same artifact; the parity view shows how far they agree."""
+    backends = list(dict.fromkeys(key[2] for key in keys if key[0] == task))
+    return "eager" if "eager" in backends else backends[0]
+
+
+def language_layout(records: list[Record], task: Any) -> list[tuple[str, list[str]]]:
+    """[(group, languages)] for a task: the records' language_groups in their order, then languages in no
+    group as "other"; one unnamed group when the records carry none."""
+    rows = [r for r in ok(records, "accuracy") if r.get("task") == task]
+    langs = list(dict.fromkeys(lang for r in rows for lang in (r.get("accuracy_by_language") or {})))
+    groups = next((r["language_groups"] for r in rows if r.get("language_groups")), None)
+    if not groups:
+        return [("", langs)] if langs else []
+    layout = [(name, [lang for lang in members if lang in langs]) for name, members in groups.items()]
+    grouped = {lang for _, members in layout for lang in members}
+    layout.append(("other", [lang for lang in langs if lang not in grouped]))
+    return [(name, members) for name, members in layout if members]
+
+
+def accuracy_rows(records: list[Record]) -> dict[RowKey, Accuracy]:
+    by_row: dict[RowKey, list[Record]] = defaultdict(list)
+    for record in ok(records, "accuracy"):
+        by_row[row_key(record)].append(record)
+    layouts = {task: language_layout(records, task) for task in {key[0] for key in by_row}}
+    out = {}
+    for key, seeds in by_row.items():
+        per_lang = [r.get("accuracy_by_language") or {} for r in seeds]
+        overall = Spread.of([_overall(r, langs) for r, langs in zip(seeds, per_lang)])
+        if overall is None:
+            continue
+        languages = {lang: Spread.of([p.get(lang) for p in per_lang])
+                     for _, members in layouts[key[0]] for lang in members}
+        groups = {name: Spread.of([_mean([p.get(lang) for lang in members]) for p in per_lang])
+                  for name, members in layouts[key[0]] if name}
+        agreements = [r["agreement_vs_eager_fp32"] for r in seeds if r.get("agreement_vs_eager_fp32") is not None]
+        diffs = [r["max_abs_logit_diff"] for r in seeds if r.get("max_abs_logit_diff") is not None]
+        out[key] = Accuracy(key, overall, {k: v for k, v in languages.items() if v},
+                            {k: v for k, v in groups.items() if v},
+                            min(agreements) if agreements else None, max(diffs) if diffs else None)
+    return out
+
+
+def _overall(record: Record, by_language: dict[str, float]) -> float | None:
+    return record["accuracy"] if record.get("accuracy") is not None else _mean(list(by_language.values()))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None

@@ -1,0 +1,152 @@
+"""Run-to-run comparison: records of several runs joined cell by cell, with ratios and confidence intervals.
+
+Cells join on (variant, task, backend, dtype, device kind, batch, seq, scenario); the device kind ("cpu",
+"cuda") rather than its name, so that runs on different machines compare. The first run is the baseline; each
+later run gets ratios to it. With several seeds in one run, a cell takes the record with the median value.
+
+The 95% interval of a latency ratio B/A (p50 over p50):
+- both records carry `latency_samples_ms`: a percentile bootstrap of median(B)/median(A), resampling each
+  run's samples independently (bench.stats.ratio_ci95);
+- otherwise both carry the 95% CI of their median: [B_low / A_high, B_high / A_low]. Dividing end to end adds
+  the two half-widths (on the log scale) where a 95% interval of the ratio would add them in quadrature, so
+  this interval is wider than a 95% one: conservative, it calls fewer regressions, never more;
+- otherwise no interval: the ratio is shown and never counts as a clear regression.
+A slowdown beyond PCT is "statistically clear" only when the whole interval lies above 1 + PCT/100.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from reports.load import Run
+
+JoinKey = tuple[Any, ...]  # variant, task, backend, dtype, device kind, batch_size, seq_len, scenario
+METRICS = {"latency": "latency_ms_p50", "throughput": "throughput_samples_per_s", "memory": "peak_memory_mb",
+           "accuracy": "accuracy"}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    value: float
+    low: float | None
+    high: float | None
+    method: str  # "bootstrap", "ci bounds" or "none"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: JoinKey
+    values: list[float]  # the metric in each run
+    ratios: list[Ratio]  # run i / run 0 for every run after the first
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Missing:
+    key: JoinKey
+    states: list[str]  # per run: ok, failed, skipped or absent
+
+
+@dataclass(frozen=True)
+class Regression:
+    row: Row
+    run: int  # index of the slower run
+    threshold: float
+
+    def line(self, runs: list[Run]) -> str:
+        variant, task, backend, dtype, device, batch, seq, _ = self.row.key
+        ratio = self.row.ratios[self.run - 1]
+        return (f"regression: {variant} {task} {backend} {dtype} {device} {batch}x{seq}: p50 "
+                f"{self.row.values[0]:.2f} ms in {runs[0].run_id} -> {self.row.values[self.run]:.2f} ms in "
+                f"{runs[self.run].run_id}, {ratio.value:.3f}x (95% CI {ratio.low:.3f}-{ratio.high:.3f}, "
+                f"{ratio.method}) beyond +{(self.threshold - 1) * 100:g}%")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: list[Run]
+    rows: list[Row]
+    missing: list[Missing]
+
+    def by_scenario(self, scenario: str) -> list[Row]:
+        return [row for row in self.rows if row.key[-1] == scenario]
+
+
+def join_key(record: dict[str, Any]) -> JoinKey:
+    device = str(record.get("device") or "?").split(":")[0]  # cuda:1 and cuda are the same kind
+    return (record.get("variant"), record.get("task"), record.get("backend"), record.get("dtype"), device,
+            record.get("batch_size"), record.get("seq_len"), record.get("scenario"))
+
+
+def compare_runs(runs: list[Run]) -> Comparison:
+    cells = [_cells(run) for run in runs]
+    states = [_states(run) for run in runs]
+    keys = list(dict.fromkeys(key for run_cells in cells for key in run_cells))
+    rows, missing = [], []
+    for key in keys:
+        if all(key in run_cells for run_cells in cells):
+            records = [run_cells[key] for run_cells in cells]
+            metric = METRICS[key[-1]]
+            ratios = [_ratio(r, records[0], metric) for r in records[1:]]
+            rows.append(Row(key, [r[metric] for r in records], ratios, records))
+        else:
+            missing.append(Missing(key, [("ok" if key in c else s.get(key, "absent")) for c, s in zip(cells, states)]))
+    return Comparison(runs, rows, missing)
+
+
+def regressions(comparison: Comparison, pct: float) -> list[Regression]:
+    """Latency cells where a later run is slower than the baseline beyond pct percent, with the whole CI above."""
+    threshold = 1 + pct / 100
+    return [Regression(row, i + 1, threshold) for row in comparison.by_scenario("latency")
+            for i, ratio in enumerate(row.ratios) if ratio.low is not None and ratio.low > threshold]
+
+
+def unclear(comparison: Comparison, pct: float) -> int:
+    """Latency ratios beyond the threshold whose interval still reaches below it: shown, not failed on."""
+    threshold = 1 + pct / 100
+    return sum(1 for row in comparison.by_scenario("latency") for ratio in row.ratios
+               if ratio.value > threshold and not (ratio.low is not None and ratio.low > threshold))
+
+
+def gate_verdict(comparison: Comparison, pct: float) -> str:
+    """One line for a CI log: how many clear regressions, out of how many ratios, and how many were not clear."""
+    found = len(regressions(comparison, pct))
+    compared = sum(len(row.ratios) for row in comparison.by_scenario("latency"))
+    verdict = f"{found} clear latency regression(s) beyond +{pct:g}%" if found else \
+        f"no latency regression beyond +{pct:g}% is statistically clear"
+    return f"{verdict} ({compared} ratios compared; {unclear(comparison, pct)} beyond +{pct:g}% but not clear)"
+
+
+def _ratio(record: dict[str, Any], baseline: dict[str, Any], metric: str) -> Ratio:
+    value = record[metric] / baseline[metric] if baseline[metric] else float("inf")
+    if metric != "latency_ms_p50":
+        return Ratio(value, None, None, "none")
+    samples = record.get("latency_samples_ms"), baseline.get("latency_samples_ms")
+    if all(isinstance(s, list) and s for s in samples):
+        from bench.stats import ratio_ci95  # numpy only; durations in any unit give the same ratio
+
+        value, low, high = ratio_ci95(samples[0], samples[1])
+        return Ratio(value, low, high, "bootstrap")
+    bounds = (record.get("latency_ms_ci95_low"), record.get("latency_ms_ci95_high"),
+              baseline.get("latency_ms_ci95_low"), baseline.get("latency_ms_ci95_high"))
+    if None in bounds or not bounds[2] or not bounds[3]:
+        return Ratio(value, None, None, "none")
+    return Ratio(value, bounds[0] / bounds[3], bounds[1] / bounds[2], "ci bounds")
+
+
+def _cells(run: Run) -> dict[JoinKey, dict[str, Any]]:
+    """ok records with their scenario's metric, one per join key: several seeds give the median record."""
+    groups: dict[JoinKey, list[dict[str, Any]]] = defaultdict(list)
+    for record in run.records:
+        metric = METRICS.get(record.get("scenario"))  # type: ignore[arg-type]
+        if record.get("status") == "ok" and metric and isinstance(record.get(metric), (int, float)):
+            groups[join_key(record)].append(record)
+    return {key: sorted(group, key=lambda r: r[METRICS[key[-1]]])[(len(group) - 1) // 2]
+            for key, group in groups.items()}
+
+
+def _states(run: Run) -> dict[JoinKey, str]:
+    """Why a run has no value for a key: its cell failed or was skipped, or it was measured without the metric."""
+    return {join_key(r): "no value" if r.get("status") == "ok" else str(r.get("status")) for r in run.records}
