@@ -1,0 +1,103 @@
+"""Device peaks measured once per machine: a large GEMM per dtype and a large copy, cached with the environment.
+
+These are the denominators of every "% of peak": measured here, not taken from a datasheet, because a
+shared 2-core VM or a power-capped GPU never reaches the datasheet. The best of several repetitions is kept
+(a peak, not a typical value). The cache key covers what changes the answer: device, threads, torch version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.backends.base import TORCH_DTYPES
+from bench.timing import time_iterations
+
+GEMM_SIZE = {"cpu": 2048, "cuda": 8192}
+COPY_MB = {"cpu": 256, "cuda": 2048}
+
+
+def calibration_key(device: str, threads: int) -> dict[str, Any]:
+    from bench.env import cpu_model
+
+    name = torch.cuda.get_device_name() if device == "cuda" else cpu_model()
+    return {"device": device, "device_name": name, "threads": threads, "torch": torch.__version__}
+
+
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / "calibration" / f"{key['device']}-{digest}.json"
+
+
+def load_or_measure(cache_dir: Path, device: str, threads: int, *, refresh: bool = False) -> dict[str, Any]:
+    key = calibration_key(device, threads)
+    path = cache_path(cache_dir, key)
+    if path.is_file() and not refresh:
+        return json.loads(path.read_text())
+    result = {**key, "measured_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **measure(device, threads)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
+
+
+def measure(device: str, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    peaks: dict[str, float] = {}
+    for name, dtype in TORCH_DTYPES.items():
+        peaks[f"peak_tflops_{name}"] = _gemm_tflops(device, dtype)
+    return {**peaks, "peak_gbps": _copy_gbps(device), "copy_mb": COPY_MB[device]}
+
+
+def _sync(device: str):
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def _gemm_size(device: str, dtype: torch.dtype, target_s: float = 0.05) -> int:
+    """Largest square GEMM up to GEMM_SIZE that takes about target_s: a dtype without fast kernels
+    (fp16 on most CPUs runs at well under 1 GFLOP/s) would otherwise take minutes per product."""
+    n = 256
+    a = torch.randn(n, n, device=device).to(dtype)
+    probe = time_iterations(lambda: torch.mm(a, a), synchronize=_sync(device), cuda_events=device == "cuda",
+                            warmup=1, min_iters=3, min_time_s=0.0, max_time_s=5.0)
+    flops_per_s = 2 * n**3 / (probe.min() / 1e9)
+    fitting = int((flops_per_s * target_s / 2) ** (1 / 3)) // 128 * 128
+    return max(n, min(GEMM_SIZE[device], fitting))
+
+
+def _gemm_tflops(device: str, dtype: torch.dtype) -> float:
+    n = _gemm_size(device, dtype)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    samples = time_iterations(lambda: torch.mm(a, b), synchronize=_sync(device), cuda_events=device == "cuda",
+                              warmup=2, min_iters=5, min_time_s=0.5, max_time_s=20.0)
+    return float(2 * n**3 / (samples.min() / 1e9) / 1e12)
+
+
+def _copy_gbps(device: str) -> float:
+    """Read + write bandwidth of a large device-to-device copy."""
+    src = torch.empty(COPY_MB[device] * 2**20 // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    samples = time_iterations(lambda: dst.copy_(src), synchronize=_sync(device), cuda_events=device == "cuda",
+                              warmup=2, min_iters=5, min_time_s=0.5, max_time_s=20.0)
+    return float(2 * src.numel() * src.element_size() / (samples.min() / 1e9) / 1e9)
+
+
+def roofline_fields(cost, latency_s: float, dtype: str, peaks: dict[str, Any] | None) -> dict[str, Any]:
+    """achieved TFLOP/s and GB/s of one forward, % of the measured peak, and which roof bounds it."""
+    achieved_tflops = cost.flops_executed / latency_s / 1e12
+    achieved_gbps = cost.min_bytes / latency_s / 1e9
+    fields: dict[str, Any] = {"achieved_tflops": achieved_tflops, "achieved_gbps": achieved_gbps,
+                              **cost.record(), "percent_of_peak": None, "bound": None}
+    peak_tflops = (peaks or {}).get(f"peak_tflops_{dtype}")
+    if peak_tflops:
+        ridge = peak_tflops * 1e12 / (peaks["peak_gbps"] * 1e9)  # FLOPs per byte where the roofs meet
+        bound = "compute" if cost.intensity >= ridge else "memory"
+        roof = peak_tflops if bound == "compute" else cost.intensity * peaks["peak_gbps"] / 1e3
+        fields.update(percent_of_peak=100 * achieved_tflops / roof, bound=bound, peak_tflops=peak_tflops,
+                      peak_gbps=peaks["peak_gbps"], ridge_flops_per_byte=ridge)
+    return fields
