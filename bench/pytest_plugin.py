@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 # runner asks for more rounds.
 OPTIONS: dict[str, tuple[str, str, str]] = {
     "rounds": ("XGLM_BENCH_ROUNDS", "10", "timed rounds per benchmark"),
-    "warmup": ("XGLM_BENCH_WARMUP", "2", "untimed warm-up rounds per benchmark (at least 1: compile recompiles at a new shape)"),
+    "warmup": ("XGLM_BENCH_WARMUP", "2", "untimed rounds before timing (at least 1: compile recompiles at a new shape)"),
     "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu or cuda"),
     "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, fp16 or bf16"),
+    "threads": ("XGLM_BENCH_THREADS", "0", "torch and ORT intra-op threads of runners that name none; 0: physical cores"),
 }
 DEVICES = ("cpu", "cuda")
 DTYPES = ("fp32", "fp16", "bf16")
@@ -55,6 +56,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--xglm-bench-{name}", default=None, help=f"{text} (env {env}; default {default})")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Validated at start-up, so a bad option stops the run with a usage error instead of erroring every test.
+    config.stash[SETTINGS] = Settings.from_config(config)
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: optional, so pytest without it still starts
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     from bench.env import fingerprint
@@ -69,6 +75,7 @@ class Settings:
     warmup_rounds: int
     device: str
     dtype: str
+    threads: int
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -77,13 +84,14 @@ class Settings:
             return config.getoption(f"--xglm-bench-{name}") or os.environ.get(env) or default
 
         rounds, warmup = _count(value("rounds"), "rounds", 1), _count(value("warmup"), "warmup", 1)
+        threads = _count(value("threads"), "threads", 0) or _physical_cores()
         device, dtype = value("device"), value("dtype")
         if device not in DEVICES or dtype not in DTYPES:
             raise pytest.UsageError(
                 f"--xglm-bench-device/--xglm-bench-dtype: allowed {'|'.join(DEVICES)} and {'|'.join(DTYPES)}, "
                 f"got {device!r} and {dtype!r}"
             )
-        return cls(rounds, warmup, device, dtype)
+        return cls(rounds, warmup, device, dtype, threads)
 
 
 def _count(text: str, name: str, minimum: int) -> int:
@@ -94,6 +102,9 @@ def _count(text: str, name: str, minimum: int) -> int:
     if count < minimum:
         raise pytest.UsageError(f"--xglm-bench-{name} ({OPTIONS[name][0]}): an integer >= {minimum}, got {text!r}")
     return count
+
+
+SETTINGS = pytest.StashKey[Settings]()
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,8 @@ class ModelSpec:
 
     @property
     def key(self) -> tuple:
-        return (self.source, self.method, tuple(sorted(self.options.items())), self.prefix_length, self.num_labels, self.seed)
+        options = tuple(sorted(self.options.items()))
+        return (self.source, self.method, options, self.prefix_length, self.num_labels, self.seed)
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ class XglmBench:
         from bench.backends import Target
 
         spec = ModelSpec(model) if isinstance(model, str) else model
-        target = Target(device or self.settings.device, dtype or self.settings.dtype, threads or _physical_cores())
+        target = Target(device or self.settings.device, dtype or self.settings.dtype, threads or self.settings.threads)
         _check_target(backend, target)
         classifier, info = self.model(spec)
         batch = _random_batch(classifier, info, batch_size, seq_len, spec.seed)
@@ -177,7 +189,8 @@ class XglmBench:
         from bench.measure import parity
         from bench.memory import measure_memory
 
-        rounds, warmup_rounds = rounds or self.settings.rounds, warmup_rounds or self.settings.warmup_rounds
+        rounds = self.settings.rounds if rounds is None else rounds
+        warmup_rounds = self.settings.warmup_rounds if warmup_rounds is None else warmup_rounds
         inputs = runner.inputs(batch.input_ids, batch.attention_mask)  # on the device once, outside any round
 
         def step() -> None:
@@ -220,7 +233,7 @@ class XglmBench:
 @pytest.fixture(scope="session")
 def xglm_bench(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> XglmBench:
     """Builds models and runners once per session; `runner(...)` then `run(benchmark, runner, batch)`."""
-    return XglmBench(Settings.from_config(pytestconfig), tmp_path_factory.mktemp("xglm-bench"))
+    return XglmBench(pytestconfig.stash[SETTINGS], tmp_path_factory.mktemp("xglm-bench"))
 
 
 def _check_target(backend: str, target: Target) -> None:
@@ -230,7 +243,8 @@ def _check_target(backend: str, target: Target) -> None:
     from bench.backends import BACKENDS
     from bench.errors import BenchError, did_you_mean
 
-    for value, allowed, what in ((backend, BACKENDS, "backend"), (target.device, DEVICES, "device"), (target.dtype, DTYPES, "dtype")):
+    names = ((backend, BACKENDS, "backend"), (target.device, DEVICES, "device"), (target.dtype, DTYPES, "dtype"))
+    for value, allowed, what in names:
         if value not in allowed:
             raise BenchError(did_you_mean(value, list(allowed), what))
     # Before the model is built: a 564M model costs seconds that a skip should not.
@@ -248,7 +262,7 @@ def _build_model(spec: ModelSpec) -> tuple[XGLMClassifier, dict[str, Any]]:
     path = Path(spec.source).expanduser()
     if (path / META_FILE).is_file():
         if spec.method != "dense" or spec.options:
-            raise BenchError(f"'{spec.source}' is an artifact: it brings its own method; give no method or options")
+            raise BenchError(f"'{spec.source}' is an artifact: it brings its own method; give no method nor options")
         artifact = Artifact.open(path)
         recipe = artifact.meta["recipe"]
         model, method, variant = artifact.load_model(), recipe["method"], recipe["variant"]
