@@ -39,6 +39,8 @@ def run(
     device: Optional[str] = typer.Option(None, help="cpu or cuda"),
     backends: Optional[str] = typer.Option(None, help="comma-separated: eager,compile,onnxruntime"),
     name: Optional[str] = typer.Option(None, help="run name (the directory suffix)"),
+    isolation: Optional[str] = typer.Option(None, help="process (default: each cell in its own process) or none"),
+    resume: Optional[Path] = typer.Option(None, help="a run directory to finish: skips its finished cells"),
 ) -> None:
     """Run a sweep and print its summary."""
     from bench.config import load_config, packaged_config
@@ -46,16 +48,22 @@ def run(
     with _user_errors():
         overrides: dict[str, Any] = {}
         for key, value in (("output_dir", output_dir and str(output_dir)), ("model.source", model),
-                           ("measure.device", device), ("name", name)):
+                           ("measure.device", device), ("name", name), ("measure.isolation", isolation)):
             if value is not None:
                 overrides[key] = value
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
+        if resume is not None:
+            if config is not None or set(overrides) - {"measure.isolation"}:
+                raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but --isolation")
+            config = resume / "config.toml"
+            if not config.is_file():
+                raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
         cfg = load_config(config or packaged_config("default"), overrides)
         from bench.sweep import Interrupted, run_sweep
 
         try:
-            store = run_sweep(cfg, console)
+            store = run_sweep(cfg, console, resume=resume)
         except Interrupted as exc:
             err_console.print(f"[yellow]interrupted[/]: {exc.run_dir} is marked incomplete; its finished records are kept")
             raise typer.Exit(130) from None

@@ -15,6 +15,9 @@ from bench.errors import BenchError
 
 Dtype = Literal["fp32", "fp16", "bf16"]
 BACKENDS = ("eager", "compile", "onnxruntime")
+SPARSE_METHODS = ("unstructured", "semi24", "structured")
+SPARSITY_OPTIONS = ("sparsity", "sparsity_scope", "importance", "schedule", "gradual_fraction",
+                    "structured_iterative_steps", "sparsity_include")
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 
 
@@ -67,6 +70,22 @@ class VariantConfig(_Strict):
     prompt_mlp_hidden: int = Field(512, ge=1)
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the prefix during training")
     prefix_artifact: str | None = Field(None, description="reuse a trained prompt artifact instead of training")
+    # methods unstructured, semi24, structured (sparsify/). Unset (None) means the default in the description,
+    # so a dense or prompt variant carries none of them and its recipe hash is unchanged.
+    sparsity: float | None = Field(None, description="fraction removed, in [0, 1): weights (unstructured), heads and FFN channels (structured); semi24: 0.5")
+    sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank within each tensor/layer or across all (default layer)")
+    importance: Literal["magnitude", "taylor"] | None = Field(None, description="|w| or |w * grad| on training batches (default magnitude)")
+    schedule: Literal["oneshot", "gradual"] | None = Field(None, description="unstructured: prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
+    gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
+    structured_iterative_steps: int | None = Field(None, ge=1, le=64, description="structured: prune-then-fine-tune rounds (default 1)")
+    sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ValueError("sparsity must be in [0, 1): the fraction removed (1 would remove everything)")
+        return value
 
     @model_validator(mode="after")
     def _method_options(self) -> "VariantConfig":
@@ -75,9 +94,39 @@ class VariantConfig(_Strict):
                 raise ValueError(f"variant '{self.name}': method 'prompt' needs prompt_length (1 to 128) or prefix_artifact")
         elif self.prompt_length is not None or self.prefix_artifact is not None or self.prompt_mlp:
             raise ValueError(f"variant '{self.name}': prompt_* options apply to method 'prompt', not '{self.method}'")
+        self._sparsity_options()
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"variant '{self.name}': repeated seeds {self.seeds}")
         return self
+
+    def _sparsity_options(self) -> None:
+        given = [f for f in SPARSITY_OPTIONS if getattr(self, f) is not None]
+        where = f"variant '{self.name}'"
+        if self.method not in SPARSE_METHODS:
+            if given:
+                raise ValueError(f"{where}: {', '.join(given)} apply to methods {', '.join(SPARSE_METHODS)}, not '{self.method}'")
+            return
+        if self.method == "semi24":
+            if self.sparsity not in (None, 0.5):
+                raise ValueError(f"{where}: method 'semi24' keeps 2 of every 4 weights, so sparsity is 0.5 (got {self.sparsity})")
+        elif self.sparsity is None:
+            raise ValueError(f"{where}: method '{self.method}' needs sparsity (a fraction in [0, 1))")
+        only = {  # option -> the methods it applies to
+            "sparsity_scope": ("unstructured", "structured"), "schedule": ("unstructured",),
+            "gradual_fraction": ("unstructured",), "structured_iterative_steps": ("structured",),
+            "sparsity_include": ("unstructured", "semi24"),
+        }
+        for option, methods in only.items():
+            if getattr(self, option) is not None and self.method not in methods:
+                raise ValueError(f"{where}: {option} applies to method {' and '.join(methods)}, not '{self.method}'")
+        if self.gradual_fraction is not None and self.schedule != "gradual":
+            raise ValueError(f"{where}: gradual_fraction applies to schedule 'gradual' only")
+
+    def recipe_options(self) -> dict[str, Any]:
+        """The options that determine the weights; unset sparsity options are left out, so the recipes (and cached
+        artifacts) of dense and prompt variants are what they were before sparsity existed."""
+        options = self.model_dump(exclude={"name", "train", "method", "seeds"})
+        return {k: v for k, v in options.items() if not (k in SPARSITY_OPTIONS and v is None)}
 
     def seeds_or(self, default: int) -> list[int]:
         return self.seeds or [default]
@@ -105,6 +154,10 @@ class MeasureConfig(_Strict):
     min_time_s: float = Field(1.0, ge=0)
     max_time_s: float = Field(60.0, gt=0, description="stop a latency measurement after this long, whatever min_iters says")
     threads: int | None = Field(None, ge=1, description="torch and ONNX Runtime intra-op threads; default: physical cores")
+    isolation: Literal["process", "none"] = Field("process", description="each cell in its own process, or all in this one")
+    cell_timeout_s: float = Field(3600.0, gt=0, description="a cell still running after this long is killed and failed")
+    peaks: Literal["auto", "cached", "off"] = Field(
+        "auto", description="device peaks for % of peak: measure once if missing (auto), use only if cached, or none")
 
     @field_validator("batch_sizes", "seq_lens")
     @classmethod

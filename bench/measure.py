@@ -13,6 +13,7 @@ import numpy as np
 from bench.backends import Runner
 from bench.config import MeasureConfig
 from bench.evalset import Batch, EvalSet
+from bench.energy import EnergyCounter, energy_fields
 from bench.memory import measure_memory
 from bench.stats import LatencyStats
 from bench.timing import stopwatch, time_iterations
@@ -58,13 +59,20 @@ def eval_pass(runner: Runner, evalset: EvalSet, batches: list[Batch]) -> EvalPas
     )
 
 
-def latency(runner: Runner, batch: Batch, cfg: MeasureConfig) -> LatencyStats:
+def latency(runner: Runner, batch: Batch, cfg: MeasureConfig) -> tuple[LatencyStats, np.ndarray, dict[str, Any]]:
+    """(statistics, raw samples in ns, energy fields). Warm-up runs before the energy counter is read, so
+    joules, like time, cover the steady-state iterations only."""
     inputs = runner.inputs(batch.input_ids, batch.attention_mask)
+    for _ in range(cfg.warmup_iters):
+        runner(inputs)
+    counter = EnergyCounter.open(runner.target.device)
+    start = counter.read_mj()
     samples = time_iterations(
         lambda: runner(inputs), synchronize=runner.synchronize, cuda_events=runner.cuda_events,
-        warmup=cfg.warmup_iters, min_iters=cfg.min_iters, min_time_s=cfg.min_time_s, max_time_s=cfg.max_time_s,
+        warmup=0, min_iters=cfg.min_iters, min_time_s=cfg.min_time_s, max_time_s=cfg.max_time_s,
     )
-    return LatencyStats.from_ns(samples)
+    energy = energy_fields(start, counter.read_mj(), len(samples) * batch.input_ids.shape[0], counter)
+    return LatencyStats.from_ns(samples), samples, energy
 
 
 def memory(runner: Runner, batch: Batch) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The results store: one directory per run holding results.jsonl (a flat record per line, appended and
 flushed as each cell finishes), env.json, the resolved config and run.json (status: running | complete |
-incomplete | failed). Two runs never share a directory.
+incomplete | failed), and cells.done (the cells whose records are all written, for --resume).
+Two runs never share a directory: a run holds an exclusive lock on it while it writes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from bench.errors import BenchError
 
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
+DONE = "cells.done"
+LOCK = ".lock"
 
 
 @dataclass
@@ -45,6 +48,7 @@ class RunStore:
             except OSError as exc:
                 raise BenchError(f"cannot create run directory '{path}': {exc.strerror}") from None
             store = cls(path)
+            store.lock()
             store.set_status("running", started=_now())
             return store
         raise BenchError(f"too many runs named '{name}' in the same second in '{output_dir}'")
@@ -60,6 +64,42 @@ class RunStore:
             fh.write(json.dumps(record, sort_keys=True, allow_nan=False, default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+    def lock(self) -> None:
+        """Hold this run directory for the life of the process; a second writer gets a clear error."""
+        import fcntl
+
+        handle = open(self.path / LOCK, "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BenchError(f"run directory '{self.path}' is being written by another bench process") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()  # closing the file releases the flock
+            self._lock_handle = None
+
+    def done_cells(self) -> set[str]:
+        path = self.path / DONE
+        return set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
+
+    def mark_done(self, cell_id: str) -> None:
+        with open(self.path / DONE, "a", encoding="utf-8") as fh:
+            fh.write(cell_id + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def drop_unfinished(self) -> int:
+        """Before a resume: remove records of cells that were cut off (they will be measured again)."""
+        done = self.done_cells()
+        records = self.records()
+        kept = [r for r in records if r.get("cell_id") in done]
+        self.write_text(RESULTS, "".join(json.dumps(r, sort_keys=True, allow_nan=False, default=str) + "\n" for r in kept))
+        return len(records) - len(kept)
 
     def records(self) -> list[dict[str, Any]]:
         path = self.path / RESULTS

@@ -21,18 +21,21 @@ import torch
 from rich.console import Console
 
 from bench import artifacts
-from bench.backends import SkipCell, Target, prepare
+from bench.backends import Target, prepare
 from bench.config import SweepConfig, VariantConfig
 from bench.data import TaskData, load_task_data, resolve_data_dir
 from bench.env import fingerprint
 from bench.errors import BenchError
 from bench.evalset import EvalSet
-from bench.measure import EvalPass, eval_pass, latency, memory, parity
+from bench.cell import CellTask, run_cell, run_isolated
+from bench.measure import eval_pass
 from bench.model import ModelSource, backbone_config, count_parameters
 from bench.records import make_record
+from bench.stats import ratio_ci95
 from bench.store import RunStore
 from bench.tokenization import encode_pairs, load_tokenizer
-from bench.variants import BuildContext, builder
+from bench.variants import BuildContext, builder, check_variant
+from sparsify.accounting import count as sparsity_counts
 
 
 class Interrupted(Exception):
@@ -66,6 +69,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     for variant in cfg.variants:
         if variant.prefix_artifact:
             _check_prefix_artifact(variant, backbone)
+        check_variant(variant, backbone)
     data_dir = resolve_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
@@ -81,14 +85,23 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     return Plan(source, data, tokenizer, note, threads, cache_dir)
 
 
-def run_sweep(cfg: SweepConfig, console: Console) -> RunStore:
+def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None) -> RunStore:
     plan = preflight(cfg, console)
-    store = RunStore.create(Path(cfg.output_dir), cfg.name)
-    console.print(f"[bold]run[/] {store.path}")
-    store.write_text("config.toml", cfg.to_toml())
-    store.write_json("env.json", fingerprint())
+    if resume is None:
+        store = RunStore.create(Path(cfg.output_dir), cfg.name)
+        console.print(f"[bold]run[/] {store.path}")
+        store.write_text("config.toml", cfg.to_toml())
+        store.write_json("env.json", fingerprint())
+    else:
+        store = RunStore.open(resume)
+        store.lock()
+        dropped = store.drop_unfinished()
+        console.print(f"[bold]resume[/] {store.path}: {len(store.done_cells())} finished cells kept"
+                      + (f", {dropped} records of cut-off cells dropped" if dropped else ""))
+        store.set_status("running", resumed=fingerprint()["timestamp_utc"])
     try:
         Sweep(cfg, plan, store, console).run()
+        store.set_status("complete", records=len(store.records()))
     except KeyboardInterrupt:
         store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept",
                          records=len(store.records()))
@@ -96,15 +109,36 @@ def run_sweep(cfg: SweepConfig, console: Console) -> RunStore:
     except BaseException as exc:
         store.set_status("failed", reason=f"{type(exc).__name__}: {exc}", records=len(store.records()))
         raise
-    store.set_status("complete", records=len(store.records()))
+    finally:
+        store.unlock()
     return store
 
 
 class Sweep:
     def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console) -> None:
         self.cfg, self.plan, self.store, self.console = cfg, plan, store, console
-        self.dense_latency: dict[tuple, float] = {}  # (task, backend, dtype, device, bs, seq) -> p50 ms
         self.reference_variant = next((v.name for v in cfg.variants if v.method == "dense"), None)
+        self.done = store.done_cells()
+        # (task, backend, dtype, device, bs, seq) -> the dense variant's raw latency samples (ns): speedups and
+        # their CIs. A resumed run reads them back from the dense records it already has.
+        self.dense_samples: dict[tuple, np.ndarray] = {
+            _shape_key(r): np.asarray(r["latency_samples_ms"]) * 1e6 for r in store.records()
+            if r["variant"] == self.reference_variant and r["scenario"] == "latency" and r.get("latency_samples_ms")
+        }
+        self.peaks = self._peaks()
+
+    def _peaks(self) -> dict[str, Any] | None:
+        """Calibrated device peaks for % of peak: measured once per machine (seconds), then cached."""
+        from bench import calibrate
+
+        mode, device = self.cfg.measure.peaks, self.cfg.measure.device
+        key = calibrate.calibration_key(device, self.plan.threads)
+        cached = calibrate.cache_path(self.plan.cache_dir, key).is_file()
+        if mode == "off" or (mode == "cached" and not cached):
+            return None
+        if not cached:
+            self.console.print(f"calibrating {device} peaks once for this machine (bench calibrate)...")
+        return calibrate.load_or_measure(self.plan.cache_dir, device, self.plan.threads)
 
     def run(self) -> None:
         torch.set_num_threads(self.plan.threads)
@@ -149,19 +183,26 @@ class Sweep:
                         self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
                 continue
             base |= self._artifact_fields(model, artifact, built)
+            counts = sparsity_counts(model)  # densities and MACs of exactly what is measured
+            base |= counts.fields(self.cfg.model.max_length)
             variant_fields = variant_fields or {k: v for k, v in base.items() if k not in _PER_SEED_KEYS}
             reference = self._reference_logits(model, evalset, batches)
             per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
             if index == 0:
                 for dtype in self.cfg.measure.dtypes:
                     for backend in self.cfg.measure.backends:
-                        self._cell(model, base | {"backend": backend, "dtype": dtype}, evalset, batches, reference)
+                        self._cell(artifact, base | {"backend": backend, "dtype": dtype}, evalset, reference)
                         _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it first
             elif "accuracy" in self.cfg.measure.scenarios:
-                self._emit(base | self._accuracy_fields(per_seed[-1], evalset) | {"backend": "eager", "dtype": "fp32"},
-                           "accuracy", seed_replicate=True)
-        if len(per_seed) > 1 and "accuracy" in self.cfg.measure.scenarios:
-            self._emit_seed_aggregate(variant_fields, seeds, per_seed, evalset)
+                replicate = f"{variant.name}/{data.task.name}/seed{seed}/reference"
+                if replicate not in self.done:
+                    self._emit(base | self._accuracy_fields(per_seed[-1], evalset) | {"backend": "eager", "dtype": "fp32"},
+                               "accuracy", seed_replicate=True, cell_id=replicate)
+                    self._mark_done(replicate)
+        aggregate = f"{variant.name}/{data.task.name}/seeds"
+        if len(per_seed) > 1 and "accuracy" in self.cfg.measure.scenarios and aggregate not in self.done:
+            self._emit_seed_aggregate(variant_fields, seeds, per_seed, evalset, cell_id=aggregate)
+            self._mark_done(aggregate)
 
     def _artifact_fields(self, model, artifact: artifacts.Artifact, built: bool) -> dict[str, Any]:
         total, _ = count_parameters(model)
@@ -190,7 +231,7 @@ class Sweep:
         }
 
     def _emit_seed_aggregate(self, variant_fields: dict[str, Any], seeds: list[int],
-                             per_seed: list[dict[str, float]], evalset: EvalSet) -> None:
+                             per_seed: list[dict[str, float]], evalset: EvalSet, cell_id: str) -> None:
         langs = list(per_seed[0])
         table = np.array([[run[lang] for lang in langs] for run in per_seed])  # [seeds, languages]
         means = dict(zip(langs, table.mean(0).tolist()))
@@ -199,7 +240,7 @@ class Sweep:
             "accuracy_by_language_std": dict(zip(langs, table.std(0, ddof=1).tolist())),
             "accuracy_std": float(table.mean(1).std(ddof=1)),
         }
-        self._emit(fields, "accuracy")
+        self._emit(fields, "accuracy", cell_id=cell_id)
 
     def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
         return {
@@ -215,7 +256,7 @@ class Sweep:
         train_hash = hashlib.sha256(json.dumps([train_ids, data.train.label]).encode()).hexdigest()[:16]
         recipe = {
             "format": 1, "variant": variant.name, "method": variant.method,
-            "options": variant.model_dump(exclude={"name", "train", "method", "seeds"}), "model": str(self.plan.source),
+            "options": variant.recipe_options(), "model": str(self.plan.source),
             "task": data.task.name, "seed": seed, "backbone_seed": self.cfg.seed, "train": train_cfg.model_dump(),
             "max_length": self.cfg.model.max_length, "train_data": train_hash, "tokenizer": self.plan.tokenizer_note,
         }
@@ -252,66 +293,60 @@ class Sweep:
                          self.cfg.backend, self.store.path)
         return eval_pass(runner, evalset, batches).logits
 
-    def _cell(self, model, base: dict[str, Any], evalset: EvalSet, batches, reference: np.ndarray) -> None:
+    def _cell(self, artifact: artifacts.Artifact, base: dict[str, Any], evalset: EvalSet, reference: np.ndarray) -> None:
+        """One variant x backend x dtype x device, by default in a process of its own (bench.cell)."""
         cfg = self.cfg.measure
+        cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
+        if cell_id in self.done:
+            return
         label = f"{base['variant']} {base['task']} {base['backend']} {base['dtype']}"
-        target = Target(cfg.device, base["dtype"], self.plan.threads)
-        workdir = self.store.path / "exports" / f"{base['variant']}-{base['task']}-{base['dtype']}"
-        example = evalset.fixed_batch(2, 16)
-        try:
-            runner = prepare(base["backend"], model, target, (example.input_ids, example.attention_mask), self.cfg.backend, workdir)
-        except SkipCell as exc:
-            self.console.print(f"  [yellow]skip[/] {label}: {exc}")
-            return self._emit_all(base, "skipped", str(exc))
-        except Exception as exc:
-            self.console.print(f"  [red]fail[/] {label}: {type(exc).__name__}: {exc}")
-            return self._emit_all(base, "failed", f"prepare: {type(exc).__name__}: {exc}")
-        base = base | runner.build_seconds | runner.info
-        self.console.print(f"  {label}: prepared " + " ".join(f"{k}={v:.1f}" for k, v in runner.build_seconds.items()))
-        try:
-            passed: EvalPass = eval_pass(runner, evalset, batches)
-        except Exception as exc:
-            self.console.print(f"  [red]fail[/] {label}: {type(exc).__name__}: {exc}")
-            return self._emit_all(base, "failed", f"evaluation pass: {type(exc).__name__}: {exc}")
-        base |= parity(passed.logits, reference)
-        if "throughput" in cfg.scenarios:
-            self._emit(base | passed.throughput_fields(), "throughput", batch_size=cfg.throughput_batch_size)
-        if "accuracy" in cfg.scenarios:
-            self._emit(base | self._accuracy_fields(evalset.accuracy_by_language(passed.logits.argmax(1)), evalset), "accuracy")
-        for bs in cfg.batch_sizes:
-            for seq in cfg.seq_lens:
-                batch = evalset.fixed_batch(bs, seq)
-                shape = {"batch_size": bs, "seq_len": seq, "padded_tokens": batch.padded_tokens, "real_tokens": batch.real_tokens}
-                if "latency" in cfg.scenarios:
-                    self._measure(label, base | shape, "latency", lambda: self._latency_fields(runner, batch, base))
-                if "memory" in cfg.scenarios:
-                    self._measure(label, base | shape, "memory", lambda: memory(runner, batch))
+        task = CellTask(
+            cell_id=cell_id, artifact_path=str(artifact.path), base=base | {"cell_id": cell_id, "isolation": cfg.isolation},
+            target=Target(cfg.device, base["dtype"], self.plan.threads), options=self.cfg.backend, measure=cfg,
+            evalset=evalset, reference=reference,
+            workdir=str(self.store.path / "exports" / f"{base['variant']}-{base['task']}-{base['dtype']}-{base['backend']}"),
+            peaks=self.peaks, max_length=self.cfg.model.max_length,
+        )
+        self.console.print(f"  {label}: measuring" + (" in its own process" if cfg.isolation == "process" else ""))
+        result = run_isolated(task, cfg.cell_timeout_s) if cfg.isolation == "process" else run_cell(task)
+        for record in result.records:
+            fields = dict(record)
+            scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
+            if scenario == "accuracy" and status == "ok":
+                fields |= self._accuracy_fields(fields["accuracy_by_language"], evalset)
+            if scenario == "latency" and status == "ok":
+                fields |= self._versus_dense(fields, result.samples[(fields["batch_size"], fields["seq_len"])])
+            self._emit(fields, scenario, status=status, error=error)
+        statuses = sorted({r["status"] for r in result.records})
+        errors = sorted({r["error"] for r in result.records if r["error"]})
+        built = {k: v for k, v in result.records[0].items() if k in ("compile_s", "export_s") and v} if result.records else {}
+        colour = "red" if "failed" in statuses else "yellow" if "skipped" in statuses else "green"
+        self.console.print(f"  {label}: [{colour}]{', '.join(statuses)}[/]"
+                           + "".join(f" {k}={v:.1f}" for k, v in built.items()) + (f" ({errors[0]})" if errors else ""))
+        self._mark_done(cell_id)
 
-    def _latency_fields(self, runner, batch, base: dict[str, Any]) -> dict[str, Any]:
-        stats = latency(runner, batch, self.cfg.measure)
-        bs, seq = batch.input_ids.shape
-        key = (base["task"], base["backend"], base["dtype"], base["device"], bs, seq)
-        if base["variant"] == self.reference_variant:
-            self.dense_latency[key] = stats.p50_ms
-        dense = self.dense_latency.get(key)
-        fields = stats.to_record() | {
-            "throughput_samples_per_s": bs / (stats.p50_ms / 1e3),
-            "throughput_tokens_per_s": batch.real_tokens / (stats.p50_ms / 1e3),
-            "speedup_vs_dense": dense / stats.p50_ms if dense else None,
-        }
-        if base["method"] == "prompt" and dense:
-            fields["prefix_overhead_vs_dense"] = stats.p50_ms / dense  # the prefix's cost at this shape
-        return fields
-
-    def _measure(self, label: str, fields: dict[str, Any], scenario: str, fn) -> None:
-        try:
-            self._emit(fields | fn(), scenario)
-        except Exception as exc:
-            self.console.print(f"  [red]fail[/] {label} {scenario}: {type(exc).__name__}: {exc}")
-            self._emit(fields, scenario, status="failed", error=f"{type(exc).__name__}: {exc}")
+    def _versus_dense(self, fields: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
+        """speedup_vs_dense (with a bootstrap CI of the ratio of medians) against the dense variant's cell of the
+        same task, backend, dtype, device and shape; for prompt variants also the prefix's overhead."""
+        key = _shape_key(fields)
+        if fields["variant"] == self.reference_variant:
+            self.dense_samples[key] = samples
+            return {"speedup_vs_dense": 1.0}  # the reference itself, by definition
+        dense = self.dense_samples.get(key)
+        if dense is None:
+            return {}
+        ratio, low, high = ratio_ci95(dense, samples)  # median(dense) / median(this)
+        out = {"speedup_vs_dense": ratio, "speedup_vs_dense_ci95_low": low, "speedup_vs_dense_ci95_high": high}
+        if fields["method"] == "prompt":
+            out["prefix_overhead_vs_dense"] = 1 / ratio  # the prefix's cost at this shape
+        return out
 
     def _emit(self, fields: dict[str, Any], scenario: str, status: str = "ok", error: str | None = None, **extra: Any) -> None:
         self.store.append(make_record(**fields, **extra, scenario=scenario, status=status, error=error))
+
+    def _mark_done(self, cell_id: str) -> None:
+        self.store.mark_done(cell_id)
+        self.done.add(cell_id)
 
     def _emit_all(self, base: dict[str, Any], status: str, error: str) -> None:
         """One record per scenario the cell would have produced, so every view sees the gap and its reason."""
@@ -321,6 +356,10 @@ class Sweep:
             for bs, seq in shapes:
                 bs = cfg.throughput_batch_size if scenario == "throughput" else bs
                 self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+
+
+def _shape_key(record: dict[str, Any]) -> tuple:
+    return (record["task"], record["backend"], record["dtype"], record["device"], record["batch_size"], record["seq_len"])
 
 
 # Fields that belong to one seed's artifact, not to the variant as a whole.

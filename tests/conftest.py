@@ -68,6 +68,9 @@ def tiny_config(shared_data_dir):
                 "scenarios": ["latency", "throughput", "memory", "accuracy"],
                 "batch_sizes": [4], "seq_lens": [32], "throughput_batch_size": 8,
                 "warmup_iters": 1, "min_iters": 3, "min_time_s": 0.0,
+                # In-process and without calibration: quick, and monkeypatched backends reach the cells.
+                # The session's full sweep (tiny_sweep) runs isolated and calibrated, the default path.
+                "isolation": "none", "peaks": "off",
             },
         }
         return _deep_merge(base, sections)
@@ -85,7 +88,7 @@ def tiny_sweep(tiny_config, tmp_path_factory):
     from bench.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("tiny-sweep")
-    data = tiny_config(root / "runs", root / "cache")
+    data = tiny_config(root / "runs", root / "cache", measure={"isolation": "process", "peaks": "auto"})
     cfg = parse_config(data)
     buffer = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:

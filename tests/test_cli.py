@@ -14,6 +14,7 @@ import pytest
 import tomli_w
 from typer.testing import CliRunner
 
+import bench.measure
 import bench.sweep
 from bench.cli import app
 
@@ -237,17 +238,25 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
 
 
 def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out_dir, monkeypatch):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    real_memory, calls = bench.measure.memory, []
 
-    monkeypatch.setattr(bench.sweep, "memory", interrupted)
-    result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager"]}))])
+    def interrupted_in_the_second_cell(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_memory(*args, **kwargs)
+
+    monkeypatch.setattr(bench.measure, "memory", interrupted_in_the_second_cell)
+    result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager", "onnxruntime"]}))])
     assert result.exit_code == 130
     (run_dir,) = out_dir.iterdir()
     assert "interrupted" in _text(result.stderr) and run_dir.name in _text(result.stderr)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    assert {r["scenario"] for r in records} == {"throughput", "accuracy", "latency"}
+    # The first cell finished and is kept whole; the cut-off cell wrote nothing (--resume measures it again).
+    assert {r["backend"] for r in records} == {"eager"}
+    assert {r["scenario"] for r in records} == {"throughput", "accuracy", "latency", "memory"}
+    assert (run_dir / "cells.done").read_text().split() == [records[0]["cell_id"]]
     # The interrupted run still renders, saying what it is.
     report = runner.invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output

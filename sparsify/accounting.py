@@ -1,0 +1,148 @@
+"""Sparsity accounting: what a variant keeps, what its kernels compute, and the speedup that could buy at best.
+
+All counts come from the model as it is (real shapes, real nonzeros) against its base architecture (the
+unpruned config it was built from), so a structurally pruned model and a masked one read the same way.
+
+Per token, per decoder layer l, with H_l heads of Dh, F_l FFN channels, d = d_model, T tokens and a prefix
+of P keys (prompt tuning):
+
+    linear MACs    L_l = 3 d H_l Dh + H_l Dh d + 2 d F_l      (q, k, v, out_proj, fc1, fc2: one MAC per weight)
+    attention MACs A_l = 2 H_l Dh (P + T)                       (Q K^T and A V over every key: SDPA with a mask)
+
+- `macs_per_token` = sum_l (L_l + A_l): what dense kernels execute on the real shapes.
+- `macs_per_token_nonzero` = sum_l (nnz_l + A_l), nnz_l the nonzero weights of layer l's linears: the work
+  a perfect sparse kernel would do.
+- `linear_mac_share` = sum_l L_l / macs_per_token: Amdahl's f for this model.
+- `speedup_ideal` = M_dense / M_exec, where M_dense = sum_l (L0 + 2 H0 Dh T) is the base architecture with
+  no prefix at the same T and M_exec is what the mechanism executes:
+      none                 M_exec = macs_per_token                (zeros in dense kernels: same shapes)
+      smaller_gemm         M_exec = macs_per_token                (the shapes themselves are smaller)
+      sparse_tensor_cores  M_exec = sum_l (L_l / 2 + A_l)         (2:4: half the MACs of each linear)
+  For 2:4 this is Amdahl's law 1 / ((1 - f) + f / 2) with f the dense linear share. The embedding lookup,
+  LayerNorms, softmax, GELU and the head (one token per sequence) are counted as free, so the ideal is an
+  upper bound: real kernels reach 1.1-1.4x per 2:4 GEMM and less at small batch.
+- `density_linear` = nonzero decoder-linear weights / decoder-linear weights of the base architecture.
+- `density_all` = nonzero parameters / parameters of the base architecture (embedding, norms, biases, head
+  and a folded prefix included; the embedding's padding row is zero in XGLM, so dense is just under 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench.model import XGLMClassifier, count_parameters
+from sparsify.targets import DECODER_LINEARS
+
+MECHANISMS = ("none", "smaller_gemm", "sparse_tensor_cores")
+
+
+@dataclass(frozen=True)
+class SparsityCounts:
+    d_model: int
+    head_dim: int
+    base_heads: int
+    base_ffn: int
+    num_layers: int
+    prefix_length: int
+    heads: tuple[int, ...]  # per layer, as the model is
+    ffn: tuple[int, ...]  # FFN channels per layer, as the model is
+    linear_weights: tuple[int, ...]  # per layer: weights of the six decoder linears (real shapes)
+    linear_nonzero: tuple[int, ...]  # per layer: their nonzeros
+    params: int  # parameters as the model is (count_parameters: shared once, folded prefix included)
+    params_nonzero: int
+    base_params: int  # parameters of the unpruned architecture, same prefix
+
+    @property
+    def base_linear_weights(self) -> int:
+        return self.num_layers * (4 * self.d_model * self.base_heads * self.head_dim + 2 * self.d_model * self.base_ffn)
+
+    @property
+    def density_linear(self) -> float:
+        return sum(self.linear_nonzero) / self.base_linear_weights
+
+    @property
+    def density_all(self) -> float:
+        return self.params_nonzero / self.base_params
+
+    def attention_macs(self, seq_len: int, heads: tuple[int, ...] | None = None, prefix: int | None = None) -> int:
+        prefix = self.prefix_length if prefix is None else prefix
+        return sum(2 * h * self.head_dim * (prefix + seq_len) for h in (heads or self.heads))
+
+    def macs_per_token(self, seq_len: int) -> int:
+        return sum(self.linear_weights) + self.attention_macs(seq_len)
+
+    def macs_per_token_nonzero(self, seq_len: int) -> int:
+        return sum(self.linear_nonzero) + self.attention_macs(seq_len)
+
+    def dense_macs_per_token(self, seq_len: int) -> int:
+        """The base architecture's MACs per token at seq_len, no prefix: what speedup_vs_dense compares against."""
+        return self.base_linear_weights + self.attention_macs(seq_len, (self.base_heads,) * self.num_layers, 0)
+
+    def executed_macs_per_token(self, seq_len: int, mechanism: str) -> float:
+        if mechanism in ("none", "smaller_gemm"):
+            return float(self.macs_per_token(seq_len))
+        if mechanism == "sparse_tensor_cores":
+            return sum(self.linear_weights) / 2 + self.attention_macs(seq_len)
+        raise ValueError(f"unknown speedup mechanism '{mechanism}'; known: {', '.join(MECHANISMS)}")
+
+    def speedup_ideal(self, seq_len: int, mechanism: str) -> float:
+        return self.dense_macs_per_token(seq_len) / self.executed_macs_per_token(seq_len, mechanism)
+
+    def fields(self, seq_len: int, mechanism: str | None = None) -> dict[str, Any]:
+        """Record fields at a sequence length; with a mechanism, the ideal speedup it allows there."""
+        macs = self.macs_per_token(seq_len)
+        out: dict[str, Any] = {
+            "density_linear": self.density_linear,
+            "density_all": self.density_all,
+            "macs_per_token": macs,
+            "macs_per_token_nonzero": self.macs_per_token_nonzero(seq_len),
+            "macs_seq_len": seq_len,
+            "linear_mac_share": sum(self.linear_weights) / macs,
+            "heads_per_layer": list(self.heads),
+            "ffn_channels_per_layer": list(self.ffn),
+        }
+        if mechanism is not None:
+            out["speedup_ideal"] = self.speedup_ideal(seq_len, mechanism)
+        return out
+
+
+@torch.no_grad()
+def count(model: XGLMClassifier) -> SparsityCounts:
+    config = model.config
+    layers = model.backbone.layers
+    head_dim = layers[0].self_attn.head_dim
+    heads, ffn, weights, nonzero, base_params_missing = [], [], [], [], 0
+    for layer in layers:
+        attn = layer.self_attn
+        linears = [layer.get_submodule(name) for name in DECODER_LINEARS]
+        heads.append(attn.num_heads)
+        ffn.append(layer.fc1.out_features)
+        weights.append(sum(lin.weight.numel() for lin in linears))
+        nonzero.append(sum(int(torch.count_nonzero(lin.weight)) for lin in linears))
+        # What structured pruning took away: per head q/k/v rows and biases plus out_proj columns (and any
+        # folded prefix K/V of that head); per channel an fc1 row, its bias and an fc2 column.
+        missing_heads = config.attention_heads - attn.num_heads
+        prefix = 2 * attn.prefix_length * head_dim if attn.prefix_length else 0
+        base_params_missing += missing_heads * (head_dim * (4 * config.d_model + 3) + prefix)
+        base_params_missing += (config.ffn_dim - layer.fc1.out_features) * (2 * config.d_model + 1)
+    params, _ = count_parameters(model)
+    return SparsityCounts(
+        d_model=config.d_model, head_dim=head_dim, base_heads=config.attention_heads, base_ffn=config.ffn_dim,
+        num_layers=config.num_layers, prefix_length=model.prefix_length, heads=tuple(heads), ffn=tuple(ffn),
+        linear_weights=tuple(weights), linear_nonzero=tuple(nonzero), params=params,
+        params_nonzero=_nonzero_parameters(model), base_params=params + base_params_missing,
+    )
+
+
+def _nonzero_parameters(model: XGLMClassifier) -> int:
+    """Nonzeros over the same tensors count_parameters counts: shared ones once, folded prefix buffers included."""
+    seen: dict[int, torch.Tensor] = {}
+    for p in model.parameters():
+        seen.setdefault(id(p), p)
+    for name, buffer in model.named_buffers():
+        if name.rsplit(".", 1)[-1] in ("prefix_k", "prefix_v"):
+            seen.setdefault(id(buffer), buffer)
+    return sum(int(torch.count_nonzero(t)) for t in seen.values())
