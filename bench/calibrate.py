@@ -98,6 +98,11 @@ def roofline_fields(cost, latency_s: float, dtype: str, peaks: dict[str, Any] | 
         ridge = peak_tflops * 1e12 / (peaks["peak_gbps"] * 1e9)  # FLOPs per byte where the roofs meet
         bound = "compute" if cost.intensity >= ridge else "memory"
         roof = peak_tflops if bound == "compute" else cost.intensity * peaks["peak_gbps"] / 1e3
-        fields.update(percent_of_peak=100 * achieved_tflops / roof, bound=bound, peak_tflops=peak_tflops,
+        percent = 100 * achieved_tflops / roof
+        fields.update(percent_of_peak=percent, bound=bound, peak_tflops=peak_tflops,
                       peak_gbps=peaks["peak_gbps"], ridge_flops_per_byte=ridge)
+        if percent > 100:
+            # A model cannot beat a peak measured on the same machine; the calibration ran slow (a loaded
+            # machine, other threads): `bench calibrate --refresh` on a quiet machine.
+            fields["peak_note"] = f"above the calibrated peak ({percent:.0f}%): recalibrate on a quiet machine"
     return fields

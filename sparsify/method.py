@@ -67,6 +67,7 @@ def check(variant, config) -> None:
     """What can be refused from the backbone's config alone, before any run directory exists."""
     opts = SparseOptions.of(variant)
     if variant.method == "structured":
+        structured.require_torch_pruning()
         structured.check_level(config, opts.level, opts.scope)
     elif variant.method == "semi24":
         dims = {"decoder linears (d_model)": config.d_model, "fc2 (ffn_dim)": config.ffn_dim}

@@ -135,12 +135,19 @@ def _plan(scores: list[torch.Tensor], now: list[int], base: int, level: float, s
     return drops
 
 
+def require_torch_pruning():
+    try:
+        import torch_pruning
+    except ImportError:
+        raise BenchError("method 'structured' needs torch-pruning: pip install 'torch-pruning>=1.6,<2'") from None
+    return torch_pruning
+
+
 def remove_units(model: XGLMClassifier, heads: list[list[int]], channels: list[list[int]]) -> None:
     """Physically remove heads and FFN channels (positions in each layer's current numbering) with DepGraph."""
-    import torch_pruning as tp
-
     if not any(heads) and not any(channels):
         return
+    tp = require_torch_pruning()
     device = model.head.weight.device
     example = (torch.full((1, 8), 4, dtype=torch.long, device=device), torch.ones(1, 8, dtype=torch.long, device=device))
     was_training = model.training

@@ -62,6 +62,8 @@ def test_roofline_classifies_compute_and_memory_bound(tiny):
         assert fields["bound"] == "compute" and fields["percent_of_peak"] == pytest.approx(50.0)
     else:
         assert fields["bound"] == "memory"
+    beaten = roofline_fields(cost, latency_s=cost.flops_executed / 2e12, dtype="fp32", peaks=peaks)
+    assert beaten["percent_of_peak"] > 100 and "recalibrate" in beaten["peak_note"]
     starved = roofline_fields(cost, 1.0, "fp32", {"peak_tflops_fp32": 1.0, "peak_gbps": 1e-3})
     assert starved["bound"] == "memory"
     none = roofline_fields(cost, 1.0, "fp16", peaks)  # no fp16 peak measured
