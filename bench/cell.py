@@ -139,16 +139,22 @@ def _add(result: CellResult, scenario: str, fields: dict[str, Any], status: str 
 
 
 def _all(result: CellResult, task: CellTask, base: dict[str, Any], status: str, error: str) -> CellResult:
-    """One record per scenario (and shape) the cell would have produced, each saying why it is missing."""
-    cfg = task.measure
+    result.records.extend(stand_ins(task.measure, base, status, error))
+    return result
+
+
+def stand_ins(cfg: MeasureConfig, base: dict[str, Any], status: str, error: str) -> list[dict[str, Any]]:
+    """One record per scenario (and shape) a cell would have produced, each saying why it is missing, so that
+    every view sees the gap and its reason."""
+    out = []
     for scenario in cfg.scenarios:
         if scenario in ("latency", "memory"):
             shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
         else:
             shapes = [(cfg.throughput_batch_size if scenario == "throughput" else None, None)]
-        for bs, seq in shapes:
-            _add(result, scenario, base | {"batch_size": bs, "seq_len": seq}, status, error)
-    return result
+        out += [{**base, "batch_size": bs, "seq_len": seq, "scenario": scenario, "status": status, "error": error}
+                for bs, seq in shapes]
+    return out
 
 
 def failed(task: CellTask, error: str) -> CellResult:

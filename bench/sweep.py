@@ -27,7 +27,7 @@ from bench.data import TaskData, load_task_data, resolve_data_dir
 from bench.env import fingerprint
 from bench.errors import BenchError
 from bench.evalset import EvalSet
-from bench.cell import CellTask, run_cell, run_isolated
+from bench.cell import CellTask, run_cell, run_isolated, stand_ins
 from bench.measure import eval_pass
 from bench.model import ModelSource, backbone_config, count_parameters
 from bench.records import make_record
@@ -349,13 +349,9 @@ class Sweep:
         self.done.add(cell_id)
 
     def _emit_all(self, base: dict[str, Any], status: str, error: str) -> None:
-        """One record per scenario the cell would have produced, so every view sees the gap and its reason."""
-        cfg = self.cfg.measure
-        for scenario in cfg.scenarios:
-            shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens] if scenario in ("latency", "memory") else [(None, None)]
-            for bs, seq in shapes:
-                bs = cfg.throughput_batch_size if scenario == "throughput" else bs
-                self._emit(base | {"batch_size": bs, "seq_len": seq}, scenario, status=status, error=error)
+        for record in stand_ins(self.cfg.measure, base, status, error):
+            fields = {k: v for k, v in record.items() if k not in ("scenario", "status", "error")}
+            self._emit(fields, record["scenario"], status=record["status"], error=record["error"])
 
 
 def _shape_key(record: dict[str, Any]) -> tuple:
