@@ -17,7 +17,7 @@ from reports.compare import compare_runs, regressions, unclear
 from reports.compare_view import comparison_views
 from reports.load import load_run
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+RUNS = Path(__file__).parent / "fixtures" / "recorded"
 BASE, SLOWER = RUNS / "cpu-dense", RUNS / "cpu-dense-x1.25"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -1,4 +1,4 @@
-"""Reports rendered from recorded fixture runs (tests/fixtures/runs/README.md): the numbers in every view, the
+"""Reports rendered from recorded fixture runs (tests/fixtures/recorded/README.md): the numbers in every view, the
 plots and their sizes, report.md and a self-contained report.html, and graceful handling of sparse records."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reports.report import all_views, write_report
 from reports.summary import RANDOM_WARNING, render_run
 from reports.table import TableData
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+RUNS = Path(__file__).parent / "fixtures" / "recorded"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
