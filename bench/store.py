@@ -49,7 +49,7 @@ class RunStore:
                 raise BenchError(f"cannot create run directory '{path}': {exc.strerror}") from None
             store = cls(path)
             store.lock()
-            store.set_status("running", started=_now())
+            store.set_status("running", started=now_utc())
             return store
         raise BenchError(f"too many runs named '{name}' in the same second in '{output_dir}'")
 
@@ -132,11 +132,13 @@ class RunStore:
         return self.read_json(MANIFEST) or {}
 
     def set_status(self, status: str, **fields: Any) -> None:
-        manifest = {**self.manifest(), "run_id": self.run_id, "status": status, **fields}
+        # A reason belongs to the status it explains: a resumed run that completes is no longer "interrupted".
+        previous = {k: v for k, v in self.manifest().items() if k != "reason"}
+        manifest = {**previous, "run_id": self.run_id, "status": status, **fields}
         if status != "running":
-            manifest["finished"] = _now()
+            manifest["finished"] = now_utc()
         self.write_json(MANIFEST, manifest)
 
 
-def _now() -> str:
+def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -32,7 +32,7 @@ from bench.measure import eval_pass
 from bench.model import ModelSource, backbone_config, count_parameters
 from bench.records import make_record
 from bench.stats import ratio_ci95
-from bench.store import RunStore
+from bench.store import RunStore, now_utc
 from bench.tokenization import encode_pairs, load_tokenizer
 from bench.variants import BuildContext, builder, check_variant
 from sparsify.accounting import count as sparsity_counts
@@ -98,7 +98,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None) ->
         dropped = store.drop_unfinished()
         console.print(f"[bold]resume[/] {store.path}: {len(store.done_cells())} finished cells kept"
                       + (f", {dropped} records of cut-off cells dropped" if dropped else ""))
-        store.set_status("running", resumed=fingerprint()["timestamp_utc"])
+        store.set_status("running", resumed=now_utc())
     try:
         Sweep(cfg, plan, store, console).run()
         store.set_status("complete", records=len(store.records()))

@@ -65,7 +65,9 @@ def test_resume_measures_only_the_cells_that_were_cut_off(tiny_config, tmp_path)
     partial = [r for r in before if r["cell_id"] == done[1]][0]
     lines = [json.dumps(r) for r in before if r["cell_id"] == done[0]] + [json.dumps(partial)]
     (store.path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    store.set_status("incomplete", reason="interrupted (Ctrl-C)")
     resumed = run_sweep(cfg, Console(file=io.StringIO()), resume=store.path)
+    assert "reason" not in resumed.manifest() and "resumed" in resumed.manifest()
     after = resumed.records()
     assert resumed.path == store.path and resumed.manifest()["status"] == "complete"
     assert sorted(r["cell_id"] for r in after) == sorted(r["cell_id"] for r in before)  # no duplicates
