@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,9 @@ def run(
         cfg = load_config(config or packaged_config("default"), overrides)
         from bench.sweep import Interrupted, run_sweep
 
+        # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, and the cell's own
+        # process killed with it instead of being left behind.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             store = run_sweep(cfg, console, resume=resume)
         except Interrupted as exc:
@@ -138,6 +142,10 @@ def env() -> None:
     from bench.env import fingerprint
 
     console.print_json(json.dumps(fingerprint(), default=str))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _render(run_dir: Path) -> None:

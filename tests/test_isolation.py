@@ -101,3 +101,35 @@ def test_the_default_sweep_runs_each_cell_in_its_own_process_with_roofline(tiny_
     assert all(r["weight_bytes_in_memory"] > 0 for r in memory)
     # One process per cell: the three cells' RSS baselines are their own, not one growing process's.
     assert len({round(r["rss_before_mb"]) for r in memory}) >= 2
+
+
+def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cell_process(tiny_config, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    import tomli_w
+
+    config = tmp_path / "sweep.toml"
+    data = tiny_config(tmp_path / "runs", tmp_path / "cache",
+                       measure={"backends": ["eager"], "isolation": "process", "min_time_s": 600.0, "min_iters": 10**9,
+                                "max_time_s": 600.0})
+    config.write_text(tomli_w.dumps(data))
+    bench = subprocess.Popen([sys.executable, "-m", "bench", "run", str(config)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    parent = psutil.Process(bench.pid)
+    deadline = time.monotonic() + 120
+    while not [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]:
+        assert time.monotonic() < deadline and bench.poll() is None, "no cell process started"
+        time.sleep(0.2)
+    cells = [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+    time.sleep(3)  # the cell is measuring (its latency run lasts 600 s)
+    bench.send_signal(signal.SIGTERM)
+    _, stderr = bench.communicate(timeout=60)
+    assert bench.returncode == 130 and "interrupted" in stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
+    psutil.wait_procs(cells, timeout=10)
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in cells)

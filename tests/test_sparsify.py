@@ -234,7 +234,7 @@ def test_a_masked_models_onnx_export_keeps_its_zeros(tmp_path):
     graph = onnx.load(str(tmp_path / "model.onnx"), load_external_data=True).graph
     stored = [numpy_helper.to_array(init) for init in graph.initializer]
     zeros = total = 0
-    for name, w in weights.items():
+    for w in weights.values():
         w = w.detach().numpy()
         # The exporter folds the weight (often transposed) into an initializer of its own name.
         (found,) = [a for a in stored if (a.shape == w.shape and np.array_equal(a, w)) or (a.shape == w.T.shape and np.array_equal(a, w.T))]
