@@ -199,15 +199,19 @@ def weights_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(total, trainable). Shared tensors count once (XGLM ties embedding and LM head); a folded prefix
-    (persistent prefix_k/prefix_v buffers) counts as parameters: it is learned weights, frozen for inference."""
+def weight_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The learned tensors of a model: parameters, shared ones once (XGLM ties embedding and LM head), plus a
+    folded prefix (persistent prefix_k/prefix_v buffers): learned weights, frozen for inference."""
     seen: dict[int, torch.Tensor] = {}
     for p in module.parameters():
         seen.setdefault(id(p), p)
     for name, buffer in module.named_buffers():
         if name.rsplit(".", 1)[-1] in ("prefix_k", "prefix_v"):
             seen.setdefault(id(buffer), buffer)
-    total = sum(t.numel() for t in seen.values())
-    trainable = sum(t.numel() for t in seen.values() if t.requires_grad)
-    return total, trainable
+    return list(seen.values())
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) over weight_tensors."""
+    tensors = weight_tensors(module)
+    return sum(t.numel() for t in tensors), sum(t.numel() for t in tensors if t.requires_grad)

@@ -25,8 +25,3 @@ def make_record(**fields: Any) -> dict[str, Any]:
         raise ValueError(f"record status must be ok, failed or skipped, got {record['status']!r}")
     return record
 
-
-def cell_key(record: dict[str, Any]) -> tuple:
-    """What makes two records comparable: same task, backend, dtype, device and shape."""
-    return (record["task"], record["backend"], record["dtype"], record["device"],
-            record["scenario"], record["batch_size"], record["seq_len"])

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from bench.model import XGLMClassifier, count_parameters
+from bench.model import XGLMClassifier, count_parameters, weight_tensors
 from sparsify.targets import DECODER_LINEARS
 
 MECHANISMS = ("none", "smaller_gemm", "sparse_tensor_cores")
@@ -138,11 +138,5 @@ def count(model: XGLMClassifier) -> SparsityCounts:
 
 
 def _nonzero_parameters(model: XGLMClassifier) -> int:
-    """Nonzeros over the same tensors count_parameters counts: shared ones once, folded prefix buffers included."""
-    seen: dict[int, torch.Tensor] = {}
-    for p in model.parameters():
-        seen.setdefault(id(p), p)
-    for name, buffer in model.named_buffers():
-        if name.rsplit(".", 1)[-1] in ("prefix_k", "prefix_v"):
-            seen.setdefault(id(buffer), buffer)
-    return sum(int(torch.count_nonzero(t)) for t in seen.values())
+    """Nonzeros over the same tensors count_parameters counts."""
+    return sum(int(torch.count_nonzero(t)) for t in weight_tensors(model))
