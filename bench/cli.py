@@ -61,7 +61,7 @@ def run(
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
         cfg = load_config(config or packaged_config("default"), overrides)
-        from bench.sweep import Interrupted, run_sweep
+        from bench.run.sweep import Interrupted, run_sweep
 
         # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, and the cell's own
         # process killed with it instead of being left behind.
@@ -123,8 +123,8 @@ def calibrate(
     import psutil
     import torch
 
-    from bench.artifacts import default_cache_dir
-    from bench.calibrate import load_or_measure
+    from bench.build.artifacts import default_cache_dir
+    from bench.measure.calibrate import load_or_measure
 
     with _user_errors():
         if device not in ("cpu", "cuda"):
@@ -139,7 +139,7 @@ def calibrate(
 @app.command()
 def env() -> None:
     """Print the environment fingerprint that every run records."""
-    from bench.env import fingerprint
+    from bench.run.env import fingerprint
 
     console.print_json(json.dumps(fingerprint(), default=str))
 

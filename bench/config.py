@@ -134,7 +134,7 @@ class VariantConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        from bench.variants import METHODS as registered
+        from bench.build.methods import METHODS as registered
 
         if value not in registered:
             raise ValueError(f"unknown method '{value}'; available: {', '.join(registered)}")

@@ -12,3 +12,10 @@ def did_you_mean(value: str, allowed: list[str] | tuple[str, ...], what: str) ->
     close = difflib.get_close_matches(value, list(allowed), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown {what} '{value}'{hint} available: {', '.join(allowed)}"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message, at most 200 characters."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -18,18 +18,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from bench.build.spec import ModelSpec, build_model
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from bench.backends import Runner, Target
-    from bench.model import ModelSource, XGLMClassifier
+    from bench.model.classifier import XGLMClassifier
 
 # --xglm-bench-<name>: (environment variable, default, help). Defaults suit CI on shared CPUs; a dedicated
 # runner asks for more rounds.
@@ -63,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: optional, so pytest without it still starts
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from bench.env import fingerprint
+    from bench.run.env import fingerprint
 
     env = fingerprint()
     machine_info["xglm_bench"] = {key: env.get(key) for key in MACHINE_KEYS}
@@ -108,27 +110,6 @@ SETTINGS = pytest.StashKey[Settings]()
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What to benchmark. source: `random:<preset>`, a hub id or save_pretrained directory (untrained head), or an
-    artifact directory written by `bench run` (loaded as trained). method: a bench.variants.METHODS name; other
-    than dense it is built by its registered builder after one training step on random ids, with `options`
-    (VariantConfig fields, e.g. {"prompt_length": 16}). prefix_length: fill every layer's prefix slot with random
-    K/V of that length, the inference cost of a folded P-tuning v2 prefix."""
-
-    source: str = "random:tiny"
-    method: str = "dense"
-    options: dict[str, Any] = field(default_factory=dict)
-    prefix_length: int = 0
-    num_labels: int = 3
-    seed: int = 0
-
-    @property
-    def key(self) -> tuple:
-        options = tuple(sorted(self.options.items()))
-        return (self.source, self.method, options, self.prefix_length, self.num_labels, self.seed)
-
-
-@dataclass(frozen=True)
 class BenchBatch:
     """One benchmark input and what eager fp32 makes of it: the reference of the parity check."""
 
@@ -162,7 +143,7 @@ class XglmBench:
         """(fp32 classifier on the CPU, its description for extra_info), built once per session."""
         spec = ModelSpec(spec) if isinstance(spec, str) else spec
         if spec.key not in self._models:
-            self._models[spec.key] = _build_model(spec)
+            self._models[spec.key] = build_model(spec)
         return self._models[spec.key]
 
     def runner(
@@ -186,8 +167,8 @@ class XglmBench:
         self, benchmark: Any, runner: Runner, batch: BenchBatch, *, rounds: int | None = None, warmup_rounds: int | None = None,
     ) -> dict[str, Any]:
         """Time `runner` on `batch` with benchmark.pedantic; returns what it put into benchmark.extra_info."""
-        from bench.measure import parity
-        from bench.memory import measure_memory
+        from bench.measure.passes import parity
+        from bench.measure.memory import measure_memory
 
         rounds = self.settings.rounds if rounds is None else rounds
         warmup_rounds = self.settings.warmup_rounds if warmup_rounds is None else warmup_rounds
@@ -252,83 +233,13 @@ def _check_target(backend: str, target: Target) -> None:
         pytest.skip(f"{backend} on cuda: CUDA is not available on this machine (torch {torch.__version__})")
 
 
-def _build_model(spec: ModelSpec) -> tuple[XGLMClassifier, dict[str, Any]]:
-    import torch
-
-    from bench.artifacts import META_FILE, Artifact
-    from bench.errors import BenchError
-    from bench.model import ModelSource, XGLMClassifier, count_parameters, load_backbone
-
-    path = Path(spec.source).expanduser()
-    if (path / META_FILE).is_file():
-        if spec.method != "dense" or spec.options:
-            raise BenchError(f"'{spec.source}' is an artifact: it brings its own method; give no method nor options")
-        artifact = Artifact.open(path)
-        recipe = artifact.meta["recipe"]
-        model, method, variant = artifact.load_model(), recipe["method"], recipe["variant"]
-        random_weights = str(recipe["model"]).startswith("random:")
-    else:
-        source = ModelSource.parse(spec.source)
-        method, variant, random_weights = spec.method, spec.method, source.random_weights
-        if spec.method == "dense" and not spec.options:
-            backbone = load_backbone(source, seed=spec.seed)
-            torch.manual_seed(spec.seed)
-            # Untrained head: timing does not depend on trained values, and parity compares the same weights.
-            model = XGLMClassifier(backbone, spec.num_labels).eval()
-        else:
-            model = _build_variant(spec, source)
-    if spec.prefix_length:
-        _fill_prefix(model, spec.prefix_length, spec.seed)
-        variant += f"+prefix{spec.prefix_length}"
-    total, trainable = count_parameters(model)
-    info = {
-        "model": spec.source, "variant": variant, "method": method, "prompt_length": model.prefix_length,
-        "random_weights": random_weights, "params_total": total, "params_trainable": trainable,
-    }
-    return model, info
-
-
-def _build_variant(spec: ModelSpec, source: ModelSource) -> XGLMClassifier:
-    """A method's own builder, trained one step on random ids: timing needs its shapes, not a useful accuracy."""
-    import torch
-
-    from bench.config import TrainConfig, VariantConfig
-    from bench.errors import BenchError, did_you_mean
-    from bench.model import backbone_config
-    from bench.tasks import TaskSpec
-    from bench.variants import METHODS, BuildContext, builder
-
-    if spec.method not in METHODS:
-        raise BenchError(did_you_mean(spec.method, list(METHODS), "method"))
-    config = backbone_config(source)
-    g = torch.Generator().manual_seed(spec.seed)
-    rows = torch.randint(4, config.vocab_size, (8, 16), generator=g).tolist()  # 4: past XGLM's special tokens
-    labels = torch.randint(0, spec.num_labels, (8,), generator=g).tolist()
-    task = TaskSpec("benchmark", tuple(f"label{i}" for i in range(spec.num_labels)), ("en",), hub_id="")
-    ctx = BuildContext(
-        variant=VariantConfig(name=spec.method, method=spec.method, **spec.options), task=task, source=source,
-        train=TrainConfig(steps=1, batch_size=8), seed=spec.seed, backbone_seed=spec.seed, train_ids=rows,
-        train_labels=labels, pad_id=config.pad_token_id, device=torch.device("cpu"),
-    )
-    return builder(spec.method)(ctx).model.cpu().eval()
-
-
-def _fill_prefix(model: XGLMClassifier, length: int, seed: int) -> None:
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    for attn in model.attentions:
-        shape = (1, attn.num_heads, length, attn.head_dim)  # [1, H, P, Dh]
-        attn.set_prefix(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
-
-
 def _random_batch(model: XGLMClassifier, info: dict[str, Any], batch_size: int, seq_len: int, seed: int) -> BenchBatch:
     """Random token ids, lengths between seq_len/2 and seq_len (the first row full), right padded to seq_len.
     Latency does not depend on which tokens they are; padding and the pooled position do."""
     import torch
 
     from bench.errors import BenchError
-    from bench.tokenization import pad_batch
+    from bench.data.tokenization import pad_batch
 
     config = model.config
     if model.prefix_length + seq_len > config.max_position_embeddings:
@@ -353,7 +264,7 @@ def _median_seconds(benchmark: Any, runner: Runner, inputs: Any, rounds: int, wa
     """The benchmark's own median; under --benchmark-disable (no stats), a short measurement of our own."""
     import numpy as np
 
-    from bench.timing import time_iterations
+    from bench.measure.timing import time_iterations
 
     if benchmark.stats:
         return float(benchmark.stats.stats.median), "pytest-benchmark median"
@@ -361,7 +272,7 @@ def _median_seconds(benchmark: Any, runner: Runner, inputs: Any, rounds: int, wa
         lambda: runner(inputs), synchronize=runner.synchronize, cuda_events=runner.cuda_events,
         warmup=warmup, min_iters=rounds, min_time_s=0.0, max_time_s=60.0,
     )
-    return float(np.median(samples)) / 1e9, "bench.timing median (pytest-benchmark disabled)"
+    return float(np.median(samples)) / 1e9, "bench.measure.timing median (pytest-benchmark disabled)"
 
 
 @contextmanager

@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bench.errors import BenchError
-from bench.model import ModelSource, XGLMClassifier, load_backbone, weights_fingerprint
-from bench.train import train_classifier
-from bench.variants import BuildContext, BuiltVariant
+from bench.model.classifier import XGLMClassifier, weights_fingerprint
+from bench.model.source import ModelSource, load_backbone
+from bench.build.train import train_classifier
+from bench.build.context import BuildContext, BuiltVariant
 from prompts.encoder import PrefixEncoder
 
 SHAPE_KEYS = ("d_model", "num_layers", "attention_heads", "max_position_embeddings")
@@ -92,7 +93,7 @@ def _built(ctx: BuildContext, model: XGLMClassifier, fingerprint: str, *, traina
 
 def _reuse(ctx: BuildContext, model: XGLMClassifier, fingerprint: str) -> BuiltVariant:
     """A prefix trained elsewhere (variant option prefix_artifact), joined to this sweep's backbone."""
-    from bench.artifacts import MODEL_FILE, Artifact
+    from bench.build.artifacts import MODEL_FILE, Artifact
 
     artifact = Artifact.open(Path(ctx.variant.prefix_artifact))
     if artifact.meta["recipe"]["task"] != ctx.task.name:

@@ -6,7 +6,7 @@ later run gets ratios to it. With several seeds in one run, a cell takes the rec
 
 The 95% interval of a latency ratio B/A (p50 over p50):
 - both records carry `latency_samples_ms`: a percentile bootstrap of median(B)/median(A), resampling each
-  run's samples independently (bench.stats.ratio_ci95);
+  run's samples independently (bench.measure.stats.ratio_ci95);
 - otherwise both carry the 95% CI of their median: [B_low / A_high, B_high / A_low]. Dividing end to end adds
   the two half-widths (on the log scale) where a 95% interval of the ratio would add them in quadrature, so
   this interval is wider than a 95% one: conservative, it calls fewer regressions, never more;
@@ -125,7 +125,7 @@ def _ratio(record: dict[str, Any], baseline: dict[str, Any], metric: str) -> Rat
         return Ratio(value, None, None, "none")
     samples = record.get("latency_samples_ms"), baseline.get("latency_samples_ms")
     if all(isinstance(s, list) and s for s in samples):
-        from bench.stats import ratio_ci95  # numpy only; durations in any unit give the same ratio
+        from bench.measure.stats import ratio_ci95  # numpy only; durations in any unit give the same ratio
 
         value, low, high = ratio_ci95(samples[0], samples[1])
         return Ratio(value, low, high, "bootstrap")

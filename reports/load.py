@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.records import SCHEMA_VERSION
-from bench.store import RunStore
+from bench.run.records import SCHEMA_VERSION
+from bench.run.store import RunStore
 
 KNOWN_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 

@@ -25,7 +25,10 @@ from reports.cells import (
     shape_label,
     speedup,
 )
-from reports.plotting import LINESTYLES, label_points, new_figure, rendered, save, style
+from reports.plotting import (
+    LINESTYLES, annotate_cells, error_bars, label_points, legend_handle, mark_groups, new_figure, pareto_front,
+    random_weights_note, rendered, save, style,
+)
 from reports.views import method_label
 
 _SPARSE = ("unstructured", "semi24", "structured")
@@ -61,7 +64,7 @@ def latency_vs_sparsity(records: list[Record]):
                 continue
             xs, ys = [s * 100 for s, _ in points], [r["latency_ms_p50"] for _, r in points]
             bounds = [(r.get("latency_ms_ci95_low"), r.get("latency_ms_ci95_high")) for _, r in points]
-            ax.errorbar(xs, ys, yerr=_errors(ys, bounds), linestyle=linestyle, capsize=3,
+            ax.errorbar(xs, ys, yerr=error_bars(ys, bounds), linestyle=linestyle, capsize=3,
                         label=f"{method} · {backend} {dtype}", **style(m))
             ideal = [(s * 100, base["latency_ms_p50"] / ids[k]["speedup_ideal"])
                      for s, k in cells if ids[k].get("speedup_ideal")] if base else []
@@ -99,7 +102,7 @@ def accuracy_vs_sparsity(records: list[Record]):
         ax.set(xlabel="sparsity of the decoder linears (%)", ylabel="mean accuracy over languages (%)",
                title=f"Accuracy vs sparsity · {task} · {backend}")
         ax.legend(loc="best")
-    _random_note(fig, records)
+    random_weights_note(fig, records)
     return fig
 
 
@@ -115,21 +118,21 @@ def pareto(records: list[Record]):
     if not tasks:
         return "needs two or more variants with both latency and accuracy records"
     fig, axes = new_figure(1, len(tasks), panel=(6.0, 4.4))
-    _random_note(fig, records)
+    random_weights_note(fig, records)
     methods = list(dict.fromkeys(ids[k].get("method") for _, (_, points) in tasks.items() for *_, k in points))
     backends = list(dict.fromkeys(k[2] for _, (_, points) in tasks.items() for *_, k in points))
     for ax, (task, (shape, points)) in zip(axes, tasks.items()):
         for x, y, k in points:
             ax.plot(x, y, linestyle="none", color=style(methods.index(ids[k].get("method")))["color"],
                     marker=style(backends.index(k[2]))["marker"], markersize=7)
-        front = _front([(x, y) for x, y, _ in points])
+        front = pareto_front([(x, y) for x, y, _ in points])
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="0.3", linewidth=1.0, linestyle="--")
         ax.set(xlabel=f"p50 latency at B x T = {shape_label(shape)} (ms)", ylabel="mean accuracy (%)",
                title=f"Accuracy vs latency · {task} (up and left is better)")
         ax.margins(0.15)
-    handles = [_handle("0.3", "", "--", "Pareto front")]
-    handles += [_handle(style(m)["color"], "o", "none", method) for m, method in enumerate(methods)]
-    handles += [_handle("0.3", style(b)["marker"], "none", backend) for b, backend in enumerate(backends)]
+    handles = [legend_handle("0.3", "", "--", "Pareto front")]
+    handles += [legend_handle(style(m)["color"], "o", "none", method) for m, method in enumerate(methods)]
+    handles += [legend_handle("0.3", style(b)["marker"], "none", backend) for b, backend in enumerate(backends)]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     for ax, (_, points) in zip(axes, tasks.values()):
         fastest: dict[Any, tuple] = {}
@@ -150,17 +153,17 @@ def accuracy_heatmap(records: list[Record]):
     width = max(sum(len(m) for _, m in layouts[t]) for t in tasks)
     height = max(2.2, 1.3 + 0.34 * max(len(r) for r in rows.values()))
     fig, axes = new_figure(len(tasks), 1, panel=(2.4 + 0.62 * width, height))
-    _random_note(fig, records)
+    random_weights_note(fig, records)
     for ax, task in zip(axes, tasks):
         langs = [lang for _, members in layouts[task] for lang in members]
         values = [[accuracy[k].languages[lang].mean * 100 if lang in accuracy[k].languages else float("nan")
                    for lang in langs] for k in rows[task]]
         image = ax.imshow(values, cmap="cividis", aspect="auto")
-        _annotate_cells(ax, values, image.get_clim())
+        annotate_cells(ax, values, image.get_clim())
         ax.set_xticks(range(len(langs)), langs)
         ax.set_yticks(range(len(rows[task])), [f"{k[1]} ({method_label(ids[k])})" for k in rows[task]])
         ax.grid(False)
-        grouped = _mark_groups(ax, layouts[task])
+        grouped = mark_groups(ax, layouts[task])
         ax.set_title(f"Accuracy per language (%) · {task} · {rows[task][0][2]}", pad=16 if grouped else 6)
         ax.set_xlabel("language (ISO 639-1)" + (", grouped by resource level" if grouped else ""))
         fig.colorbar(image, ax=ax, label="accuracy (%)", shrink=0.9)
@@ -252,34 +255,6 @@ def write_plots(records: list[Record], out_dir: Path) -> list[Plot]:
     return plots
 
 
-def _errors(values: list[float], intervals: list[tuple[float | None, float | None]]) -> list[list[float]]:
-    return [[v - lo if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
-            [hi - v if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
-
-
-def _annotate_cells(ax, values: list[list[float]], limits: tuple[float, float]) -> None:
-    """Each cell's value, in white on the dark half of the colour map and black on the light half."""
-    low, high = limits
-    for i, row in enumerate(values):
-        for j, value in enumerate(row):
-            if value == value:  # NaN: a language this row was not evaluated on
-                dark = (value - low) / ((high - low) or 1) < 0.55
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7.5,
-                        color="white" if dark else "black")
-
-
-def _mark_groups(ax, layout: list[tuple[str, list[str]]]) -> bool:
-    """Each language group's name over its columns and a white rule between groups; False when ungrouped."""
-    edge = 0
-    for group, members in layout:
-        if group:
-            ax.text(edge + (len(members) - 1) / 2, -0.6, group, ha="center", va="bottom", fontsize=8, style="italic")
-        edge += len(members)
-        if edge < sum(len(m) for _, m in layout):
-            ax.axvline(edge - 0.5, color="white", linewidth=2.5)
-    return any(group for group, _ in layout)
-
-
 def _overhead(latency: dict, key: tuple, shape: tuple, dense: dict, identity: Record):
     """(P, overhead %, lower error, upper error) of a prompt cell against dense at the same shape, or None."""
     gain = speedup(latency[(key, shape)], latency.get((dense_key(key, dense), shape)))
@@ -288,25 +263,3 @@ def _overhead(latency: dict, key: tuple, shape: tuple, dense: dict, identity: Re
         return None
     low, high = (1 / gain.high, 1 / gain.low) if gain and gain.low else (ratio, ratio)
     return identity.get("prompt_length") or 0, (ratio - 1) * 100, (ratio - low) * 100, (high - ratio) * 100
-
-
-def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats on both latency (lower) and accuracy (higher), by latency."""
-    front, best = [], float("-inf")
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best:
-            front.append((x, y))
-            best = y
-    return front
-
-
-def _handle(colour: str, marker: str, linestyle: str, text: str):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=colour, marker=marker or None, linestyle=linestyle, label=text)
-
-
-def _random_note(fig, records: list[Record]) -> None:
-    """Said on the figure itself, since a plot travels without its report."""
-    if any(r.get("random_weights") for r in records):
-        fig.suptitle("Random-weight backbone: accuracy is not meaningful", color="#D55E00", fontsize=9)

@@ -126,3 +126,53 @@ def _distance(point: tuple[float, float], box) -> float:
 
 def _inside(box, frame) -> bool:
     return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+
+
+def error_bars(values: list[float], intervals: list[tuple[float | None, float | None]]) -> list[list[float]]:
+    return [[v - lo if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
+            [hi - v if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
+
+
+def annotate_cells(ax, values: list[list[float]], limits: tuple[float, float]) -> None:
+    """Each cell's value, in white on the dark half of the colour map and black on the light half."""
+    low, high = limits
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if value == value:  # NaN: a language this row was not evaluated on
+                dark = (value - low) / ((high - low) or 1) < 0.55
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7.5,
+                        color="white" if dark else "black")
+
+
+def mark_groups(ax, layout: list[tuple[str, list[str]]]) -> bool:
+    """Each language group's name over its columns and a white rule between groups; False when ungrouped."""
+    edge = 0
+    for group, members in layout:
+        if group:
+            ax.text(edge + (len(members) - 1) / 2, -0.6, group, ha="center", va="bottom", fontsize=8, style="italic")
+        edge += len(members)
+        if edge < sum(len(m) for _, m in layout):
+            ax.axvline(edge - 0.5, color="white", linewidth=2.5)
+    return any(group for group, _ in layout)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both latency (lower) and accuracy (higher), by latency."""
+    front, best = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def legend_handle(colour: str, marker: str, linestyle: str, text: str):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=colour, marker=marker or None, linestyle=linestyle, label=text)
+
+
+def random_weights_note(fig, records: list[dict[str, Any]]) -> None:
+    """Said on the figure itself, since a plot travels without its report."""
+    if any(r.get("random_weights") for r in records):
+        fig.suptitle("Random-weight backbone: accuracy is not meaningful", color="#D55E00", fontsize=9)

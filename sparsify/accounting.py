@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from bench.model import XGLMClassifier, count_parameters, weight_tensors
+from bench.model.classifier import XGLMClassifier, count_parameters, weight_tensors
 from sparsify.targets import DECODER_LINEARS
 
 MECHANISMS = ("none", "smaller_gemm", "sparse_tensor_cores")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from bench.tokenization import pad_batch
+from bench.data.tokenization import pad_batch
 
 IMPORTANCES = ("magnitude", "taylor")
 # Training batches a Taylor score is summed over: enough to average out one batch's noise, cheap next to training.

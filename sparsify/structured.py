@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.model import XGLMClassifier
+from bench.model.classifier import XGLMClassifier
 
 SCOPES = ("layer", "global")
 

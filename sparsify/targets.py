@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.model import XGLMClassifier
+from bench.model.classifier import XGLMClassifier
 
 # Names inside one XGLMDecoderLayer, in the order of the forward pass.
 DECODER_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2")

@@ -85,7 +85,7 @@ def tiny_sweep(tiny_config, tmp_path_factory):
     from rich.console import Console
 
     from bench.config import parse_config
-    from bench.sweep import run_sweep
+    from bench.run.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("tiny-sweep")
     data = tiny_config(root / "runs", root / "cache", measure={"isolation": "process", "peaks": "auto"})

@@ -8,7 +8,8 @@ import torch
 
 from bench.backends import SkipCell, Target, prepare
 from bench.config import BackendOptions
-from bench.model import ModelSource, XGLMClassifier, load_backbone
+from bench.model.classifier import XGLMClassifier
+from bench.model.source import ModelSource, load_backbone
 
 CUDA = torch.cuda.is_available()
 

@@ -14,8 +14,8 @@ import pytest
 import tomli_w
 from typer.testing import CliRunner
 
-import bench.measure
-import bench.sweep
+import bench.measure.passes
+import bench.run.sweep
 from bench.cli import app
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -238,7 +238,7 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
 
 
 def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out_dir, monkeypatch):
-    real_memory, calls = bench.measure.memory, []
+    real_memory, calls = bench.measure.passes.memory, []
 
     def interrupted_in_the_second_cell(*args, **kwargs):
         calls.append(1)
@@ -246,7 +246,7 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
             raise KeyboardInterrupt
         return real_memory(*args, **kwargs)
 
-    monkeypatch.setattr(bench.measure, "memory", interrupted_in_the_second_cell)
+    monkeypatch.setattr(bench.measure.passes, "memory", interrupted_in_the_second_cell)
     result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager", "onnxruntime"]}))])
     assert result.exit_code == 130
     (run_dir,) = out_dir.iterdir()

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.stats import ratio_ci95
+from bench.measure.stats import ratio_ci95
 from reports.compare import compare_runs, regressions, unclear
 from reports.compare_view import comparison_views
 from reports.load import load_run

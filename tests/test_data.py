@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import Examples, load_task_data, resolve_data_dir
+from bench.data.examples import Examples
+from bench.data.load import load_task_data
+from bench.data.local import resolve_data_dir
 from bench.errors import BenchError
-from bench.tasks import TASKS, get_task
+from bench.data.tasks import TASKS, get_task
 
 XNLI_LANGUAGES = TASKS["xnli"].languages
 PAWSX_LANGUAGES = TASKS["pawsx"].languages
@@ -295,7 +297,7 @@ def test_hub_rows_are_read_by_column_name(monkeypatch):
         )
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr("bench.data.check_reachable", lambda: None)
+    monkeypatch.setattr("bench.data.hub.check_reachable", lambda: None)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = load_task_data("pawsx", source="hub", languages=["ja"], eval_split="dev")
     assert requests == [

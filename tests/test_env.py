@@ -11,8 +11,9 @@ import psutil
 import pytest
 import torch
 
-import bench.env
-from bench.env import fingerprint, git_state, short_summary
+import bench.measure.device
+import bench.run.env
+from bench.run.env import fingerprint, git_state, short_summary
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -56,7 +57,7 @@ def test_short_summary_of_a_gpu_machine():
 
 
 def test_importing_bench_env_does_not_import_onnxruntime():
-    code = "import bench.env, sys; assert 'onnxruntime' not in sys.modules"
+    code = "import bench.run.env, sys; assert 'onnxruntime' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -64,9 +65,9 @@ def test_failing_probes_yield_null(monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("probe failed")
 
-    monkeypatch.setattr(bench.env, "_cpuinfo_value", fail)
-    monkeypatch.setattr(bench.env, "_torch_gpus", fail)
-    monkeypatch.setattr(bench.env.subprocess, "run", fail)  # as if git were missing
+    monkeypatch.setattr(bench.measure.device, "_cpuinfo_value", fail)
+    monkeypatch.setattr(bench.measure.device, "torch_gpus", fail)
+    monkeypatch.setattr(bench.run.env.subprocess, "run", fail)  # as if git were missing
     env = fingerprint()
     assert env["cpu_flags"] is None and env["gpus"] is None
     assert (env["git_commit"], env["git_dirty"]) == (None, None)
@@ -74,7 +75,7 @@ def test_failing_probes_yield_null(monkeypatch):
 
 def test_nvml_failure_nulls_gpu_fields_and_says_why():
     gpus = [{"uuid": "GPU-00000000-0000-0000-0000-000000000000"}]
-    info = bench.env._nvml(gpus)
+    info = bench.run.env._nvml(gpus)
     assert info["nvidia_driver_version"] is None and isinstance(info["nvml_error"], str)
     nvml_fields = ("sm_clock_max_mhz", "memory_clock_max_mhz", "power_limit_w")
     assert [gpus[0][field] for field in nvml_fields] == [None, None, None]

@@ -11,11 +11,12 @@ import pytest
 from rich.console import Console
 
 from bench.backends import Target
-from bench.cell import CellTask, run_isolated
+from bench.run.cell import CellTask
+from bench.run.isolation import run_isolated
 from bench.config import BackendOptions, MeasureConfig, parse_config
-from bench.evalset import EvalSet
-from bench.store import RunStore
-from bench.sweep import run_sweep
+from bench.data.evalset import EvalSet
+from bench.run.store import RunStore
+from bench.run.sweep import run_sweep
 
 
 class _DiesOnArrival:
@@ -82,7 +83,7 @@ def test_a_run_directory_has_one_writer(tmp_path):
     import sys
 
     store = RunStore.create(tmp_path, "locked")
-    code = f"from bench.store import RunStore; from pathlib import Path; RunStore.open(Path({str(store.path)!r})).lock()"
+    code = f"from bench.run.store import RunStore; from pathlib import Path; RunStore.open(Path({str(store.path)!r})).lock()"
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert second.returncode != 0 and "being written by another bench process" in second.stderr
     store.unlock()

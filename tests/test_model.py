@@ -9,9 +9,8 @@ import torch
 from transformers import DynamicCache, XGLMConfig, XGLMForCausalLM, XGLMModel
 
 from bench.errors import BenchError
-from bench.model import (
-    PRESETS, ModelSource, XGLMClassifier, attention_bias, count_parameters, load_backbone, preset_config,
-)
+from bench.model.classifier import XGLMClassifier, attention_bias, count_parameters
+from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
 
 
 def padded_batch(vocab: int, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +42,7 @@ def test_sdpa_backbone_equals_transformers_on_padded_batches(pair, lengths):
 
 def test_attention_modules_are_replaced_and_share_weights(pair):
     ours, reference = pair
-    from bench.attention import SdpaAttention
+    from bench.model.attention import SdpaAttention
 
     assert all(isinstance(a, SdpaAttention) for a in ours.attentions)
     assert set(ours.backbone.state_dict()) == set(reference.state_dict())

@@ -13,9 +13,10 @@ from transformers import XGLMConfig, XGLMForCausalLM, XGLMModel
 from bench.backends import Target, prepare
 from bench.config import BackendOptions, TrainConfig, VariantConfig, parse_config
 from bench.errors import BenchError
-from bench.model import PRESETS, ModelSource, XGLMClassifier, load_backbone, preset_config
-from bench.tasks import get_task
-from bench.variants import BuildContext
+from bench.model.classifier import XGLMClassifier
+from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
+from bench.data.tasks import get_task
+from bench.build.context import BuildContext
 from prompts.encoder import PrefixEncoder
 from prompts.method import build, load, trainable_share
 
@@ -128,8 +129,8 @@ def test_mlp_is_folded_away(tmp_path):
 
 @pytest.fixture(scope="module")
 def prompt_artifact(tmp_path_factory):
-    from bench import artifacts
-    from bench.tokenization import trained_tokenizer
+    from bench.build import artifacts
+    from bench.data.tokenization import trained_tokenizer
 
     tmp = tmp_path_factory.mktemp("prompt")
     ctx = tiny_context(tmp, VariantConfig(name="pt", method="prompt", prompt_length=5), steps=3)
@@ -204,7 +205,7 @@ def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, shared_d
 
     from rich.console import Console
 
-    from bench.sweep import run_sweep
+    from bench.run.sweep import run_sweep
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = parse_config({
@@ -235,7 +236,7 @@ def test_prefix_plus_sequence_must_fit_the_position_table(tmp_path):
 
     from rich.console import Console
 
-    from bench.sweep import run_sweep
+    from bench.run.sweep import run_sweep
 
     cfg = parse_config({"output_dir": str(tmp_path / "runs"), "model": {"source": "random:tiny"},
                         "variants": [{"name": "p", "method": "prompt", "prompt_length": 100}],

@@ -21,8 +21,9 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs forget the modules first imported inside them, and torch refuses to register an
 # operator library twice when one comes back: what the plugin imports lazily is imported once, out here.
 HARNESS_MODULES = (
-    "onnxruntime", "bench.model", "bench.backends.eager", "bench.backends.onnxruntime", "bench.artifacts",
-    "bench.env", "bench.measure", "bench.memory", "bench.timing", "bench.tokenization", "bench.variants",
+    "onnxruntime", "bench.model.source", "bench.model.classifier", "bench.backends.eager",
+    "bench.backends.onnxruntime", "bench.build.artifacts", "bench.build.methods", "bench.run.env",
+    "bench.measure.passes", "bench.measure.memory", "bench.measure.timing", "bench.data.tokenization",
 )
 
 TINY_BENCH = """
@@ -80,9 +81,10 @@ def test_prefix_fills_every_layer_and_changes_the_logits(helper):
 def test_an_artifact_directory_is_loaded_with_its_weights(helper, tmp_path):
     from safetensors.torch import save_model
 
-    from bench.artifacts import META_FILE, MODEL_FILE
-    from bench.model import ModelSource, XGLMClassifier, load_backbone
-    from bench.variants import classifier_architecture
+    from bench.build.artifacts import META_FILE, MODEL_FILE
+    from bench.model.classifier import XGLMClassifier
+    from bench.model.source import ModelSource, load_backbone
+    from bench.build.dense import classifier_architecture
 
     torch.manual_seed(7)
     trained = XGLMClassifier(load_backbone(ModelSource.parse("random:tiny"), seed=7), num_labels=2).eval()
@@ -140,7 +142,7 @@ def test_with_benchmark_disabled_throughput_comes_from_a_short_measurement(pytes
         def test_tiny(xglm_bench, benchmark):
             runner, batch = xglm_bench.runner("random:tiny", "eager", batch_size=2, seq_len=16, threads=1)
             info = xglm_bench.run(benchmark, runner, batch)
-            assert info["latency_source"].startswith("bench.timing") and info["throughput_samples_per_s"] > 0
+            assert info["latency_source"].startswith("bench.measure.timing") and info["throughput_samples_per_s"] > 0
     """)
     pytester.runpytest("--benchmark-disable").assert_outcomes(passed=1)
 

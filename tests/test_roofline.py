@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import calibrate
-from bench.calibrate import roofline_fields
-from bench.energy import EnergyCounter, energy_fields
-from bench.model import ModelSource, XGLMClassifier, load_backbone
-from bench.roofline import forward_cost, weight_bytes
+from bench.measure import calibrate
+from bench.measure.calibrate import roofline_fields
+from bench.measure.energy import EnergyCounter, energy_fields
+from bench.model.classifier import XGLMClassifier
+from bench.model.source import ModelSource, load_backbone
+from bench.measure.roofline import forward_cost, weight_bytes
 
 
 @pytest.fixture()

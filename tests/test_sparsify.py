@@ -11,13 +11,15 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import XGLMConfig, XGLMModel
 
-from bench import artifacts
+from bench.build import artifacts
 from bench.backends import Target
 from bench.config import TrainConfig, VariantConfig, parse_config
 from bench.errors import BenchError
-from bench.model import PRESETS, ModelSource, XGLMClassifier, load_backbone, preset_config
-from bench.tasks import get_task
-from bench.variants import BuildContext, builder, realize
+from bench.model.classifier import XGLMClassifier
+from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
+from bench.data.tasks import get_task
+from bench.build.context import BuildContext
+from bench.build.methods import builder, realize
 from sparsify import structured
 from sparsify.accounting import count
 from sparsify.masks import MaskKeeper, is_semi24, semi24_masks, unstructured_masks
@@ -194,7 +196,7 @@ def test_structured_levels_that_would_remove_every_head_are_refused():
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    from bench.tokenization import trained_tokenizer
+    from bench.data.tokenization import trained_tokenizer
 
     tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp_path_factory.mktemp("tok"))
     return tok
@@ -373,7 +375,7 @@ def test_structured_level_is_refused_before_the_run_exists(tmp_path):
 
     from rich.console import Console
 
-    from bench.sweep import run_sweep
+    from bench.run.sweep import run_sweep
 
     cfg = parse_config({"output_dir": str(tmp_path / "runs"), "model": {"source": "random:tiny"},
                         "variants": [{"name": "st", "method": "structured", "sparsity": 0.9}]})

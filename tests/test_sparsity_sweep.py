@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from bench.config import parse_config
-from bench.sweep import run_sweep
+from bench.run.sweep import run_sweep
 
 SPARSE = [
     {"name": "unstructured-50", "method": "unstructured", "sparsity": 0.5},

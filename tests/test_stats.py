@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.stats import LatencyStats, ratio_ci95
+from bench.measure.stats import LatencyStats, ratio_ci95
 
 MS = 1_000_000  # ns per ms
 

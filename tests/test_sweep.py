@@ -15,15 +15,16 @@ import pytest
 from rich.console import Console
 
 import bench.backends
-import bench.measure
-import bench.sweep
-import bench.variants
+import bench.measure.passes
+import bench.run.sweep
+import bench.build.methods
 from bench.config import load_config, parse_config
-from bench.model import ModelSource, XGLMClassifier, count_parameters, load_backbone
-from bench.records import REQUIRED_KEYS, SCHEMA_VERSION
-from bench.store import RunStore
-from bench.sweep import Interrupted, run_sweep
-from bench.tasks import TASKS
+from bench.model.classifier import XGLMClassifier, count_parameters
+from bench.model.source import ModelSource, load_backbone
+from bench.run.records import REQUIRED_KEYS, SCHEMA_VERSION
+from bench.run.store import RunStore
+from bench.run.sweep import Interrupted, run_sweep
+from bench.data.tasks import TASKS
 from reports.summary import RANDOM_WARNING, render_run
 
 BACKENDS = ("eager", "compile", "onnxruntime")
@@ -285,7 +286,7 @@ def _raising_builder(ctx):
 
 
 def test_variant_that_cannot_be_built_fails_its_cells(monkeypatch, tiny_config, tmp_path):
-    monkeypatch.setitem(bench.variants.METHODS, "dense", f"{__name__}:_raising_builder")
+    monkeypatch.setitem(bench.build.methods.METHODS, "dense", f"{__name__}:_raising_builder")
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, _ = _sweep(config)
     assert store.manifest()["status"] == "complete"
@@ -302,7 +303,7 @@ def test_failing_measurement_fails_only_its_record(monkeypatch, tiny_config, tmp
     def broken_memory(runner, batch):
         raise MemoryError("sampler broke")
 
-    monkeypatch.setattr(bench.measure, "memory", broken_memory)
+    monkeypatch.setattr(bench.measure.passes, "memory", broken_memory)
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager"]})
     store, records, _ = _sweep(config)
     assert store.manifest()["status"] == "complete"
@@ -333,7 +334,7 @@ def test_ctrl_c_keeps_finished_records_and_marks_the_run_incomplete(monkeypatch,
     # Two cheap cells: "compile" is served by the eager backend here; the interrupt comes from the
     # latency measurement of the second cell, which therefore writes nothing (a cell is the unit).
     monkeypatch.setitem(bench.backends.BACKENDS, "compile", "bench.backends.eager:prepare")
-    real_latency = bench.measure.latency
+    real_latency = bench.measure.passes.latency
     calls = []
 
     def latency(*args, **kwargs):
@@ -342,7 +343,7 @@ def test_ctrl_c_keeps_finished_records_and_marks_the_run_incomplete(monkeypatch,
             raise KeyboardInterrupt
         return real_latency(*args, **kwargs)
 
-    monkeypatch.setattr(bench.measure, "latency", latency)
+    monkeypatch.setattr(bench.measure.passes, "latency", latency)
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "compile"]})
     with pytest.raises(Interrupted) as info:
         run_sweep(parse_config(config), Console(file=io.StringIO()))

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from bench.memory import measure_memory
-from bench.timing import stopwatch, time_iterations
+from bench.measure.memory import measure_memory
+from bench.measure.timing import stopwatch, time_iterations
 
 
 def test_stops_at_min_iters_when_min_time_is_zero():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.model import ModelSource
-from bench.tokenization import encode_pairs, load_tokenizer, pad_batch, trained_tokenizer
+from bench.model.source import ModelSource
+from bench.data.tokenization import encode_pairs, load_tokenizer, pad_batch, trained_tokenizer
 
 TEXTS = ["the cat sat on the mat", "a dog ran in the park", "el gato se sentó", "paka aliketi juu ya mkeka"] * 20
 

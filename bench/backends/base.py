@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from bench.model.dtypes import TORCH_DTYPES
+
 
 
 class SkipCell(Exception):

@@ -8,7 +8,7 @@ import torch
 
 from bench.backends.base import Runner, Target, TorchRunner, placed_copy
 from bench.config import BackendOptions
-from bench.timing import stopwatch
+from bench.measure.timing import stopwatch
 
 
 def prepare(model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:

@@ -20,7 +20,7 @@ import torch
 
 from bench.backends.base import Runner, SkipCell, Target, placed_copy
 from bench.config import BackendOptions
-from bench.timing import stopwatch
+from bench.measure.timing import stopwatch
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}

@@ -16,8 +16,8 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from bench.errors import BenchError
-from bench.hub import one_line
-from bench.model import ModelSource, backbone_config, hub_unreachable
+from bench.errors import one_line
+from bench.model.source import ModelSource, backbone_config, hub_unreachable
 
 # XGLM's special tokens and their ids (<s>=0, <pad>=1, </s>=2, <unk>=3); the trained tokenizer keeps them.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]

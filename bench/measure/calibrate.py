@@ -15,18 +15,16 @@ from typing import Any
 
 import torch
 
-from bench.backends.base import TORCH_DTYPES
-from bench.timing import time_iterations
+from bench.measure.device import device_name
+from bench.model.dtypes import TORCH_DTYPES
+from bench.measure.timing import time_iterations
 
 GEMM_SIZE = {"cpu": 2048, "cuda": 8192}
 COPY_MB = {"cpu": 256, "cuda": 2048}
 
 
 def calibration_key(device: str, threads: int) -> dict[str, Any]:
-    from bench.env import cpu_model
-
-    name = torch.cuda.get_device_name() if device == "cuda" else cpu_model()
-    return {"device": device, "device_name": name, "threads": threads, "torch": torch.__version__}
+    return {"device": device, "device_name": device_name(device), "threads": threads, "torch": torch.__version__}
 
 
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
@@ -43,6 +41,17 @@ def load_or_measure(cache_dir: Path, device: str, threads: int, *, refresh: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=True))
     return result
+
+
+def sweep_peaks(mode: str, device: str, threads: int, cache_dir: Path, console) -> dict[str, Any] | None:
+    """A sweep's peaks by its `measure.peaks` mode: measured once per machine if missing (auto), only if cached,
+    or none (off)."""
+    cached = cache_path(cache_dir, calibration_key(device, threads)).is_file()
+    if mode == "off" or (mode == "cached" and not cached):
+        return None
+    if not cached:
+        console.print(f"calibrating {device} peaks once for this machine (bench calibrate)...")
+    return load_or_measure(cache_dir, device, threads)
 
 
 def measure(device: str, threads: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 PROBE_TIMEOUT_S = 3.0
@@ -51,9 +51,3 @@ def hub_address() -> tuple[str, int]:
     if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
         url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-
-
-def one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.tokenization import pad_batch
+from bench.data.tokenization import encode_pairs, pad_batch
 
 PAD_MULTIPLE = 8  # batch lengths round up to a multiple of 8: fewer distinct shapes to compile, as servers do
 
@@ -59,3 +59,13 @@ class EvalSet:
     def accuracy_by_language(self, predictions: np.ndarray) -> dict[str, float]:
         correct = predictions == self.labels
         return {lang: float(correct[self.languages == lang].mean()) for lang in dict.fromkeys(self.languages.tolist())}
+
+
+def build_evalset(data, tokenizer, max_length: int) -> EvalSet:
+    """Every requested language's eval rows of one task (TaskData), tokenized, in language order."""
+    ids, labels, langs = [], [], []
+    for lang, ex in data.eval.items():
+        ids += encode_pairs(tokenizer, ex.premise, ex.hypothesis, max_length)
+        labels += ex.label
+        langs += [lang] * len(ex)
+    return EvalSet(ids, np.asarray(labels), np.asarray(langs), tokenizer.pad_token_id)

@@ -53,7 +53,7 @@ class Artifact:
 
     def load_model(self):
         """Rebuild the classifier from JSON metadata and load the safetensors weights (per architecture kind)."""
-        from bench.variants import load_artifact_model
+        from bench.build.methods import load_artifact_model
 
         return load_artifact_model(self.path / MODEL_FILE, self.meta["architecture"])
 

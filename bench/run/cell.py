@@ -8,8 +8,6 @@ and a crash or a hang becomes a failed record instead of the end of the sweep.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ import numpy as np
 
 from bench.backends import SkipCell, Target, prepare
 from bench.config import BackendOptions, MeasureConfig
-from bench.evalset import EvalSet
-
-SAMPLES_KEPT = 1000  # raw latency samples stored per record (evenly thinned beyond), for bootstrap ratios
+from bench.data.evalset import EvalSet
+from bench.run import records
 
 
 @dataclass
@@ -46,8 +43,8 @@ class CellResult:
 
 def run_cell(task: CellTask) -> CellResult:
     """Measure one cell in this process. Never raises for a backend's failure: that is a failed record."""
-    from bench.artifacts import Artifact
-    from bench.variants import realize
+    from bench.build.artifacts import Artifact
+    from bench.build.methods import realize
     from sparsify.accounting import count
 
     result = CellResult()
@@ -75,7 +72,7 @@ def run_cell(task: CellTask) -> CellResult:
 
 
 def _measure_all(task: CellTask, runner, model, counts, base: dict[str, Any], result: CellResult) -> None:
-    from bench.measure import eval_pass, latency, memory, parity
+    from bench.measure.passes import eval_pass, latency, memory, parity
 
     cfg, evalset = task.measure, task.evalset
     batches = evalset.batches(cfg.throughput_batch_size)
@@ -88,22 +85,17 @@ def _measure_all(task: CellTask, runner, model, counts, base: dict[str, Any], re
     if "throughput" in cfg.scenarios:
         _add(result, "throughput", base | passed.throughput_fields() | {"batch_size": cfg.throughput_batch_size})
     if "accuracy" in cfg.scenarios:
-        by_lang = evalset.accuracy_by_language(passed.logits.argmax(1))
-        _add(result, "accuracy", base | {"accuracy_by_language": by_lang, "accuracy": float(np.mean(list(by_lang.values())))})
-    mechanism = base["speedup_mechanism"]
+        _add(result, "accuracy", base | {"accuracy_by_language": evalset.accuracy_by_language(passed.logits.argmax(1))})
     for bs in cfg.batch_sizes:
         for seq in cfg.seq_lens:
             batch = evalset.fixed_batch(bs, seq)
-            shape = {"batch_size": bs, "seq_len": seq, "padded_tokens": batch.padded_tokens,
-                     "real_tokens": batch.real_tokens, **counts.fields(seq, mechanism)}
+            shape = records.shape_fields(batch, counts, base["speedup_mechanism"])
             if "latency" in cfg.scenarios:
                 try:
                     stats, samples, energy = latency(runner, batch, cfg)
                     result.samples[(bs, seq)] = samples
-                    _add(result, "latency", base | shape | stats.to_record() | energy | _roofline(task, model, stats, bs, seq)
-                         | {"throughput_samples_per_s": bs / (stats.p50_ms / 1e3),
-                            "throughput_tokens_per_s": batch.real_tokens / (stats.p50_ms / 1e3),
-                            "latency_samples_ms": thin(samples)})
+                    _add(result, "latency", base | shape | records.latency_fields(stats, samples, batch) | energy
+                         | _roofline(task, model, stats, bs, seq))
                 except Exception as exc:
                     _add(result, "latency", base | shape, "failed", f"{type(exc).__name__}: {exc}")
             if "memory" in cfg.scenarios:
@@ -114,24 +106,17 @@ def _measure_all(task: CellTask, runner, model, counts, base: dict[str, Any], re
 
 
 def _roofline(task: CellTask, model, stats, bs: int, seq: int) -> dict[str, Any]:
-    from bench.calibrate import roofline_fields
-    from bench.roofline import forward_cost
+    from bench.measure.calibrate import roofline_fields
+    from bench.measure.roofline import forward_cost
 
     cost = forward_cost(model, bs, seq, task.target.torch_dtype)
     return roofline_fields(cost, stats.p50_ms / 1e3, task.target.dtype, task.peaks)
 
 
 def _weights(model, target: Target) -> dict[str, Any]:
-    from bench.roofline import weight_bytes
+    from bench.measure.roofline import weight_bytes
 
     return {"weight_bytes_in_memory": weight_bytes(model, target.torch_dtype)}
-
-
-def thin(samples_ns: np.ndarray) -> list[float]:
-    """At most SAMPLES_KEPT samples in ms (0.1 us resolution), evenly spaced over the run."""
-    if len(samples_ns) > SAMPLES_KEPT:
-        samples_ns = samples_ns[np.linspace(0, len(samples_ns) - 1, SAMPLES_KEPT).astype(int)]
-    return [round(float(s) / 1e6, 4) for s in samples_ns]
 
 
 def _add(result: CellResult, scenario: str, fields: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
@@ -139,74 +124,9 @@ def _add(result: CellResult, scenario: str, fields: dict[str, Any], status: str 
 
 
 def _all(result: CellResult, task: CellTask, base: dict[str, Any], status: str, error: str) -> CellResult:
-    result.records.extend(stand_ins(task.measure, base, status, error))
+    result.records.extend(records.stand_ins(task.measure, base, status, error))
     return result
-
-
-def stand_ins(cfg: MeasureConfig, base: dict[str, Any], status: str, error: str) -> list[dict[str, Any]]:
-    """One record per scenario (and shape) a cell would have produced, each saying why it is missing, so that
-    every view sees the gap and its reason."""
-    out = []
-    for scenario in cfg.scenarios:
-        if scenario in ("latency", "memory"):
-            shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
-        else:
-            shapes = [(cfg.throughput_batch_size if scenario == "throughput" else None, None)]
-        out += [{**base, "batch_size": bs, "seq_len": seq, "scenario": scenario, "status": status, "error": error}
-                for bs, seq in shapes]
-    return out
 
 
 def failed(task: CellTask, error: str) -> CellResult:
     return _all(CellResult(), task, dict(task.base), "failed", error)
-
-
-# ------------------------------------------------------------------------------------------- isolation
-
-
-def run_isolated(task: CellTask, timeout_s: float) -> CellResult:
-    """run_cell in a fresh (spawned) process; a crash, a hang past timeout_s or an error become failed records."""
-    ctx = mp.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(task, sender), daemon=True)
-    process.start()
-    sender.close()
-    try:
-        if not receiver.poll(timeout_s):
-            process.kill()
-            process.join()
-            return failed(task, f"cell exceeded its time limit of {timeout_s:.0f} s (measure.cell_timeout_s) and was killed")
-        outcome = receiver.recv()
-    except EOFError:  # the child died before sending anything
-        process.join()
-        return failed(task, f"cell process died ({_exit_reason(process.exitcode)})")
-    except KeyboardInterrupt:
-        process.kill()
-        process.join()
-        raise
-    process.join()
-    if isinstance(outcome, str):  # an unexpected error inside the child, with its traceback's last line
-        return failed(task, f"cell process error: {outcome}")
-    return outcome
-
-
-def _child(task: CellTask, sender) -> None:
-    import torch
-
-    torch.set_num_threads(task.target.threads)
-    try:
-        sender.send(run_cell(task))
-    except Exception as exc:
-        sender.send(f"{type(exc).__name__}: {exc} ({traceback.format_exc().strip().splitlines()[-1]})")
-    finally:
-        sender.close()
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        import signal
-
-        name = signal.Signals(-code).name
-        hint = " - out of memory?" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {code}"

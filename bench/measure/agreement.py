@@ -1,4 +1,4 @@
-"""Does the harness time what an independent timer times? `python -m bench.agreement`
+"""Does the harness time what an independent timer times? `python -m bench.measure.agreement`
 
 On one model, shape, thread count and prepared runner, the harness's p50 (bench.measure.latency) is compared
 with the median of torch.utils.benchmark.Timer (its own loop and clock, blocked autorange). The two are
@@ -20,11 +20,12 @@ import torch
 
 from bench.backends import Target, prepare
 from bench.config import BackendOptions, MeasureConfig
-from bench.evalset import Batch
-from bench.measure import latency
-from bench.model import ModelSource, XGLMClassifier, load_backbone
-from bench.stats import LatencyStats, ratio_ci95
-from bench.timing import time_iterations
+from bench.data.evalset import Batch
+from bench.measure.passes import latency
+from bench.model.classifier import XGLMClassifier
+from bench.model.source import ModelSource, load_backbone
+from bench.measure.stats import LatencyStats, ratio_ci95
+from bench.measure.timing import time_iterations
 
 
 def random_batch(batch_size: int, seq_len: int, vocab: int = 1000, seed: int = 0) -> Batch:

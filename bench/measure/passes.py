@@ -6,17 +6,19 @@ formatting lives in reports/.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.backends import Runner
 from bench.config import MeasureConfig
-from bench.evalset import Batch, EvalSet
-from bench.energy import EnergyCounter, energy_fields
-from bench.memory import measure_memory
-from bench.stats import LatencyStats
-from bench.timing import stopwatch, time_iterations
+from bench.data.evalset import Batch, EvalSet
+from bench.measure.energy import EnergyCounter, energy_fields
+from bench.measure.memory import measure_memory
+from bench.measure.stats import LatencyStats
+from bench.measure.timing import stopwatch, time_iterations
+
+if TYPE_CHECKING:
+    from bench.backends import Runner
 
 
 @dataclass

@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from bench.config import TrainConfig
-from bench.timing import stopwatch
-from bench.tokenization import pad_batch
+from bench.measure.timing import stopwatch
+from bench.data.tokenization import pad_batch
 
 
 @dataclass

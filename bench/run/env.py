@@ -20,7 +20,8 @@ from typing import Any
 
 import psutil
 
-_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+from bench.measure import device
+
 # Distribution names, not import names: versions come from metadata, without importing anything.
 _PACKAGES = ("transformers", "onnx", "onnxscript", "tokenizers", "torch-pruning", "peft", "numpy")
 _TORCH_KEYS = (
@@ -35,23 +36,6 @@ def _safe(probe: Callable[..., Any], *args: Any) -> Any:
         return probe(*args)
     except Exception:  # a fingerprint must never stop a run; null says "unknown"
         return None
-
-
-def _cpuinfo_value(key: str) -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == key:
-            return value.strip()
-    raise LookupError(key)
-
-
-def cpu_model() -> str | None:
-    return _safe(_cpuinfo_value, "model name") or platform.processor() or None
-
-
-def _cpu_flags() -> dict[str, bool]:
-    present = set(_cpuinfo_value("flags").split())
-    return {flag: flag in present for flag in _CPU_FLAGS}
 
 
 def _ort_providers() -> list[str]:
@@ -75,23 +59,6 @@ def _torch() -> dict[str, Any]:
         _safe(cusparselt.version) if cusparselt else None,
     )
     return dict(zip(_TORCH_KEYS, values, strict=True))
-
-
-def _torch_gpus() -> list[dict[str, Any]]:
-    import torch
-
-    gpus = []
-    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        props = torch.cuda.get_device_properties(i)
-        gpus.append({
-            "index": i,
-            "name": props.name,
-            "compute_capability": f"{props.major}.{props.minor}",
-            "memory_total_gib": round(props.total_memory / 2**30, 2),
-            # torch prints the bare UUID; NVML wants it with the "GPU-" prefix nvidia-smi shows.
-            "uuid": "GPU-" + str(props.uuid).removeprefix("GPU-"),
-        })
-    return gpus
 
 
 def _nvml(gpus: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,14 +115,14 @@ def fingerprint() -> dict[str, Any]:
     import bench
 
     memory = _safe(psutil.virtual_memory)
-    gpus = _safe(_torch_gpus)  # None (unknown) when the probe fails, [] when there are no GPUs
+    gpus = _safe(device.torch_gpus)  # None (unknown) when the probe fails, [] when there are no GPUs
     return {
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hostname": _safe(socket.gethostname),
         "platform": _safe(platform.platform),
         "python_version": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_flags": _safe(_cpu_flags),
+        "cpu_model": device.cpu_model(),
+        "cpu_flags": _safe(device.cpu_flags),
         "cpu_cores_physical": _safe(psutil.cpu_count, False),
         "cpu_cores_logical": _safe(psutil.cpu_count, True),
         "memory_total_gib": round(memory.total / 2**30, 2) if memory else None,

@@ -1,0 +1,222 @@
+"""Sweep orchestration: config -> variants -> artifacts -> cells -> records, in order, with resume.
+
+What runs and in what order lives here; which fields a record carries lives in bench.run.records. Each cell's
+records are appended as they are measured; a failing backend becomes failed records and the sweep goes on;
+Ctrl-C marks the run incomplete and keeps what was written; --resume skips the cells already done.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from bench.backends import Target, prepare
+from bench.build.artifacts import Artifact
+from bench.build.variant import BuildInputs, artifact_for
+from bench.config import SweepConfig, VariantConfig
+from bench.data.evalset import EvalSet, build_evalset
+from bench.data.examples import TaskData
+from bench.data.tokenization import encode_pairs
+from bench.errors import BenchError
+from bench.measure.device import device_name
+from bench.measure.passes import eval_pass
+from bench.run import records
+from bench.run.cell import CellTask, run_cell
+from bench.run.env import fingerprint
+from bench.run.isolation import run_isolated
+from bench.run.plan import Plan, preflight
+from bench.run.store import RunStore, now_utc
+from sparsify.accounting import count as sparsity_counts
+
+
+class Interrupted(Exception):
+    """Ctrl-C after the run directory existed: it is marked incomplete and keeps its finished records."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None) -> RunStore:
+    plan = preflight(cfg, console)
+    if resume is None:
+        store = RunStore.create(Path(cfg.output_dir), cfg.name)
+        console.print(f"[bold]run[/] {store.path}")
+        store.write_text("config.toml", cfg.to_toml())
+        store.write_json("env.json", fingerprint())
+    else:
+        store = RunStore.open(resume)
+        store.lock()
+        dropped = store.drop_unfinished()
+        console.print(f"[bold]resume[/] {store.path}: {len(store.done_cells())} finished cells kept"
+                      + (f", {dropped} records of cut-off cells dropped" if dropped else ""))
+        store.set_status("running", resumed=now_utc())
+    try:
+        Sweep(cfg, plan, store, console).run()
+        store.set_status("complete", records=len(store.records()))
+    except KeyboardInterrupt:
+        store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept",
+                         records=len(store.records()))
+        raise Interrupted(store.path) from None
+    except BaseException as exc:
+        store.set_status("failed", reason=f"{type(exc).__name__}: {exc}", records=len(store.records()))
+        raise
+    finally:
+        store.unlock()
+    return store
+
+
+class Sweep:
+    def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console) -> None:
+        self.cfg, self.plan, self.store, self.console = cfg, plan, store, console
+        self.reference_variant = next((v.name for v in cfg.variants if v.method == "dense"), None)
+        self.done = store.done_cells()
+        # shape key -> the dense variant's raw latency samples (ns): speedups and their CIs. A resumed run reads
+        # them back from the dense records it already has.
+        self.dense_samples: dict[tuple, np.ndarray] = {
+            records.shape_key(r): np.asarray(r["latency_samples_ms"]) * 1e6 for r in store.records()
+            if r["variant"] == self.reference_variant and r["scenario"] == "latency" and r.get("latency_samples_ms")
+        }
+        self.build_inputs = BuildInputs(
+            source=plan.source, backbone_seed=cfg.seed, max_length=cfg.model.max_length, tokenizer=plan.tokenizer,
+            tokenizer_note=plan.tokenizer_note, cache_dir=plan.cache_dir, device=cfg.measure.device,
+            trust_remote_code=cfg.model.trust_remote_code,
+        )
+        from bench.measure.calibrate import sweep_peaks
+
+        self.peaks = sweep_peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
+
+    def run(self) -> None:
+        torch.set_num_threads(self.plan.threads)
+        tok = self.plan.tokenizer
+        for task_name, data in self.plan.data.items():
+            self.console.print(f"[bold]{task_name}[/]: {data.source} ({data.source_detail}); train on {data.train.language} "
+                               f"{data.train_split} ({len(data.train)} rows), eval {data.eval_split} {', '.join(data.eval)}")
+            for note in data.notes:
+                self.console.print(f"  [yellow]note[/] {note}")
+            train_ids = encode_pairs(tok, data.train.premise, data.train.hypothesis, self.cfg.model.max_length)
+            evalset = build_evalset(data, tok, self.cfg.model.max_length)
+            # Dense first: it is the reference for speedup_vs_dense.
+            for variant in sorted(self.cfg.variants, key=lambda v: v.name != self.reference_variant):
+                self._variant(variant, data, train_ids, evalset)
+
+    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> None:
+        """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
+        every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
+        seeds = variant.seeds_or(self.cfg.seed)
+        batches = evalset.batches(self.cfg.measure.throughput_batch_size)
+        per_seed: list[dict[str, float]] = []
+        shared: dict[str, Any] = {}  # what every seed shares (method options, parameter counts)
+        for index, seed in enumerate(seeds):
+            base = self._variant_fields(variant, data) | {"seed": seed}
+            try:
+                artifact, built = artifact_for(self.build_inputs, variant, self.cfg.train_for(variant), data,
+                                               train_ids, seed, self.console)
+                model = artifact.load_model()  # measure exactly what was saved
+            except BenchError:
+                raise
+            except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
+                self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {exc}")
+                for dtype in self.cfg.measure.dtypes:
+                    for backend in self.cfg.measure.backends:
+                        self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
+                continue
+            base |= records.artifact_fields(model, artifact, built)
+            base |= sparsity_counts(model).fields(self.cfg.model.max_length)  # densities and MACs of what is measured
+            shared = shared or {k: v for k, v in base.items() if k not in records.PER_SEED_KEYS}
+            reference = self._reference_logits(model, evalset, batches)
+            per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
+            if index == 0:
+                for dtype in self.cfg.measure.dtypes:
+                    for backend in self.cfg.measure.backends:
+                        self._cell(artifact, base | {"backend": backend, "dtype": dtype}, evalset, reference)
+                        _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it first
+            elif "accuracy" in self.cfg.measure.scenarios:
+                replicate = f"{variant.name}/{data.task.name}/seed{seed}/reference"
+                if replicate not in self.done:
+                    fields = base | self._accuracy_fields(per_seed[-1], evalset) | {"backend": "eager", "dtype": "fp32"}
+                    self._emit(fields, "accuracy", seed_replicate=True, cell_id=replicate)
+                    self._mark_done(replicate)
+        aggregate = f"{variant.name}/{data.task.name}/seeds"
+        if len(per_seed) > 1 and "accuracy" in self.cfg.measure.scenarios and aggregate not in self.done:
+            fields = shared | records.seed_aggregate_fields(seeds, per_seed, self.cfg.data.language_groups, len(evalset))
+            self._emit(fields, "accuracy", cell_id=aggregate)
+            self._mark_done(aggregate)
+
+    def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
+        return records.variant_fields(
+            run_id=self.store.run_id, variant=variant, data=data, device=self.cfg.measure.device,
+            device_name=device_name(self.cfg.measure.device), source=self.plan.source, threads=self.plan.threads,
+            tokenizer_note=self.plan.tokenizer_note, max_length=self.cfg.model.max_length,
+        )
+
+    def _accuracy_fields(self, by_lang: dict[str, float], evalset: EvalSet) -> dict[str, Any]:
+        return records.accuracy_fields(by_lang, self.cfg.data.language_groups, len(evalset))
+
+    def _reference_logits(self, model, evalset: EvalSet, batches) -> np.ndarray:
+        runner = prepare("eager", model, Target(self.cfg.measure.device, "fp32", self.plan.threads), None,
+                         self.cfg.backend, self.store.path)
+        return eval_pass(runner, evalset, batches).logits
+
+    def _cell(self, artifact: Artifact, base: dict[str, Any], evalset: EvalSet, reference: np.ndarray) -> None:
+        """One variant x backend x dtype x device, by default in a process of its own (bench.run.isolation)."""
+        cfg = self.cfg.measure
+        cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
+        if cell_id in self.done:
+            return
+        label = f"{base['variant']} {base['task']} {base['backend']} {base['dtype']}"
+        task = CellTask(
+            cell_id=cell_id, artifact_path=str(artifact.path), base=base | {"cell_id": cell_id, "isolation": cfg.isolation},
+            target=Target(cfg.device, base["dtype"], self.plan.threads), options=self.cfg.backend, measure=cfg,
+            evalset=evalset, reference=reference,
+            workdir=str(self.store.path / "exports" / f"{base['variant']}-{base['task']}-{base['dtype']}-{base['backend']}"),
+            peaks=self.peaks, max_length=self.cfg.model.max_length,
+        )
+        self.console.print(f"  {label}: measuring" + (" in its own process" if cfg.isolation == "process" else ""))
+        result = run_isolated(task, cfg.cell_timeout_s) if cfg.isolation == "process" else run_cell(task)
+        for record in result.records:
+            fields = dict(record)
+            scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
+            if scenario == "accuracy" and status == "ok":
+                fields |= self._accuracy_fields(fields["accuracy_by_language"], evalset)
+            if scenario == "latency" and status == "ok":
+                fields |= self._versus_dense(fields, result.samples[(fields["batch_size"], fields["seq_len"])])
+            self._emit(fields, scenario, status=status, error=error)
+        statuses = sorted({r["status"] for r in result.records})
+        errors = sorted({r["error"] for r in result.records if r["error"]})
+        built = {k: v for k, v in result.records[0].items() if k in ("compile_s", "export_s") and v} if result.records else {}
+        colour = "red" if "failed" in statuses else "yellow" if "skipped" in statuses else "green"
+        self.console.print(f"  {label}: [{colour}]{', '.join(statuses)}[/]"
+                           + "".join(f" {k}={v:.1f}" for k, v in built.items()) + (f" ({errors[0]})" if errors else ""))
+        self._mark_done(cell_id)
+
+    def _versus_dense(self, fields: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
+        key = records.shape_key(fields)
+        if fields["variant"] == self.reference_variant:
+            self.dense_samples[key] = samples
+            return {"speedup_vs_dense": 1.0}  # the reference itself, by definition
+        dense = self.dense_samples.get(key)
+        return {} if dense is None else records.versus_dense(fields["method"], dense, samples)
+
+    def _emit(self, fields: dict[str, Any], scenario: str, status: str = "ok", error: str | None = None, **extra: Any) -> None:
+        self.store.append(records.make_record(**fields, **extra, scenario=scenario, status=status, error=error))
+
+    def _mark_done(self, cell_id: str) -> None:
+        self.store.mark_done(cell_id)
+        self.done.add(cell_id)
+
+    def _emit_all(self, base: dict[str, Any], status: str, error: str) -> None:
+        for record in records.stand_ins(self.cfg.measure, base, status, error):
+            fields = {k: v for k, v in record.items() if k not in ("scenario", "status", "error")}
+            self._emit(fields, record["scenario"], status=record["status"], error=record["error"])
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
