@@ -149,10 +149,21 @@ class MeasureConfig(_Strict):
     batch_sizes: list[int] = Field(default_factory=lambda: [8], min_length=1)
     seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
     throughput_batch_size: int = Field(32, ge=1, description="batch size of the pass over the evaluation set")
-    warmup_iters: int = Field(5, ge=0)
-    min_iters: int = Field(20, ge=1)
-    min_time_s: float = Field(1.0, ge=0)
-    max_time_s: float = Field(60.0, gt=0, description="stop a latency measurement after this long, whatever min_iters says")
+    warmup_iters: int = Field(5, ge=0, description="untimed calls per shape before the first round (at least 1)")
+    # Latency is measured in interleaved rounds (bench.measure.rounds): every cell of a group runs one block per
+    # round, so drift of the machine hits every cell alike and ratios are paired round by round.
+    min_rounds: int = Field(10, ge=2, description="rounds at least; each cell runs one block per round and shape")
+    block_iters: int = Field(2, ge=1, description="timed iterations per block, at least")
+    block_time_s: float = Field(0.0, ge=0, description="timed seconds per block, at least")
+    block_warmup: int = Field(1, ge=0, description="untimed calls before each block (after another cell ran)")
+    min_iters: int = Field(20, ge=1, description="timed iterations per cell and shape over all rounds, at least")
+    min_time_s: float = Field(1.0, ge=0, description="timed seconds per cell and shape over all rounds, at least")
+    max_time_s: float = Field(60.0, gt=0, description="stop the rounds once a cell has this much timed at a shape")
+    target_ci_pct: float | None = Field(
+        None, gt=0, description="also go on until every paired ratio's 95% CI half-width is within this %")
+    round_order: Literal["rotate", "shuffle"] = Field("rotate", description="cell order from round to round")
+    max_live_workers: int | None = Field(
+        None, ge=2, description="cells alive at once (default: what fits in memory); larger groups run in batches")
     threads: int | None = Field(None, ge=1, description="torch and ONNX Runtime intra-op threads; default: physical cores")
     isolation: Literal["process", "none"] = Field("process", description="each cell in its own process, or all in this one")
     cell_timeout_s: float = Field(3600.0, gt=0, description="a cell still running after this long is killed and failed")
@@ -185,6 +196,9 @@ class CompileOptions(_Strict):
 class OnnxRuntimeOptions(_Strict):
     opset: int = Field(18, ge=17)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    # ORT's intra-op threads spin for tens of ms after each run; an idle cell's spinning would steal the CPU from
+    # the cell timed next. Off by default in interleaved measurement; recorded either way.
+    intra_op_spinning: bool = False
 
 
 class BackendOptions(_Strict):

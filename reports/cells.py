@@ -88,8 +88,9 @@ class Speedup:
 
 
 def speedup(record: Record, dense: Record | None) -> Speedup | None:
-    """dense p50 / this p50, with an interval from the two medians' 95% CIs, divided end to end (conservative:
-    wider than a proper 95% interval of the ratio). The dense row itself gets 1.0 with no interval."""
+    """dense p50 / this p50. Its interval is the record's own: the bootstrap over interleaved rounds of the paired
+    per-round ratios. Records from before interleaving carry none; theirs comes from the two medians' 95% CIs,
+    divided end to end (conservative, and blind to drift between cells). The dense row itself gets 1.0."""
     p50 = record.get("latency_ms_p50")
     value = record.get("speedup_vs_dense")
     if value is None and dense is not None and p50 and dense.get("latency_ms_p50"):
@@ -98,11 +99,29 @@ def speedup(record: Record, dense: Record | None) -> Speedup | None:
         return None
     if dense is None or row_key(dense) == row_key(record):
         return Speedup(value, None, None)
+    if record.get("speedup_vs_dense_ci95_low") is not None:
+        return Speedup(value, record["speedup_vs_dense_ci95_low"], record.get("speedup_vs_dense_ci95_high"))
     low, high = record.get("latency_ms_ci95_low"), record.get("latency_ms_ci95_high")
     dense_low, dense_high = dense.get("latency_ms_ci95_low"), dense.get("latency_ms_ci95_high")
     if not low or high is None or dense_low is None or dense_high is None:
         return Speedup(value, None, None)
     return Speedup(value, dense_low / high, dense_high / low)
+
+
+def drift_flags(records: list[Record], limit: float = 0.10) -> list[str]:
+    """One line per comparison group whose reference cell drifted by more than `limit` over its rounds."""
+    worst: dict[tuple, tuple[float, Record]] = {}
+    for r in records:
+        value = r.get("reference_drift")
+        if r.get("scenario") != "latency" or r.get("status") != "ok" or value is None:
+            continue
+        key = (r.get("task"), r.get("dtype"), r.get("batch_size"), r.get("seq_len"))
+        if key not in worst or abs(value - 1) > abs(worst[key][0] - 1):
+            worst[key] = (value, r)
+    return [f"! drift: the reference cells of {task} {dtype} {bs}x{seq} ran {abs(value - 1):.0%} "
+            f"{'slower' if value > 1 else 'faster'} in the last quarter of the rounds than in the first: the machine was "
+            "not steady (paired ratios cancel drift that hits every cell of a round alike)"
+            for (task, dtype, bs, seq), (value, _) in worst.items() if abs(value - 1) > limit]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from reports.cells import (
     accuracy_rows,
     dense_key,
     dense_variants,
+    drift_flags,
     identities,
     per_cell,
     reference_shape,
@@ -104,13 +105,15 @@ def summary_view(records: list[Record]) -> TableData | None:
                Column("peak MB"), Column("accuracy %"), Column("vs dense"), Column("ideal"), Column("% peak"),
                Column("J/sample")]
     explained = ["p50 with the bootstrap 95% CI of the median below it",
-                 "vs dense: the dense variant on the same backend and dtype, with an interval from both medians' CIs "
-                 "(green or red only where it excludes 1.0)",
+                 "vs dense: the dense variant on the same backend and dtype, measured in the same interleaved rounds; "
+                 "the median of per-round ratios with a bootstrap 95% CI over rounds (green or red only where it "
+                 "excludes 1.0)",
+                 "p99 only from 662 samples or more, '-' below (MLPerf LoadGen's minimum)",
                  "ideal: the speedup the variant's FLOPs would allow" if any(r["ideal"].text != "-" for r in rows)
                  else "",
                  "accuracy: mean over languages, ± std over seeds where there are several",
                  "trainable: share of parameters trained"]
-    notes = ["; ".join(part for part in explained if part)] + flags
+    notes = ["; ".join(part for part in explained if part)] + flags + drift_flags(records)
     title = f"Summary (latency at B x T = {where}, the shape measured most; every shape below)" if where else "Summary"
     return build_table("summary", title, columns, rows, notes=notes,
                        optional=("p50 ms", "p99 ms", "samples/s", "peak MB", "accuracy %", "vs dense", "ideal",

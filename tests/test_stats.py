@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.measure.stats import LatencyStats, ratio_ci95
+from bench.measure.stats import LatencyStats, order_statistic_ci, ratio_ci95
 
 MS = 1_000_000  # ns per ms
 
@@ -14,7 +14,8 @@ def test_percentiles_and_moments_match_numpy_on_1_to_100_ms():
     ms = np.arange(1, 101, dtype=np.float64)
     s = LatencyStats.from_ns((ms * MS).astype(np.int64))
     assert s.count == 100
-    assert (s.p50_ms, s.p90_ms, s.p95_ms, s.p99_ms) == tuple(np.percentile(ms, [50, 90, 95, 99]))
+    assert (s.p50_ms, s.p90_ms) == tuple(np.percentile(ms, [50, 90]))
+    assert s.p99_ms is None and s.tails[95].value_ms is None  # 100 samples: too few for p95 and p99
     assert s.p50_ms == 50.5  # linear interpolation: between the 50th and 51st sample
     assert (s.mean_ms, s.std_ms, s.min_ms, s.max_ms) == (50.5, np.std(ms), 1.0, 100.0)
     assert s.cv == s.std_ms / s.mean_ms
@@ -52,11 +53,13 @@ def test_outliers_use_tukey_fences():
 
 def test_to_record_keys_units_and_exact_ns_to_ms():
     record = LatencyStats.from_ns([1_500_000, 2_500_000]).to_record()
+    tails = {f"latency_ms_p{q}{suffix}" for q in (90, 95, 99) for suffix in ("", "_ci95_low", "_ci95_high", "_note")}
     assert set(record) == {
-        "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean",
-        "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_ci95_low",
-        "latency_ms_ci95_high", "latency_cv", "latency_outliers", "latency_count", "measured_s",
-    }
+        "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "latency_ms_min", "latency_ms_max",
+        "latency_ms_ci95_low", "latency_ms_ci95_high", "latency_cv", "latency_outliers", "latency_count",
+        "measured_s",
+    } | tails
+    assert record["latency_ms_p99"] is None and record["latency_ms_p99_note"] == "p99 needs at least 662 samples, have 2"
     assert record["latency_ms_min"] == 1.5
     assert record["latency_ms_max"] == 2.5
     assert record["latency_ms_mean"] == record["latency_ms_p50"] == 2.0
@@ -98,3 +101,32 @@ def test_ratio_rejects_empty_and_zero_baseline():
         ratio_ci95([], [1, 2])
     with pytest.raises(ValueError):
         ratio_ci95([1, 2], [0, 0, 0])
+
+
+@pytest.mark.parametrize("q, needed", [(90, 64), (95, 130), (99, 662)])
+def test_tails_need_loadgen_minimum_counts(q, needed):
+    """Below the minimum a tail is null with a note (a p99 of 20 samples is their maximum); from it on, the value
+    with an order-statistic CI that brackets it."""
+    ms = np.random.default_rng(q).lognormal(np.log(5), 0.3, size=needed)
+    few = LatencyStats.from_ns(ms[:-1] * MS).tails[q]
+    assert few.value_ms is None and few.note == f"p{q} needs at least {needed} samples, have {needed - 1}"
+    enough = LatencyStats.from_ns(ms * MS).tails[q]
+    assert enough.value_ms == pytest.approx(np.percentile(ms, q)) and enough.note is None
+    assert enough.low_ms <= enough.value_ms <= (enough.high_ms or np.inf)
+
+
+@pytest.mark.parametrize("n, q", [(64, 0.9), (662, 0.99), (200, 0.5)])
+def test_order_statistic_ci_covers_the_quantile_95pct_of_the_time(n, q):
+    """Coverage by simulation on exponential samples, whose q-quantile is -ln(1 - q)."""
+    low, high = order_statistic_ci(n, q)
+    rng = np.random.default_rng(0)
+    draws = np.sort(rng.exponential(size=(3000, n)), axis=1)
+    truth = -np.log(1 - q)
+    covered = (draws[:, low] < truth) & (truth <= (draws[:, high] if high is not None else np.inf))
+    assert 0.95 <= covered.mean() <= 0.99
+
+
+def test_order_statistic_ci_bounds_the_binomial_exactly():
+    # n = 20, median: the classic interval is [X(6), X(15)] in 1-based order statistics, coverage 95.9%.
+    assert order_statistic_ci(20, 0.5) == (5, 14)
+    assert order_statistic_ci(10, 0.99) == (8, None)  # a lower bound exists, an upper one needs more samples

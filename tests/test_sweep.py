@@ -116,7 +116,10 @@ def test_one_record_per_scenario_and_backend(tiny_sweep):
 def test_latency_statistics_are_ordered(tiny_sweep, backend):
     r = _one(tiny_sweep.records, backend=backend, scenario="latency")
     assert r["latency_count"] >= 3  # min_iters
-    assert 0 < r["latency_ms_min"] <= r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
+    assert 0 < r["latency_ms_min"] <= r["latency_ms_p50"] <= r["latency_ms_max"]
+    # A handful of samples: no tail percentiles, and a note saying how many they need.
+    assert r["latency_count"] < 64 and r["latency_ms_p90"] is None and r["latency_ms_p99"] is None
+    assert r["latency_ms_p99_note"] == f"p99 needs at least 662 samples, have {r['latency_count']}"
     assert r["latency_ms_ci95_low"] <= r["latency_ms_p50"] <= r["latency_ms_ci95_high"]
     assert r["latency_cv"] >= 0
     # Throughput at the fixed shape follows from p50: batch / p50.
@@ -331,19 +334,20 @@ def test_fp16_onnxruntime_on_cpu_is_skipped_with_a_reason(tiny_config, tmp_path)
 
 
 def test_ctrl_c_keeps_finished_records_and_marks_the_run_incomplete(monkeypatch, tiny_config, tmp_path):
-    # Two cheap cells: "compile" is served by the eager backend here; the interrupt comes from the
-    # latency measurement of the second cell, which therefore writes nothing (a cell is the unit).
+    # Two cheap cells: "compile" is served by the eager backend here. Both are prepared (their throughput, accuracy
+    # and memory records are written at once); the interrupt comes in the rounds, so no latency record exists and
+    # no cell is done: --resume measures both again.
     monkeypatch.setitem(bench.backends.BACKENDS, "compile", "bench.backends.eager:prepare")
-    real_latency = bench.measure.passes.latency
+    real_block = bench.measure.passes.time_block
     calls = []
 
-    def latency(*args, **kwargs):
+    def time_block(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_latency(*args, **kwargs)
+        return real_block(*args, **kwargs)
 
-    monkeypatch.setattr(bench.measure.passes, "latency", latency)
+    monkeypatch.setattr(bench.measure.passes, "time_block", time_block)
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "compile"]})
     with pytest.raises(Interrupted) as info:
         run_sweep(parse_config(config), Console(file=io.StringIO()))
@@ -354,11 +358,9 @@ def test_ctrl_c_keeps_finished_records_and_marks_the_run_incomplete(monkeypatch,
     assert manifest["status"] == "incomplete"
     assert "interrupt" in manifest["reason"].lower()
     records = [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines()]
-    first = _by(records, backend="eager")
-    assert sorted(r["scenario"] for r in first) == sorted(SCENARIOS)
-    assert all(r["status"] == "ok" for r in first)
-    # The interrupted cell wrote nothing; --resume measures it again.
-    assert not _by(records, backend="compile")
-    assert (path / "cells.done").read_text().split() == [first[0]["cell_id"]]
+    for backend in ("eager", "compile"):
+        written = _by(records, backend=backend)
+        assert sorted(r["scenario"] for r in written) == sorted(set(SCENARIOS) - {"latency"})
+        assert all(r["status"] == "ok" for r in written)
+    assert not (path / "cells.done").exists() or not (path / "cells.done").read_text().split()
     assert RunStore.open(path).records() == records
-    assert manifest["records"] == len(records)

@@ -46,6 +46,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[options.onnxruntime.graph_optimization])
     so.intra_op_num_threads = target.threads
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.onnxruntime.intra_op_spinning else "0")
     so.log_severity_level = 3
     with stopwatch() as session_build:
         session = ort.InferenceSession(str(path), sess_options=so, providers=[provider])
@@ -53,6 +54,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     runner.build_seconds.update(export_s=export.seconds, session_s=session_build.seconds)
     runner.info.update(
         ort_version=ort.__version__, ort_providers=session.get_providers(), ort_intra_op_threads=target.threads,
+        ort_intra_op_spinning=options.onnxruntime.intra_op_spinning,
         ort_graph_optimization=options.onnxruntime.graph_optimization, onnx_opset=options.onnxruntime.opset,
         onnx_bytes=sum(p.stat().st_size for p in workdir.glob("model.onnx*")),
     )

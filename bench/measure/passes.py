@@ -1,6 +1,6 @@
 """Measurements of one prepared runner: the pass over the evaluation set (throughput, predictions for accuracy
-and parity), steady-state latency at fixed shapes, and memory in a pass of its own. Returns plain values;
-formatting lives in reports/.
+and parity), warm-up and one timed block at a fixed shape (the unit of an interleaved round, bench.measure.rounds),
+and memory in a pass of its own. Returns plain values; formatting lives in reports/.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import numpy as np
 
 from bench.config import MeasureConfig
 from bench.data.evalset import Batch, EvalSet
-from bench.measure.energy import EnergyCounter, energy_fields
+from bench.measure.energy import EnergyCounter
 from bench.measure.memory import measure_memory
-from bench.measure.stats import LatencyStats
 from bench.measure.timing import stopwatch, time_iterations
 
 if TYPE_CHECKING:
@@ -61,20 +60,29 @@ def eval_pass(runner: Runner, evalset: EvalSet, batches: list[Batch]) -> EvalPas
     )
 
 
-def latency(runner: Runner, batch: Batch, cfg: MeasureConfig) -> tuple[LatencyStats, np.ndarray, dict[str, Any]]:
-    """(statistics, raw samples in ns, energy fields). Warm-up runs before the energy counter is read, so
-    joules, like time, cover the steady-state iterations only."""
-    inputs = runner.inputs(batch.input_ids, batch.attention_mask)
-    for _ in range(cfg.warmup_iters):
+def warm_up(runner: Runner, inputs: Any, iters: int) -> None:
+    """Untimed calls at one shape before it is ever timed: compile's recompiles, CUDA-graph capture, ORT's first
+    allocations and cold caches all land here (at least one call, whatever `iters` says)."""
+    for _ in range(max(1, iters)):
         runner(inputs)
-    counter = EnergyCounter.open(runner.target.device)
-    start = counter.read_mj()
+    runner.synchronize()
+
+
+def time_block(runner: Runner, inputs: Any, cfg: MeasureConfig, iters: int, min_time_s: float,
+               counter: EnergyCounter | None = None) -> tuple[np.ndarray, float | None]:
+    """One block of a round: `cfg.block_warmup` untimed calls (the cache state another cell left behind), then at
+    least `iters` timed iterations and `min_time_s`, capped at `cfg.max_time_s`. Returns the samples (ns) and the
+    energy of the timed window in mJ: read after the device is synchronised, so queued warm-up work is not in it."""
+    for _ in range(cfg.block_warmup):
+        runner(inputs)
+    runner.synchronize()
+    start = counter.read_mj() if counter is not None else None
     samples = time_iterations(
         lambda: runner(inputs), synchronize=runner.synchronize, cuda_events=runner.cuda_events,
-        warmup=0, min_iters=cfg.min_iters, min_time_s=cfg.min_time_s, max_time_s=cfg.max_time_s,
+        warmup=0, min_iters=iters, min_time_s=min_time_s, max_time_s=cfg.max_time_s,
     )
-    energy = energy_fields(start, counter.read_mj(), len(samples) * batch.input_ids.shape[0], counter)
-    return LatencyStats.from_ns(samples), samples, energy
+    end = counter.read_mj() if counter is not None else None
+    return samples, (None if start is None or end is None else float(end - start))
 
 
 def memory(runner: Runner, batch: Batch) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""One measured cell (variant x backend x dtype x device), runnable in a process of its own.
+"""One measured cell (variant x backend x dtype x device) as it lives in its worker: prepared once, then timed in
+blocks whenever the round scheduler calls on it.
 
 A cell gets everything as plain data (the artifact's path, the evaluation set, the reference logits, the
-settings), loads the model itself, measures, and returns records. In its own process (the default) the
-allocators, compile caches and thread pools of one cell never colour the next, peak RSS is this cell's,
-and a crash or a hang becomes a failed record instead of the end of the sweep.
+settings) and loads the model itself. `prepare` realises the method's weights for the target, prepares the
+backend's runner, runs the evaluation pass (throughput, accuracy, parity with eager fp32), warms up every latency
+shape (so compile's recompiles and CUDA-graph captures never land in a timed block) and runs the memory pass per
+shape. It returns the records that need no comparison, plus what the latency records will share. `block` then
+times one block at one shape. A backend's failure never raises out of `prepare`: it becomes failed records.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ import numpy as np
 from bench.backends import SkipCell, Target, prepare
 from bench.config import BackendOptions, MeasureConfig
 from bench.data.evalset import EvalSet
+from bench.measure.rounds import Block, Shape
 from bench.run import records
 
 
@@ -31,102 +36,166 @@ class CellTask:
     evalset: EvalSet
     reference: np.ndarray  # eager fp32 logits of the same artifact: the parity reference
     workdir: str
-    peaks: dict[str, Any] | None  # calibrated device peaks, for % of peak
     max_length: int
+    emit_prepared: bool = True  # False: a reference cell measured again only for pairing (records exist)
 
 
 @dataclass
-class CellResult:
-    records: list[dict[str, Any]] = field(default_factory=list)  # (scenario, status, error, fields)
-    samples: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (batch, seq) -> latency ns
+class Prepared:
+    """What a cell's preparation gave: its finished records (throughput, accuracy, memory, or stand-ins saying
+    why it cannot be measured) and, when it can be timed, what its latency records will share."""
+
+    status: str  # ok | skipped | failed
+    error: str | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # each with scenario, status, error
+    base: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[Shape, dict[str, Any]] = field(default_factory=dict)  # shape fields and forward cost per shape
+    retryable: bool = False  # the failure came from the process (killed, timed out), not from the cell
 
 
-def run_cell(task: CellTask) -> CellResult:
-    """Measure one cell in this process. Never raises for a backend's failure: that is a failed record."""
-    from bench.build.artifacts import Artifact
-    from bench.build.methods import realize
-    from sparsify.accounting import count
+class CellRunner:
+    """The cell inside its worker. Not thread-safe; one per process (or several, taking turns, with isolation
+    'none')."""
 
-    result = CellResult()
-    base = dict(task.base)
-    try:
-        model = Artifact.open(Path(task.artifact_path)).load_model()
-        # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
-        # backend sees the model: the backend never learns how the variant was made.
-        model, realized = realize(model, base["method"], task.target, base["backend"])
-        counts = count(model)  # densities and MACs of exactly what is measured
-        base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
-    except Exception as exc:
-        return _all(result, task, base, "failed", f"realize: {type(exc).__name__}: {exc}")
-    example = task.evalset.fixed_batch(2, 16)
-    try:
-        runner = prepare(base["backend"], model, task.target, (example.input_ids, example.attention_mask),
-                         task.options, Path(task.workdir))
-    except SkipCell as exc:
-        return _all(result, task, base, "skipped", str(exc))
-    except Exception as exc:
-        return _all(result, task, base, "failed", f"prepare: {type(exc).__name__}: {exc}")
-    base |= runner.build_seconds | runner.info
-    _measure_all(task, runner, model, counts, base, result)
-    return result
+    def __init__(self, task: CellTask) -> None:
+        self.task = task
+        self.runner = None
+        self.batches: dict[Shape, Any] = {}
+        self.inputs: dict[Shape, Any] = {}
+        self.counter = None
+
+    def prepare(self) -> Prepared:
+        from bench.build.artifacts import Artifact
+        from bench.build.methods import realize
+        from sparsify.accounting import count
+
+        task = self.task
+        base = dict(task.base)
+        try:
+            model = Artifact.open(Path(task.artifact_path)).load_model()
+            # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
+            # backend sees the model: the backend never learns how the variant was made.
+            model, realized = realize(model, base["method"], task.target, base["backend"])
+            counts = count(model)  # densities and MACs of exactly what is measured
+            base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
+        except Exception as exc:
+            return self._stand_in(base, "failed", f"realize: {type(exc).__name__}: {exc}")
+        example = task.evalset.fixed_batch(2, 16)
+        cache = _CompileCache(Path(task.workdir))
+        try:
+            with cache:
+                self.runner = prepare(base["backend"], model, task.target, (example.input_ids, example.attention_mask),
+                                      task.options, Path(task.workdir))
+                base |= self.runner.build_seconds | self.runner.info
+                out = self._measure(model, counts, base)
+        except SkipCell as exc:
+            return self._stand_in(base, "skipped", str(exc))
+        except Exception as exc:
+            return self._stand_in(base, "failed", f"prepare: {type(exc).__name__}: {exc}")
+        if base["backend"].startswith("compile"):
+            for fields in (out.base, *out.records):
+                fields |= cache.fields()
+        return out
+
+    def _measure(self, model, counts, base: dict[str, Any]) -> Prepared:
+        from bench.measure.energy import EnergyCounter
+        from bench.measure.passes import eval_pass, memory, parity, warm_up
+        from bench.measure.roofline import forward_cost
+
+        task, cfg, runner = self.task, self.task.measure, self.runner
+        try:
+            passed = eval_pass(runner, task.evalset, task.evalset.batches(cfg.throughput_batch_size))
+        except Exception as exc:
+            return self._stand_in(base, "failed", f"evaluation pass: {type(exc).__name__}: {exc}")
+        base |= parity(passed.logits, task.reference)
+        out = Prepared("ok", base=base)
+        if "throughput" in cfg.scenarios:
+            _add(out, "throughput", base | passed.throughput_fields() | {"batch_size": cfg.throughput_batch_size})
+        if "accuracy" in cfg.scenarios:
+            _add(out, "accuracy", base | {"accuracy_by_language": task.evalset.accuracy_by_language(passed.logits.argmax(1))})
+        for bs in cfg.batch_sizes:
+            for seq in cfg.seq_lens:
+                batch = task.evalset.fixed_batch(bs, seq)
+                shape_fields = records.shape_fields(batch, counts, base["speedup_mechanism"])
+                self.batches[(bs, seq)], self.inputs[(bs, seq)] = batch, runner.inputs(batch.input_ids, batch.attention_mask)
+                warm_up(runner, self.inputs[(bs, seq)], cfg.warmup_iters)  # recompiles and graph capture happen here
+                out.shapes[(bs, seq)] = shape_fields | {
+                    "cost": forward_cost(model, bs, seq, task.target.torch_dtype),
+                    "weight_bytes_in_memory": _weight_bytes(model, task.target)}
+                if "memory" in cfg.scenarios:
+                    try:
+                        _add(out, "memory", base | shape_fields | memory(runner, batch)
+                             | {"weight_bytes_in_memory": out.shapes[(bs, seq)]["weight_bytes_in_memory"]})
+                    except Exception as exc:
+                        _add(out, "memory", base | shape_fields, "failed", f"{type(exc).__name__}: {exc}")
+        self.counter = EnergyCounter.open(task.target.device)
+        out.base["energy_note"] = self.counter.reason or "NVML total energy counter, over the timed blocks"
+        if not task.emit_prepared:
+            out.records = []
+        return out
+
+    def block(self, shape: Shape, iters: int, min_time_s: float) -> Block:
+        """One timed block: `measure.block_warmup` untimed calls, then at least `iters` iterations and
+        `min_time_s`; energy over the block's window where the device has a counter."""
+        from bench.measure.passes import time_block
+
+        samples, energy_mj = time_block(self.runner, self.inputs[shape], self.task.measure, iters, min_time_s,
+                                        self.counter)
+        return Block(samples, energy_mj)
+
+    def _stand_in(self, base: dict[str, Any], status: str, error: str) -> Prepared:
+        stand_ins = records.stand_ins(self.task.measure, base, status, error)
+        scenarios = [r for r in stand_ins if r["scenario"] != "latency"] if self.task.emit_prepared else []
+        return Prepared(status, error, scenarios, base)
 
 
-def _measure_all(task: CellTask, runner, model, counts, base: dict[str, Any], result: CellResult) -> None:
-    from bench.measure.passes import eval_pass, latency, memory, parity
-
-    cfg, evalset = task.measure, task.evalset
-    batches = evalset.batches(cfg.throughput_batch_size)
-    try:
-        passed = eval_pass(runner, evalset, batches)
-    except Exception as exc:
-        _all(result, task, base, "failed", f"evaluation pass: {type(exc).__name__}: {exc}")
-        return
-    base |= parity(passed.logits, task.reference)
-    if "throughput" in cfg.scenarios:
-        _add(result, "throughput", base | passed.throughput_fields() | {"batch_size": cfg.throughput_batch_size})
-    if "accuracy" in cfg.scenarios:
-        _add(result, "accuracy", base | {"accuracy_by_language": evalset.accuracy_by_language(passed.logits.argmax(1))})
-    for bs in cfg.batch_sizes:
-        for seq in cfg.seq_lens:
-            batch = evalset.fixed_batch(bs, seq)
-            shape = records.shape_fields(batch, counts, base["speedup_mechanism"])
-            if "latency" in cfg.scenarios:
-                try:
-                    stats, samples, energy = latency(runner, batch, cfg)
-                    result.samples[(bs, seq)] = samples
-                    _add(result, "latency", base | shape | records.latency_fields(stats, samples, batch) | energy
-                         | _roofline(task, model, stats, bs, seq))
-                except Exception as exc:
-                    _add(result, "latency", base | shape, "failed", f"{type(exc).__name__}: {exc}")
-            if "memory" in cfg.scenarios:
-                try:
-                    _add(result, "memory", base | shape | memory(runner, batch) | _weights(model, task.target))
-                except Exception as exc:
-                    _add(result, "memory", base | shape, "failed", f"{type(exc).__name__}: {exc}")
+def _add(out: Prepared, scenario: str, fields: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
+    out.records.append({**fields, "scenario": scenario, "status": status, "error": error})
 
 
-def _roofline(task: CellTask, model, stats, bs: int, seq: int) -> dict[str, Any]:
-    from bench.measure.calibrate import roofline_fields
-    from bench.measure.roofline import forward_cost
-
-    cost = forward_cost(model, bs, seq, task.target.torch_dtype)
-    return roofline_fields(cost, stats.p50_ms / 1e3, task.target.dtype, task.peaks)
-
-
-def _weights(model, target: Target) -> dict[str, Any]:
+def _weight_bytes(model, target: Target) -> int:
     from bench.measure.roofline import weight_bytes
 
-    return {"weight_bytes_in_memory": weight_bytes(model, target.torch_dtype)}
+    return weight_bytes(model, target.torch_dtype)
 
 
-def _add(result: CellResult, scenario: str, fields: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
-    result.records.append({**fields, "scenario": scenario, "status": status, "error": error})
+class _CompileCache:
+    """torch.compile's on-disk caches (FX graph, AOTAutograd, Triton) in a directory of this cell's own, fresh,
+    so compile_s never depends on what an earlier cell or run left behind; cache hits are counted and recorded."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.directory = workdir / "compile-cache"
+        self.saved: dict[str, str | None] = {}
+        self.hits_before = self.hits_after = 0
+
+    def __enter__(self) -> _CompileCache:
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
+        for var, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
+            self.saved[var] = os.environ.get(var)
+            os.environ[var] = str(self.directory / sub)
+        self.hits_before = _cache_hits()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hits_after = _cache_hits()
+        for var, value in self.saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+    def fields(self) -> dict[str, Any]:
+        return {"compile_cache": "fresh per cell", "compile_cache_hits": self.hits_after - self.hits_before}
 
 
-def _all(result: CellResult, task: CellTask, base: dict[str, Any], status: str, error: str) -> CellResult:
-    result.records.extend(records.stand_ins(task.measure, base, status, error))
-    return result
+def _cache_hits() -> int:
+    """FX-graph and AOTAutograd cache hits so far in this process (torch's own counters)."""
+    import sys
 
+    if "torch._dynamo.utils" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
 
-def failed(task: CellTask, error: str) -> CellResult:
-    return _all(CellResult(), task, dict(task.base), "failed", error)
+    return int(counters["inductor"]["fxgraph_cache_hit"] + counters["aot_autograd"]["autograd_cache_hit"])

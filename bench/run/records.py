@@ -4,7 +4,8 @@ The keys in REQUIRED_KEYS are promised to other tools (DESIGN.md, "Result record
 them, null where they do not apply. A record is `make_record(**base, **<scenario fields>)`, where base holds the
 variant's, artifact's and cell's fields:
 
-- latency:    base | shape_fields | latency_fields (+ energy, roofline) | versus_dense
+- latency:    base | shape_fields | latency_fields | energy_fields | roofline | rounds_fields | paired_fields
+              (speedup_vs_dense, speedup_vs_eager, prefix_overhead_vs_dense): latency_records
 - memory:     base | shape_fields | the memory pass's fields | weight bytes
 - throughput: base | EvalPass.throughput_fields | batch_size
 - accuracy:   base | accuracy_fields (per language, mean, groups); with seeds also seed_aggregate_fields
@@ -102,25 +103,93 @@ def shape_fields(batch, counts, mechanism: str) -> dict[str, Any]:
             "real_tokens": batch.real_tokens, **counts.fields(int(seq), mechanism)}
 
 
-def latency_fields(stats, samples_ns: np.ndarray, batch) -> dict[str, Any]:
+def latency_records(task, tasks, prepared, result, reference: str | None, peaks, info: dict[str, Any]) -> list[dict[str, Any]]:
+    """One cell's latency records from its batch's rounds: per shape, statistics over all of its samples, ratios
+    paired round by round with its references measured in the same rounds (dense on the same backend, the same
+    variant on eager), energy over its blocks, the roofline, and how the rounds went."""
+    from bench.measure.calibrate import roofline_fields  # torch: imported here, so reports can read records without it
+    from bench.measure.stats import LatencyStats
+
+    prep = prepared[task.cell_id]
+    if prep.status != "ok":
+        return [dict(r, failure_retryable=prep.retryable) if prep.status == "failed" else r
+                for r in stand_ins(task.measure, prep.base, prep.status, prep.error) if r["scenario"] == "latency"]
+    ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
+    variant, backend = task.base["variant"], task.base["backend"]
+    refs = {"dense": ids.get((reference, backend)) if reference else None, "eager": ids.get((variant, "eager"))}
+    out = []
+    for shape, shaped in prep.shapes.items():
+        fields = prep.base | {k: v for k, v in shaped.items() if k != "cost"} | info
+        blocks = result.blocks.get(task.cell_id, {}).get(shape, [])
+        if not blocks:
+            error = result.lost.get(task.cell_id, "no block was measured")
+            out.append({**fields, "scenario": "latency", "status": "failed", "error": error, "failure_retryable": True})
+            continue
+        samples = np.concatenate([b.samples_ns for b in blocks])
+        stats = LatencyStats.from_ns(samples)
+        fields |= latency_fields(stats, samples, shaped) | energy_fields(blocks, shaped["batch_size"], prep.base)
+        fields |= roofline_fields(shaped["cost"], stats.p50_ms / 1e3, task.target.dtype, peaks)
+        fields |= rounds_fields(result, task.cell_id, shape, refs["dense"] or task.cell_id)
+        fields |= paired_fields("vs_dense", result, refs["dense"], task.cell_id, shape)
+        fields |= paired_fields("vs_eager", result, refs["eager"], task.cell_id, shape)
+        if (prep.base.get("prompt_length") or 0) > 0 and fields.get("speedup_vs_dense"):
+            fields |= {"prefix_overhead_vs_dense": 1 / fields["speedup_vs_dense"],
+                       "prefix_overhead_vs_dense_ci95_low": _inverse(fields.get("speedup_vs_dense_ci95_high")),
+                       "prefix_overhead_vs_dense_ci95_high": _inverse(fields.get("speedup_vs_dense_ci95_low"))}
+        out.append({**fields, "scenario": "latency", "status": "ok", "error": None})
+    return out
+
+
+def latency_fields(stats, samples_ns: np.ndarray, shaped: dict[str, Any]) -> dict[str, Any]:
     """Statistics of the samples, throughput at the median, and the (thinned) raw samples."""
     seconds = stats.p50_ms / 1e3
     return {**stats.to_record(),
-            "throughput_samples_per_s": batch.input_ids.shape[0] / seconds,
-            "throughput_tokens_per_s": batch.real_tokens / seconds,
+            "throughput_samples_per_s": shaped["batch_size"] / seconds,
+            "throughput_tokens_per_s": shaped["real_tokens"] / seconds,  # real tokens only, padding excluded
             "latency_samples_ms": thin(samples_ns)}
 
 
-def versus_dense(method: str, dense_ns: np.ndarray, samples_ns: np.ndarray) -> dict[str, Any]:
-    """speedup_vs_dense (bootstrap CI of the ratio of medians) against the dense variant's cell of the same task,
-    backend, dtype, device and shape; for prompt variants also the prefix's overhead."""
-    from bench.measure.stats import ratio_ci95
+def paired_fields(name: str, result, reference_id: str | None, cell_id: str, shape) -> dict[str, Any]:
+    """speedup_<name> = median over rounds of median(reference block) / median(this cell's block), with its
+    bootstrap CI over rounds; 1.0 for the reference itself; null with a note when it could not be paired."""
+    from bench.measure.rounds import paired_ratio
 
-    ratio, low, high = ratio_ci95(dense_ns, samples_ns)  # median(dense) / median(this)
-    out = {"speedup_vs_dense": ratio, "speedup_vs_dense_ci95_low": low, "speedup_vs_dense_ci95_high": high}
-    if method == "prompt":
-        out["prefix_overhead_vs_dense"] = 1 / ratio  # the prefix's cost at this shape
-    return out
+    key = f"speedup_{name}"
+    if reference_id is None:
+        return {}
+    if reference_id == cell_id:
+        return {key: 1.0}
+    ratio = paired_ratio(result.blocks.get(reference_id, {}).get(shape, []), result.blocks[cell_id][shape])
+    if ratio is None:
+        why = result.lost.get(reference_id, "its reference was not measured in the same rounds")
+        return {key: None, f"{key}_note": f"not paired: {why}"}
+    return {key: ratio.value, f"{key}_ci95_low": ratio.low, f"{key}_ci95_high": ratio.high}
+
+
+def rounds_fields(result, cell_id: str, shape, reference_id: str) -> dict[str, Any]:
+    """How this cell was measured: in how many rounds, why they stopped, and the drift of its reference over them
+    (the median of the reference's last quarter of blocks over its first quarter: 1.10 = 10% slower at the end)."""
+    from bench.measure.rounds import drift
+
+    blocks = result.blocks[cell_id][shape]
+    return {"measure_scheme": "interleaved rounds", "rounds": len(blocks), "rounds_stopped_by": result.stopped_by,
+            "block_iters_median": float(np.median([b.samples_ns.size for b in blocks])),
+            "latency_drift": drift(blocks), "reference_drift": drift(result.blocks.get(reference_id, {}).get(shape, []))}
+
+
+def energy_fields(blocks, batch_size: int, base: dict[str, Any]) -> dict[str, Any]:
+    """Energy over the cell's timed blocks (each window read after a device synchronise), per sample."""
+    if any(b.energy_mj is None for b in blocks):
+        return {"energy_j": None, "energy_j_per_sample": None, "samples_per_j": None,
+                "energy_note": base.get("energy_note")}
+    joules = sum(b.energy_mj for b in blocks) / 1e3
+    per_sample = joules / (sum(b.samples_ns.size for b in blocks) * batch_size)
+    return {"energy_j": joules, "energy_j_per_sample": per_sample,
+            "samples_per_j": 1 / per_sample if per_sample > 0 else None, "energy_note": base.get("energy_note")}
+
+
+def _inverse(value: float | None) -> float | None:
+    return 1 / value if value else None
 
 
 def shape_key(record: dict[str, Any]) -> tuple:

@@ -1,13 +1,17 @@
-"""Sweep orchestration: config -> variants -> artifacts -> cells -> records, in order, with resume.
+"""Sweep orchestration: config -> variants -> artifacts -> comparison groups -> records, with resume.
 
-What runs and in what order lives here; which fields a record carries lives in bench.run.records. Each cell's
-records are appended as they are measured; a failing backend becomes failed records and the sweep goes on;
-Ctrl-C marks the run incomplete and keeps what was written; --resume skips the cells already done.
+For each task every variant is built (or loaded) first; then each dtype's variant x backend cells are measured
+together as one group in interleaved rounds (bench.run.group). What runs and in what order lives here; which
+fields a record carries lives in bench.run.records. Records are appended as they are finished (a cell's
+throughput, accuracy and memory when it is prepared, its latency when its rounds end); a failing backend becomes
+failed records and the sweep goes on; Ctrl-C marks the run incomplete and keeps what was written; --resume skips
+the cells already done.
 """
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +30,10 @@ from bench.errors import BenchError
 from bench.measure.device import device_name
 from bench.measure.passes import eval_pass
 from bench.run import records
-from bench.run.cell import CellTask, run_cell
+from bench.model.dtypes import TORCH_DTYPES
+from bench.run.cell import CellTask, Prepared
 from bench.run.env import fingerprint
-from bench.run.isolation import run_isolated
+from bench.run.group import GroupSink, default_max_live, run_group
 from bench.run.plan import Plan, preflight
 from bench.run.store import RunStore, now_utc
 from sparsify.accounting import count as sparsity_counts
@@ -71,17 +76,21 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None) ->
     return store
 
 
+@dataclass
+class Measured:
+    """A variant ready to be measured on every backend: its first seed's artifact and what its records share."""
+
+    variant: VariantConfig
+    artifact: Artifact
+    base: dict[str, Any]
+    reference: np.ndarray  # eager fp32 logits on the evaluation set: the parity reference
+
+
 class Sweep:
     def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console) -> None:
         self.cfg, self.plan, self.store, self.console = cfg, plan, store, console
         self.reference_variant = next((v.name for v in cfg.variants if v.method == "dense"), None)
         self.done = store.done_cells()
-        # shape key -> the dense variant's raw latency samples (ns): speedups and their CIs. A resumed run reads
-        # them back from the dense records it already has.
-        self.dense_samples: dict[tuple, np.ndarray] = {
-            records.shape_key(r): np.asarray(r["latency_samples_ms"]) * 1e6 for r in store.records()
-            if r["variant"] == self.reference_variant and r["scenario"] == "latency" and r.get("latency_samples_ms")
-        }
         self.build_inputs = BuildInputs(
             source=plan.source, backbone_seed=cfg.seed, max_length=cfg.model.max_length, tokenizer=plan.tokenizer,
             tokenizer_note=plan.tokenizer_note, cache_dir=plan.cache_dir, device=cfg.measure.device,
@@ -101,17 +110,19 @@ class Sweep:
                 self.console.print(f"  [yellow]note[/] {note}")
             train_ids = encode_pairs(tok, data.train.premise, data.train.hypothesis, self.cfg.model.max_length)
             evalset = build_evalset(data, tok, self.cfg.model.max_length)
-            # Dense first: it is the reference for speedup_vs_dense.
-            for variant in sorted(self.cfg.variants, key=lambda v: v.name != self.reference_variant):
-                self._variant(variant, data, train_ids, evalset)
+            # Every variant is built first; then each dtype's cells are measured together, interleaved.
+            ready = [m for v in self.cfg.variants if (m := self._variant(v, data, train_ids, evalset)) is not None]
+            for dtype in self.cfg.measure.dtypes:
+                self._group(ready, dtype, evalset)
 
-    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> None:
+    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> Measured | None:
         """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
         every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
         seeds = variant.seeds_or(self.cfg.seed)
         batches = evalset.batches(self.cfg.measure.throughput_batch_size)
         per_seed: list[dict[str, float]] = []
         shared: dict[str, Any] = {}  # what every seed shares (method options, parameter counts)
+        measured = None
         for index, seed in enumerate(seeds):
             base = self._variant_fields(variant, data) | {"seed": seed}
             try:
@@ -122,20 +133,20 @@ class Sweep:
                 raise
             except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
                 self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {exc}")
-                for dtype in self.cfg.measure.dtypes:
-                    for backend in self.cfg.measure.backends:
-                        self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {type(exc).__name__}: {exc}")
+                if index == 0:
+                    for dtype in self.cfg.measure.dtypes:
+                        for backend in self.cfg.measure.backends:
+                            self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed",
+                                           f"build: {type(exc).__name__}: {exc}")
                 continue
             base |= records.artifact_fields(model, artifact, built)
             base |= sparsity_counts(model).fields(self.cfg.model.max_length)  # densities and MACs of what is measured
             shared = shared or {k: v for k, v in base.items() if k not in records.PER_SEED_KEYS}
             reference = self._reference_logits(model, evalset, batches)
             per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
+            del model
             if index == 0:
-                for dtype in self.cfg.measure.dtypes:
-                    for backend in self.cfg.measure.backends:
-                        self._cell(artifact, base | {"backend": backend, "dtype": dtype}, evalset, reference)
-                        _release_memory(self.cfg.measure.device)  # the cell's runner is gone; free it first
+                measured = Measured(variant, artifact, base, reference)
             elif "accuracy" in self.cfg.measure.scenarios:
                 replicate = f"{variant.name}/{data.task.name}/seed{seed}/reference"
                 if replicate not in self.done:
@@ -147,6 +158,47 @@ class Sweep:
             fields = shared | records.seed_aggregate_fields(seeds, per_seed, self.cfg.data.language_groups, len(evalset))
             self._emit(fields, "accuracy", cell_id=aggregate)
             self._mark_done(aggregate)
+        _release_memory(self.cfg.measure.device)
+        return measured
+
+    def _group(self, ready: list[Measured], dtype: str, evalset: EvalSet) -> None:
+        """Every variant x backend cell of this task and dtype, measured together (bench.run.group)."""
+        cfg = self.cfg.measure
+        tasks = []
+        for m in ready:
+            for backend in cfg.backends:
+                base = m.base | {"backend": backend, "dtype": dtype}
+                cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
+                tasks.append(CellTask(
+                    cell_id=cell_id, artifact_path=str(m.artifact.path),
+                    base=base | {"cell_id": cell_id, "isolation": cfg.isolation},
+                    target=Target(cfg.device, dtype, self.plan.threads), options=self.cfg.backend, measure=cfg,
+                    evalset=evalset, reference=m.reference, max_length=self.cfg.model.max_length,
+                    workdir=str(self.store.path / "exports" / f"{base['variant']}-{base['task']}-{dtype}-{backend}"),
+                ))
+        if all(t.cell_id in self.done for t in tasks):
+            return
+        weights = max(t.base["params_total"] for t in tasks) * TORCH_DTYPES[dtype].itemsize
+        sink = GroupSink(prepared=self._prepared, measured=self._measured, announce=self.console.print)
+        run_group(tasks, self.reference_variant, cfg, default_max_live(cfg, weights), self.peaks, sink,
+                  done=self.done, seed=self.cfg.seed)
+
+    def _prepared(self, task: CellTask, prepared: Prepared) -> None:
+        for record in prepared.records:
+            fields = dict(record)
+            scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
+            if scenario == "accuracy" and status == "ok":
+                fields |= self._accuracy_fields(fields["accuracy_by_language"], task.evalset)
+            self._emit(fields, scenario, status=status, error=error)
+        if "latency" not in self.cfg.measure.scenarios:
+            self._mark_done(task.cell_id)
+
+    def _measured(self, task: CellTask, latency: list[dict[str, Any]]) -> None:
+        for record in latency:
+            fields = dict(record)
+            scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
+            self._emit(fields, scenario, status=status, error=error)
+        self._mark_done(task.cell_id)
 
     def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
         return records.variant_fields(
@@ -163,46 +215,6 @@ class Sweep:
                          self.cfg.backend, self.store.path)
         return eval_pass(runner, evalset, batches).logits
 
-    def _cell(self, artifact: Artifact, base: dict[str, Any], evalset: EvalSet, reference: np.ndarray) -> None:
-        """One variant x backend x dtype x device, by default in a process of its own (bench.run.isolation)."""
-        cfg = self.cfg.measure
-        cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
-        if cell_id in self.done:
-            return
-        label = f"{base['variant']} {base['task']} {base['backend']} {base['dtype']}"
-        task = CellTask(
-            cell_id=cell_id, artifact_path=str(artifact.path), base=base | {"cell_id": cell_id, "isolation": cfg.isolation},
-            target=Target(cfg.device, base["dtype"], self.plan.threads), options=self.cfg.backend, measure=cfg,
-            evalset=evalset, reference=reference,
-            workdir=str(self.store.path / "exports" / f"{base['variant']}-{base['task']}-{base['dtype']}-{base['backend']}"),
-            peaks=self.peaks, max_length=self.cfg.model.max_length,
-        )
-        self.console.print(f"  {label}: measuring" + (" in its own process" if cfg.isolation == "process" else ""))
-        result = run_isolated(task, cfg.cell_timeout_s) if cfg.isolation == "process" else run_cell(task)
-        for record in result.records:
-            fields = dict(record)
-            scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
-            if scenario == "accuracy" and status == "ok":
-                fields |= self._accuracy_fields(fields["accuracy_by_language"], evalset)
-            if scenario == "latency" and status == "ok":
-                fields |= self._versus_dense(fields, result.samples[(fields["batch_size"], fields["seq_len"])])
-            self._emit(fields, scenario, status=status, error=error)
-        statuses = sorted({r["status"] for r in result.records})
-        errors = sorted({r["error"] for r in result.records if r["error"]})
-        built = {k: v for k, v in result.records[0].items() if k in ("compile_s", "export_s") and v} if result.records else {}
-        colour = "red" if "failed" in statuses else "yellow" if "skipped" in statuses else "green"
-        self.console.print(f"  {label}: [{colour}]{', '.join(statuses)}[/]"
-                           + "".join(f" {k}={v:.1f}" for k, v in built.items()) + (f" ({errors[0]})" if errors else ""))
-        self._mark_done(cell_id)
-
-    def _versus_dense(self, fields: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
-        key = records.shape_key(fields)
-        if fields["variant"] == self.reference_variant:
-            self.dense_samples[key] = samples
-            return {"speedup_vs_dense": 1.0}  # the reference itself, by definition
-        dense = self.dense_samples.get(key)
-        return {} if dense is None else records.versus_dense(fields["method"], dense, samples)
-
     def _emit(self, fields: dict[str, Any], scenario: str, status: str = "ok", error: str | None = None, **extra: Any) -> None:
         self.store.append(records.make_record(**fields, **extra, scenario=scenario, status=status, error=error))
 
@@ -218,5 +230,5 @@ class Sweep:
 
 def _release_memory(device: str) -> None:
     gc.collect()
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.empty_cache()

@@ -1,0 +1,142 @@
+"""A comparison group: every variant x backend cell of one task, device and dtype, measured in interleaved rounds.
+
+Cells are prepared one after another (a compile or an export never overlaps another cell's timing), then timed
+in rounds (bench.measure.rounds). At most `max_live_workers` cells live at once; a larger group is measured in
+batches that each hold the reference cells (the dense variant on every backend of the batch), so every
+speedup_vs_dense is still paired within a batch. A cell measured in an earlier batch or an earlier run (resume)
+that is needed again as a reference is measured again without writing its records twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import MeasureConfig
+from bench.measure.rounds import RoundsResult, StopRule, run_rounds
+from bench.run.cell import CellTask, Prepared
+from bench.run.records import latency_records
+from bench.run.worker import LocalWorker, ProcessWorker
+
+Cell = tuple[str, str]  # (variant, backend)
+MiB = 2**20
+
+
+@dataclass
+class GroupSink:
+    """Where a group's results go as they finish: the sweep appends them to the store."""
+
+    prepared: Callable[[CellTask, Prepared], None]  # non-latency records, as soon as a cell is prepared
+    measured: Callable[[CellTask, list[dict[str, Any]]], None]  # latency records, when its batch's rounds end
+    announce: Callable[[str], None]  # one line of progress
+
+
+def plan_batches(cells: list[Cell], reference: str | None, max_live: int) -> list[list[Cell]]:
+    """Cells in batches of at most max_live, each non-reference cell together with the reference cell of its
+    backend; whole variants (all their backends) stay together where they fit, so backend-vs-eager ratios are
+    paired too. A reference cell takes part in every batch that needs it."""
+    if len(cells) <= max_live:
+        return [list(cells)]
+    refs = {backend: (variant, backend) for variant, backend in cells if variant == reference}
+    variants: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell[0] != reference:
+            variants.setdefault(cell[0], []).append(cell)
+    if not variants:  # only reference cells: nothing is paired, any cut will do
+        return [cells[i:i + max_live] for i in range(0, len(cells), max_live)]
+    units: list[list[Cell]] = []  # what must share a batch: a variant's cells, or one cell when it does not fit
+    for members in variants.values():
+        needed = members + [refs[b] for _, b in members if b in refs]
+        units += [members] if len(needed) <= max_live else [[cell] for cell in members]
+    batches: list[list[Cell]] = []
+    current: list[Cell] = []
+    for unit in units:
+        needed = list(dict.fromkeys(unit + [refs[b] for _, b in unit if b in refs]))
+        merged = list(dict.fromkeys(current + needed))
+        if current and len(merged) > max_live:
+            batches.append(current)
+            merged = needed
+        current = merged
+    batches.append(current)
+    order = {cell: i for i, cell in enumerate(cells)}
+    return [sorted(batch, key=order.__getitem__) for batch in batches]
+
+
+def default_max_live(cfg: MeasureConfig, weight_bytes: int) -> int:
+    """How many cell workers fit at once. CPU: a worker holds the torch runtime (~600 MiB) plus up to three copies
+    of the weights (model, compiled or exported graph, session), in 60% of the available memory. CUDA: three copies
+    of the weights plus 1 GiB of context and activations, in 80% of the device's free memory."""
+    if cfg.max_live_workers is not None:
+        return cfg.max_live_workers
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(cfg.device))
+        return max(2, int(0.8 * free // (3 * weight_bytes + 1024 * MiB)))
+    import psutil
+
+    return max(2, int(0.6 * psutil.virtual_memory().available // (3 * weight_bytes + 600 * MiB)))
+
+
+def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, max_live: int, peaks: dict | None,
+              sink: GroupSink, *, done: set[str], seed: int = 0) -> None:
+    """Measure a group: tasks are its cells in a stable order; `done` holds cell ids whose records exist."""
+    by_cell = {(t.base["variant"], t.base["backend"]): t for t in tasks}
+    batches = plan_batches(list(by_cell), reference, max_live)
+    for index, batch in enumerate(batches, 1):
+        pending = [cell for cell in batch if by_cell[cell].cell_id not in done]
+        if not any(cell[0] != reference or by_cell[cell].cell_id not in done for cell in pending):
+            continue  # every cell of this batch was finished before (resume)
+        info = {"group_batch": index, "group_batches": len(batches), "max_live_workers": max_live}
+        _run_batch([by_cell[c] for c in batch], reference, cfg, peaks, sink, done, info, seed)
+
+
+def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, peaks: dict | None,
+               sink: GroupSink, done: set[str], info: dict[str, Any], seed: int) -> None:
+    workers: list[LocalWorker | ProcessWorker] = []
+    try:
+        prepared: dict[str, Prepared] = {}
+        for task in tasks:
+            task.emit_prepared = task.cell_id not in done
+            where = "in its own process" if cfg.isolation == "process" else "in this process"
+            sink.announce(f"{_label(task)}: preparing {where}")
+            worker = ProcessWorker(task, cfg.cell_timeout_s) if cfg.isolation == "process" else LocalWorker(task)
+            workers.append(worker)
+            prepared[task.cell_id] = outcome = worker.prepare()
+            if task.emit_prepared:
+                sink.prepared(task, outcome)
+            built = {k: v for k, v in outcome.base.items() if k in ("compile_s", "export_s") and v}
+            sink.announce(f"{_label(task)}: {outcome.status}" + "".join(f" {k}={v:.1f}" for k, v in built.items())
+                          + (f" ({outcome.error})" if outcome.error else ""))
+        ready = [w for w, t in zip(workers, tasks) if prepared[t.cell_id].status == "ok"]
+        result = RoundsResult(blocks={})
+        if ready and "latency" in cfg.scenarios:
+            shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
+            sink.announce(f"timing {len(ready)} cells in interleaved rounds at {len(shapes)} shape(s)")
+            result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=_pairs(tasks, reference),
+                                order=cfg.round_order, seed=seed)
+            sink.announce(f"{result.rounds} rounds in {result.seconds:.0f} s (stopped by {result.stopped_by})")
+        for task in tasks:
+            if task.emit_prepared and "latency" in cfg.scenarios:
+                sink.measured(task, latency_records(task, tasks, prepared, result, reference, peaks, info))
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[str, str]]:
+    """(reference cell id, cell id) of every ratio a precision target applies to: vs dense, and vs eager."""
+    ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
+    pairs = []
+    for (variant, backend), cell in ids.items():
+        if reference and variant != reference and (reference, backend) in ids:
+            pairs.append((ids[(reference, backend)], cell))
+        if backend != "eager" and (variant, "eager") in ids:
+            pairs.append((ids[(variant, "eager")], cell))
+    return pairs
+
+
+def _label(task: CellTask) -> str:
+    base = task.base
+    return f"  {base['variant']} {base['task']} {base['backend']} {base['dtype']}"
