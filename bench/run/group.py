@@ -9,6 +9,7 @@ that is needed again as a reference is measured again without writing its record
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from bench.config import MeasureConfig
 from bench.measure.rounds import RoundsResult, StopRule, run_rounds
 from bench.run.cell import CellTask, Prepared
+from bench.run.progress import Progress
 from bench.run.records import latency_records
 from bench.run.worker import LocalWorker, ProcessWorker
 
@@ -80,20 +82,25 @@ def default_max_live(cfg: MeasureConfig, weight_bytes: int) -> int:
 
 
 def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, max_live: int, peaks: dict | None,
-              sink: GroupSink, *, done: set[str], seed: int = 0) -> None:
+              sink: GroupSink, *, done: set[str], seed: int = 0, progress: Progress | None = None) -> None:
     """Measure a group: tasks are its cells in a stable order; `done` holds cell ids whose records exist."""
     by_cell = {(t.base["variant"], t.base["backend"]): t for t in tasks}
     batches = plan_batches(list(by_cell), reference, max_live)
-    for index, batch in enumerate(batches, 1):
-        pending = [cell for cell in batch if by_cell[cell].cell_id not in done]
-        if not any(cell[0] != reference or by_cell[cell].cell_id not in done for cell in pending):
-            continue  # every cell of this batch was finished before (resume)
-        info = {"group_batch": index, "group_batches": len(batches), "max_live_workers": max_live}
-        _run_batch([by_cell[c] for c in batch], reference, cfg, peaks, sink, done, info, seed)
+    # A batch runs unless every cell of it was finished before (resume); reference cells run in every batch.
+    todo = [batch for batch in batches if any(by_cell[cell].cell_id not in done for cell in batch)]
+    if progress is not None:
+        progress.expect(len(todo))
+    for batch in todo:
+        info = {"group_batch": batches.index(batch) + 1, "group_batches": len(batches), "max_live_workers": max_live}
+        _run_batch([by_cell[c] for c in batch], reference, cfg, peaks, sink, done, info, seed, progress)
 
 
 def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, peaks: dict | None,
-               sink: GroupSink, done: set[str], info: dict[str, Any], seed: int) -> None:
+               sink: GroupSink, done: set[str], info: dict[str, Any], seed: int, progress: Progress | None) -> None:
+    first = tasks[0].base
+    if progress is not None:
+        progress.batch_started(f"group {first['task']} {first['dtype']} batch {info['group_batch']}/{info['group_batches']}",
+                               len(tasks))
     workers: list[LocalWorker | ProcessWorker] = []
     try:
         prepared: dict[str, Prepared] = {}
@@ -101,6 +108,7 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
             task.emit_prepared = task.cell_id not in done
             where = "in its own process" if cfg.isolation == "process" else "in this process"
             sink.announce(f"{_label(task)}: preparing {where}")
+            started = time.perf_counter()
             worker = ProcessWorker(task, cfg.cell_timeout_s) if cfg.isolation == "process" else LocalWorker(task)
             workers.append(worker)
             prepared[task.cell_id] = outcome = worker.prepare()
@@ -109,20 +117,39 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
             built = {k: v for k, v in outcome.base.items() if k in ("compile_s", "export_s") and v}
             sink.announce(f"{_label(task)}: {outcome.status}" + "".join(f" {k}={v:.1f}" for k, v in built.items())
                           + (f" ({outcome.error})" if outcome.error else ""))
+            if progress is not None and task.emit_prepared:
+                progress.cell_prepared(time.perf_counter() - started)
         ready = [w for w, t in zip(workers, tasks) if prepared[t.cell_id].status == "ok"]
         result = RoundsResult(blocks={})
         if ready and "latency" in cfg.scenarios:
             shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
             sink.announce(f"timing {len(ready)} cells in interleaved rounds at {len(shapes)} shape(s)")
             result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=_pairs(tasks, reference),
-                                order=cfg.round_order, seed=seed)
+                                order=cfg.round_order, seed=seed, on_round=_round_clock(progress))
             sink.announce(f"{result.rounds} rounds in {result.seconds:.0f} s (stopped by {result.stopped_by})")
-        for task in tasks:
-            if task.emit_prepared and "latency" in cfg.scenarios:
+        finished = [task for task in tasks if task.emit_prepared]
+        for task in finished:
+            if "latency" in cfg.scenarios:
                 sink.measured(task, latency_records(task, tasks, prepared, result, reference, peaks, info))
+        if progress is not None:
+            progress.cells_done(len(finished))
     finally:
         for worker in workers:
             worker.close()
+
+
+def _round_clock(progress: Progress | None) -> Callable[[RoundsResult], None] | None:
+    """Tells the progress line how long each round took."""
+    if progress is None:
+        return None
+    last = [time.perf_counter()]
+
+    def tick(_: RoundsResult) -> None:
+        now = time.perf_counter()
+        progress.round_done(now - last[0])
+        last[0] = now
+
+    return tick
 
 
 def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[str, str]]:

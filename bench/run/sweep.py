@@ -35,6 +35,7 @@ from bench.run.cell import CellTask, Prepared
 from bench.run.env import fingerprint
 from bench.run.group import GroupSink, default_max_live, run_group
 from bench.run.plan import Plan, preflight
+from bench.run.progress import Progress
 from bench.run.store import RunStore, now_utc
 from sparsify.accounting import count as sparsity_counts
 
@@ -99,6 +100,9 @@ class Sweep:
         from bench.measure.calibrate import sweep_peaks
 
         self.peaks = sweep_peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
+        cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
+        self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
+                                 say=console.print)
 
     def run(self) -> None:
         torch.set_num_threads(self.plan.threads)
@@ -134,6 +138,7 @@ class Sweep:
             except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
                 self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {exc}")
                 if index == 0:
+                    self.progress.total_cells -= len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
                     for dtype in self.cfg.measure.dtypes:
                         for backend in self.cfg.measure.backends:
                             self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed",
@@ -181,7 +186,7 @@ class Sweep:
         weights = max(t.base["params_total"] for t in tasks) * TORCH_DTYPES[dtype].itemsize
         sink = GroupSink(prepared=self._prepared, measured=self._measured, announce=self.console.print)
         run_group(tasks, self.reference_variant, cfg, default_max_live(cfg, weights), self.peaks, sink,
-                  done=self.done, seed=self.cfg.seed)
+                  done=self.done, seed=self.cfg.seed, progress=self.progress)
 
     def _prepared(self, task: CellTask, prepared: Prepared) -> None:
         for record in prepared.records:
