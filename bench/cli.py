@@ -115,22 +115,19 @@ def compare(
 
 @app.command()
 def calibrate(
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     threads: Optional[int] = typer.Option(None, help="intra-op threads; default: physical cores, as `bench run`"),
     refresh: bool = typer.Option(False, help="measure again even if this environment is cached"),
 ) -> None:
     """Measure this machine's peaks (GEMM per dtype, copy bandwidth), the denominators of % of peak."""
     import psutil
-    import torch
 
     from bench.build.artifacts import default_cache_dir
     from bench.measure.calibrate import load_or_measure
+    from bench.run.plan import check_device
 
     with _user_errors():
-        if device not in ("cpu", "cuda"):
-            raise BenchError(f"unknown device '{device}'; available: cpu, cuda")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BenchError("device 'cuda' requested but CUDA is not available here; use --device cpu")
+        check_device(device)
         result = load_or_measure(default_cache_dir(), device, threads or psutil.cpu_count(logical=False) or 1,
                                  refresh=refresh)
         console.print_json(json.dumps(result))
