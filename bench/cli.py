@@ -134,6 +134,32 @@ def calibrate(
 
 
 @app.command()
+def doctor(
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: cpu and cuda (its rows skipped without one)"),
+    backends: str = typer.Option("eager,compile,onnxruntime", help="comma-separated backends to prove"),
+    dtypes: Optional[str] = typer.Option(None, help="comma-separated; default: fp32 on cpu, fp32,tf32,fp16,bf16 on cuda"),
+    models: Optional[str] = typer.Option(None, help="default: random:tiny, plus random:564M where a GPU is present"),
+    peaks: str = typer.Option("auto", help="% of peak denominators: auto (calibrate once), cached, or off"),
+    threads: Optional[int] = typer.Option(None, help="intra-op threads; default: physical cores"),
+    output: Path = typer.Option(Path("runs/doctor.json"), "--output", "-o", help="the JSON file of every check"),
+) -> None:
+    """Check this machine's stack and prove every measurement path here: a pass/fail/skip table and a JSON file."""
+    import tempfile
+
+    from bench.doctor.report import render, run_doctor, settings_for, write_json
+
+    with _user_errors(), tempfile.TemporaryDirectory(prefix="bench-doctor-") as workdir:
+        settings = settings_for(device=device, backends=backends, dtypes=dtypes, models=models, peaks=peaks,
+                                threads=threads, workdir=Path(workdir), console=console)
+        checks, seconds = run_doctor(settings, console)
+        render(checks, seconds, console)
+        write_json(checks, seconds, settings, output)
+        console.print(f"doctor: {output}")
+    if any(check.status == "fail" for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def env() -> None:
     """Print the environment fingerprint that every run records."""
     from bench.run.env import fingerprint
