@@ -177,7 +177,7 @@ class MeasureConfig(_Strict):
         kind, _, index = value.partition(":")
         if kind == "cpu" and not index or kind == "cuda" and (not _ or index.isdigit()):
             return value
-        raise ValueError("device must be cpu, cuda or cuda:N (N a CUDA device index as torch numbers them)")
+        raise ValueError("device must be 'cpu', 'cuda' or 'cuda:N' (N a CUDA device index as torch numbers them)")
 
     @field_validator("batch_sizes", "seq_lens")
     @classmethod

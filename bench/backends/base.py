@@ -114,9 +114,10 @@ def check_target(target: Target) -> None:
         if not torch.cuda.is_available():
             raise SkipCell("CUDA is not available on this machine")
         index = target.torch_device.index
-        if index is not None and index >= torch.cuda.device_count():
-            raise SkipCell(f"{target.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        torch.cuda.set_device(target.torch_device)  # the current device of this cell's process: streams, events, stats
+        if index is not None:
+            if index >= torch.cuda.device_count():
+                raise SkipCell(f"{target.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            torch.cuda.set_device(index)  # the current device of this cell's process: streams, events, stats
     reason = tf32_unsupported(target.dtype, target.device)
     if reason:
         raise SkipCell(reason)

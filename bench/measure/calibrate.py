@@ -62,8 +62,8 @@ def sweep_peaks(mode: str, device: str, threads: int, cache_dir: Path, console) 
 
 def measure(device: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
-    if _kind(device) == "cuda":
-        torch.cuda.set_device(torch.device(device))
+    if torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device).index)
     peaks: dict[str, float | None] = {}
     for name, dtype in TORCH_DTYPES.items():
         if tf32_unsupported(name, device):
