@@ -550,3 +550,22 @@ def test_tf32_dtype_switches_torch_and_fp32_does_not(tmp_path, restore_tf32):
     fp32 = prepare("eager", _tiny(), Target("cuda", "fp32", 1), None, BackendOptions(), tmp_path)
     fp32(fp32.inputs(*_example()))
     assert not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_ort_outputs_reach_the_host_as_float32_whatever_holds_them():
+    from bench.backends.onnxruntime import OrtRunner
+
+    class Session:
+        def __init__(self, labels):
+            self.labels = labels
+
+        def get_outputs(self):
+            return [SimpleNamespace(shape=["batch", self.labels])]
+
+    runner = OrtRunner(Session(3), Target("cpu", "fp32", 1))
+    assert runner.num_labels == 3 and OrtRunner(Session("unk__1"), Target("cpu", "fp32", 1)).num_labels is None
+    assert runner.allocator == "onnxruntime" and runner.info["tf32"] is False
+    bound = runner.logits(torch.ones(2, 3))  # the float32 torch buffer bound as the CUDA output
+    allocated = runner.logits(SimpleNamespace(copy_outputs_to_cpu=lambda: [np.ones((2, 3), dtype=np.float32)]))
+    host = runner.logits([[1.0, 2.0, 3.0]])
+    assert bound.dtype == allocated.dtype == host.dtype == np.float32

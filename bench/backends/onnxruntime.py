@@ -124,8 +124,9 @@ class _Bound:
     tensors: list[torch.Tensor]  # the bound device buffers (inputs, then the float32 logits) must outlive the binding
 
     @property
-    def logits(self) -> torch.Tensor:
-        return self.tensors[-1]
+    def output(self) -> Any:
+        """The float32 logits buffer; the binding itself when ORT allocates the output (labels not static)."""
+        return self.tensors[-1] if len(self.tensors) > len(INPUT_NAMES) else self.binding
 
 
 class OrtRunner(Runner):
@@ -139,8 +140,9 @@ class OrtRunner(Runner):
         self._run_options: Any = None  # set for one run by release_memory (arena shrinkage)
 
     @property
-    def num_labels(self) -> int:
-        return int(self.session.get_outputs()[0].shape[-1])
+    def num_labels(self) -> int | None:
+        labels = self.session.get_outputs()[0].shape[-1]
+        return labels if isinstance(labels, int) else None
 
     def inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         if not self.target.is_cuda:
@@ -151,25 +153,31 @@ class OrtRunner(Runner):
         """IO binding on the cell's GPU: int64 inputs and a float32 [B, labels] logits buffer, all torch tensors."""
         device, index = self.target.torch_device, self.target.cuda_index
         tensors = [t.to(device=device, dtype=torch.int64).contiguous() for t in (input_ids, attention_mask)]
-        logits = torch.empty((int(input_ids.shape[0]), self.num_labels), dtype=torch.float32, device=device)
         binding = self.session.io_binding()
         for name, t in zip(INPUT_NAMES, tensors):
             binding.bind_input(name, "cuda", index, np.int64, tuple(t.shape), t.data_ptr())
-        binding.bind_output(OUTPUT_NAME, "cuda", index, np.float32, tuple(logits.shape), logits.data_ptr())
+        if self.num_labels is None:  # not static in the graph: ORT allocates the output on the device
+            binding.bind_output(OUTPUT_NAME, "cuda", index)
+        else:
+            logits = torch.empty((int(input_ids.shape[0]), self.num_labels), dtype=torch.float32, device=device)
+            binding.bind_output(OUTPUT_NAME, "cuda", index, np.float32, tuple(logits.shape), logits.data_ptr())
+            tensors.append(logits)
         # The copies above were queued on torch's stream; ORT reads the buffers on its own.
         torch.cuda.synchronize(device)
-        return _Bound(binding, [*tensors, logits])
+        return _Bound(binding, tensors)
 
     def __call__(self, inputs: Any) -> Any:
         if not self.target.is_cuda:
             return self.session.run(None, inputs)[0]
         run_options, self._run_options = self._run_options, None
         self.session.run_with_iobinding(inputs.binding, run_options)  # returns after ORT synchronised its stream
-        return inputs.logits
+        return inputs.output
 
     def logits(self, output: Any) -> np.ndarray:
         if isinstance(output, torch.Tensor):
             return output.float().cpu().numpy()
+        if hasattr(output, "copy_outputs_to_cpu"):  # an IO binding whose output ORT allocated (float32 by the graph)
+            return np.asarray(output.copy_outputs_to_cpu()[0], dtype=np.float32)
         return np.asarray(output, dtype=np.float32)
 
     def release_memory(self) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_UNCERTAINTY = 0.05  # a window shorter than 40 counter periods is flagged
-_PERIODS: dict[int, float | None] = {}  # id(handle) -> probed step period in seconds, per process
+_PERIODS: dict[str, float | None] = {}  # device -> probed step period in seconds, once per process
 
 
 @dataclass
@@ -27,6 +27,7 @@ class EnergyCounter:
     handle: object | None
     reason: str | None  # why there is no counter, when there is none
     nvml: Any = None  # the pynvml module the handle belongs to
+    device: str = ""
 
     @classmethod
     def open(cls, device: str) -> EnergyCounter:
@@ -43,7 +44,7 @@ class EnergyCounter:
             pynvml.nvmlInit()
             handle = nvml_handle(pynvml, device)
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises NotSupported before Volta
-            return cls(handle, None, pynvml)
+            return cls(handle, None, pynvml, device)
         except Exception as exc:  # NVMLError subclasses: not supported, no permission, driver missing
             return cls(None, f"NVML energy counter unavailable: {type(exc).__name__}: {exc}")
 
@@ -56,10 +57,9 @@ class EnergyCounter:
         """The counter's step period: the time between two changes of its value, probed once per process."""
         if self.handle is None:
             return None
-        key = id(self.handle)
-        if key not in _PERIODS:
-            _PERIODS[key] = probe_period(self.read_mj, timeout_s)
-        return _PERIODS[key]
+        if self.device not in _PERIODS:
+            _PERIODS[self.device] = probe_period(self.read_mj, timeout_s)
+        return _PERIODS[self.device]
 
 
 def probe_period(read: Callable[[], int | None], timeout_s: float = 1.0, poll_s: float = 0.001) -> float | None:
