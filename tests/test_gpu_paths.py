@@ -569,3 +569,12 @@ def test_ort_outputs_reach_the_host_as_float32_whatever_holds_them():
     allocated = runner.logits(SimpleNamespace(copy_outputs_to_cpu=lambda: [np.ones((2, 3), dtype=np.float32)]))
     host = runner.logits([[1.0, 2.0, 3.0]])
     assert bound.dtype == allocated.dtype == host.dtype == np.float32
+
+
+def test_a_provider_that_fails_to_load_skips_but_a_broken_graph_fails():
+    load = RuntimeError("Failed to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open")
+    with pytest.raises(SkipCell, match="could not create a session on CUDAExecutionProvider"):
+        ort_session.create_session(_FakeOrt(error=load), "m.onnx", Target("cuda:0", "fp16", 1), so=None)
+    with pytest.raises(RuntimeError, match="INVALID_GRAPH"):
+        ort_session.create_session(_FakeOrt(error=RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : bad")),
+                                   "m.onnx", Target("cpu", "fp32", 1), so=None)

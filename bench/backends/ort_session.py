@@ -91,7 +91,9 @@ def create_session(ort: Any, path: Path, target: Target, so: Any) -> Any:
         if "NOT_IMPLEMENTED" in message or "Could not find an implementation" in message:
             raise SkipCell(f"ONNX Runtime {ort.__version__} has no {provider} kernels for this graph in "
                            f"{target.dtype}: {message[:300]}") from None
-        raise SkipCell(f"ONNX Runtime {ort.__version__} could not create a session on {provider}: {message[:300]}") from None
+        if any(word in message for word in ("CUDA", "cuda", "cuDNN", "cudnn", "ExecutionProvider", "EP Error")):
+            raise SkipCell(f"ONNX Runtime {ort.__version__} could not create a session on {provider}: {message[:300]}") from None
+        raise  # anything else is the graph's or the harness's fault: a failed cell, not a skipped one
     check_providers(session.get_providers(), provider, ort.__version__)
     return session
 
