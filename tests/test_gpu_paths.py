@@ -578,3 +578,15 @@ def test_a_provider_that_fails_to_load_skips_but_a_broken_graph_fails():
     with pytest.raises(RuntimeError, match="INVALID_GRAPH"):
         ort_session.create_session(_FakeOrt(error=RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : bad")),
                                    "m.onnx", Target("cpu", "fp32", 1), so=None)
+
+
+def test_round_blocks_add_up_to_one_energy_figure_with_its_uncertainty():
+    from bench.measure.rounds import Block
+    from bench.run.records import energy_fields
+
+    blocks = [Block(np.full(10, 5_000_000), energy_mj=400.0) for _ in range(4)]  # 4 blocks of 10 x 5 ms, 0.4 J each
+    fields = energy_fields(blocks, 8, {"energy_counter_period_ms": 20.0})
+    assert fields["energy_j"] == pytest.approx(1.6) and fields["energy_j_per_sample"] == pytest.approx(1.6 / 320)
+    assert fields["energy_window_s"] == pytest.approx(0.2) and fields["energy_uncertainty_rel"] == pytest.approx(0.2)
+    missing = energy_fields([Block(np.full(3, 1))], 8, {"energy_note": "no energy counter for the CPU here"})
+    assert missing["energy_j_per_sample"] is None and "CPU" in missing["energy_note"]
