@@ -115,25 +115,48 @@ def compare(
 
 @app.command()
 def calibrate(
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     threads: Optional[int] = typer.Option(None, help="intra-op threads; default: physical cores, as `bench run`"),
     refresh: bool = typer.Option(False, help="measure again even if this environment is cached"),
 ) -> None:
     """Measure this machine's peaks (GEMM per dtype, copy bandwidth), the denominators of % of peak."""
     import psutil
-    import torch
 
     from bench.build.artifacts import default_cache_dir
     from bench.measure.calibrate import load_or_measure
+    from bench.run.plan import check_device
 
     with _user_errors():
-        if device not in ("cpu", "cuda"):
-            raise BenchError(f"unknown device '{device}'; available: cpu, cuda")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BenchError("device 'cuda' requested but CUDA is not available here; use --device cpu")
+        check_device(device)
         result = load_or_measure(default_cache_dir(), device, threads or psutil.cpu_count(logical=False) or 1,
                                  refresh=refresh)
         console.print_json(json.dumps(result))
+
+
+@app.command()
+def doctor(
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: cpu and cuda (its rows skipped without one)"),
+    backends: str = typer.Option("eager,compile,onnxruntime", help="comma-separated backends to prove"),
+    dtypes: Optional[str] = typer.Option(None, help="comma-separated; default: fp32 on cpu, fp32,tf32,fp16,bf16 on cuda"),
+    models: Optional[str] = typer.Option(None, help="default: random:tiny, plus random:564M where a GPU is present"),
+    peaks: str = typer.Option("auto", help="% of peak denominators: auto (calibrate once), cached, or off"),
+    threads: Optional[int] = typer.Option(None, help="intra-op threads; default: physical cores"),
+    output: Path = typer.Option(Path("runs/doctor.json"), "--output", "-o", help="the JSON file of every check"),
+) -> None:
+    """Check this machine's stack and prove every measurement path here: a pass/fail/skip table and a JSON file."""
+    import tempfile
+
+    from bench.doctor.report import render, run_doctor, settings_for, write_json
+
+    with _user_errors(), tempfile.TemporaryDirectory(prefix="bench-doctor-") as workdir:
+        settings = settings_for(device=device, backends=backends, dtypes=dtypes, models=models, peaks=peaks,
+                                threads=threads, workdir=Path(workdir), console=console)
+        checks, seconds = run_doctor(settings, console)
+        render(checks, seconds, console)
+        write_json(checks, seconds, settings, output)
+        console.print(f"doctor: {output}")
+    if any(check.status == "fail" for check in checks):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.errors import BenchError
 
-Dtype = Literal["fp32", "fp16", "bf16"]
+Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
 BACKENDS = ("eager", "compile", "onnxruntime")
 SPARSE_METHODS = ("unstructured", "semi24", "structured")
 SPARSITY_OPTIONS = ("sparsity", "sparsity_scope", "importance", "schedule", "gradual_fraction",
@@ -142,7 +142,7 @@ class VariantConfig(_Strict):
 
 
 class MeasureConfig(_Strict):
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda|cuda:\d+)$", description="cpu, cuda or cuda:N (torch's CUDA index)")
     dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
     backends: list[Literal["eager", "compile", "onnxruntime"]] = Field(default_factory=lambda: list(BACKENDS), min_length=1)
     scenarios: list[Literal["latency", "throughput", "memory", "accuracy"]] = Field(default_factory=lambda: list(SCENARIOS))

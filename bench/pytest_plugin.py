@@ -4,13 +4,12 @@
         runner, batch = xglm_bench.runner("random:tiny", "eager", batch_size=8, seq_len=64)
         xglm_bench.run(benchmark, runner, batch)
 
-`runner` builds or loads the model, prepares the backend once per session (compile and ONNX export take seconds
-to minutes, so runners are shared by every test that asks for the same model, backend and target) and makes a
-right-padded batch of random token ids with its eager fp32 logits. `run` times the runner with
-`benchmark.pedantic`, synchronising the device inside every round (pytest-benchmark's timer does not), then puts
-throughput, shape, memory, parity and build times into `benchmark.extra_info`. A backend, device or dtype this
-machine cannot serve is skipped with the reason, never passed. This module is imported by every pytest run in an
-environment that has the package, so it imports torch and the harness only when a fixture is used.
+`runner` builds or loads the model, realises its method for the target as a sweep's cell does, prepares the backend
+once per session (runners are shared by every test that asks for the same model, backend and target) and makes a
+right-padded batch of random token ids with its eager fp32 logits. `run` times the runner with `benchmark.pedantic`,
+synchronising the device inside every round, then puts throughput, shape, memory, parity and build times into
+`benchmark.extra_info`. What this machine cannot serve is skipped with the reason, never passed. Imported by every
+pytest run where the package is installed, so torch and the harness are imported only when a fixture is used.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench.build.spec import ModelSpec, build_model
+from bench.build.spec import ModelSpec, build_model, realize_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,12 +37,12 @@ if TYPE_CHECKING:
 OPTIONS: dict[str, tuple[str, str, str]] = {
     "rounds": ("XGLM_BENCH_ROUNDS", "10", "timed rounds per benchmark"),
     "warmup": ("XGLM_BENCH_WARMUP", "2", "untimed rounds before timing (at least 1: compile recompiles at a new shape)"),
-    "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu or cuda"),
-    "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, fp16 or bf16"),
+    "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu, cuda or cuda:N"),
+    "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, tf32, fp16 or bf16"),
     "threads": ("XGLM_BENCH_THREADS", "0", "torch and ORT intra-op threads of runners that name none; 0: physical cores"),
 }
-DEVICES = ("cpu", "cuda")
-DTYPES = ("fp32", "fp16", "bf16")
+DEVICES = ("cpu", "cuda")  # and cuda:N
+DTYPES = ("fp32", "tf32", "fp16", "bf16")
 # Hardware and software stack only: pytest-benchmark warns on every compare whose machine_info differs, so no
 # timestamps or commits here (it records commit_info itself).
 MACHINE_KEYS = (
@@ -88,7 +87,7 @@ class Settings:
         rounds, warmup = _count(value("rounds"), "rounds", 1), _count(value("warmup"), "warmup", 1)
         threads = _count(value("threads"), "threads", 0) or _physical_cores()
         device, dtype = value("device"), value("dtype")
-        if device not in DEVICES or dtype not in DTYPES:
+        if not _known_device(device) or dtype not in DTYPES:
             raise pytest.UsageError(
                 f"--xglm-bench-device/--xglm-bench-dtype: allowed {'|'.join(DEVICES)} and {'|'.join(DTYPES)}, "
                 f"got {device!r} and {dtype!r}"
@@ -97,10 +96,7 @@ class Settings:
 
 
 def _count(text: str, name: str, minimum: int) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = minimum - 1
+    count = int(text) if text.strip().lstrip("-").isdigit() else minimum - 1
     if count < minimum:
         raise pytest.UsageError(f"--xglm-bench-{name} ({OPTIONS[name][0]}): an integer >= {minimum}, got {text!r}")
     return count
@@ -160,7 +156,7 @@ class XglmBench:
         batch = _random_batch(classifier, info, batch_size, seq_len, spec.seed)
         key = (spec.key, backend, target)
         if key not in self._runners:
-            self._runners[key] = self._prepare(backend, classifier, target, batch)
+            self._runners[key] = self._prepare(backend, classifier, info["method"], target, batch)
         return self._runners[key], batch
 
     def run(
@@ -184,7 +180,8 @@ class XglmBench:
             # setup: each round starts on an idle device (the input copy above is asynchronous on CUDA).
             benchmark.pedantic(step, setup=runner.synchronize, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
             seconds, source = _median_seconds(benchmark, runner, inputs, rounds, warmup_rounds)
-            memory = measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device)
+            memory = measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device,
+                                    allocator=runner.allocator)
             logits = runner.logits(runner(inputs))
         info = {
             **batch.info, "backend": runner.backend, "device": runner.target.device, "dtype": runner.target.dtype,
@@ -199,16 +196,20 @@ class XglmBench:
         benchmark.extra_info.update(info)
         return info
 
-    def _prepare(self, backend: str, model: XGLMClassifier, target: Target, batch: BenchBatch) -> Runner:
+    def _prepare(self, backend: str, model: XGLMClassifier, method: str, target: Target, batch: BenchBatch) -> Runner:
         from bench.backends import SkipCell, prepare
         from bench.config import BackendOptions
 
         workdir = self.workdir / f"runner-{len(self._runners)}-{backend}"
         try:
+            # As in a sweep's cell: the method's weights realised for this target (2:4 kernels, smaller GEMMs).
+            model, realized = realize_for(model, method, target, backend)
             with _torch_threads(target.threads):  # compile's first call runs here
-                return prepare(backend, model, target, (batch.input_ids, batch.attention_mask), BackendOptions(), workdir)
+                runner = prepare(backend, model, target, (batch.input_ids, batch.attention_mask), BackendOptions(), workdir)
         except SkipCell as exc:
             pytest.skip(f"{backend} on {target.device} {target.dtype}: {exc}")
+        runner.info.update(realized)
+        return runner
 
 
 @pytest.fixture(scope="session")
@@ -224,13 +225,18 @@ def _check_target(backend: str, target: Target) -> None:
     from bench.backends import BACKENDS
     from bench.errors import BenchError, did_you_mean
 
-    names = ((backend, BACKENDS, "backend"), (target.device, DEVICES, "device"), (target.dtype, DTYPES, "dtype"))
+    names = ((backend, BACKENDS, "backend"), (target.dtype, DTYPES, "dtype"), (target.device, [*DEVICES, "cuda:N"], "device"))
     for value, allowed, what in names:
-        if value not in allowed:
+        if value not in allowed and not (what == "device" and _known_device(value)):
             raise BenchError(did_you_mean(value, list(allowed), what))
     # Before the model is built: a 564M model costs seconds that a skip should not.
-    if target.device == "cuda" and not torch.cuda.is_available():
+    if target.device.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip(f"{backend} on cuda: CUDA is not available on this machine (torch {torch.__version__})")
+
+
+def _known_device(device: str) -> bool:
+    kind, colon, index = device.partition(":")
+    return kind in DEVICES and (not colon or kind == "cuda" and index.isdigit())
 
 
 def _random_batch(model: XGLMClassifier, info: dict[str, Any], batch_size: int, seq_len: int, seed: int) -> BenchBatch:
@@ -290,5 +296,4 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 def _physical_cores() -> int:
     import psutil
-
     return psutil.cpu_count(logical=False) or 1

@@ -63,7 +63,7 @@ def semi24_unsupported(target, backend: str) -> str | None:
     """Why 2:4 sparse tensor cores cannot serve this cell, or None when they can."""
     if backend == "onnxruntime":
         return "ONNX Runtime has no 2:4 sparse kernels (it densifies sparse initializers)"
-    if target.device != "cuda":
+    if not target.device.startswith("cuda"):
         return f"2:4 sparse tensor cores are CUDA-only (torch.sparse.to_sparse_semi_structured); none on {target.device}"
     if target.dtype not in ("fp16", "bf16"):
         return f"torch.sparse 2:4 kernels need fp16 or bf16; {target.dtype} runs dense"
@@ -78,7 +78,10 @@ def semi24_unsupported(target, backend: str) -> str | None:
 def _kernel_class():
     from torch.sparse import SparseSemiStructuredTensor, SparseSemiStructuredTensorCUSPARSELT, SparseSemiStructuredTensorCUTLASS
 
-    # The class torch.sparse.to_sparse_semi_structured picks: cuSPARSELt unless CUTLASS is forced.
+    # The class torch.sparse.to_sparse_semi_structured picks: cuSPARSELt unless CUTLASS is forced. A CUDA torch
+    # built without cuSPARSELt gets torch's other 2:4 kernel, CUTLASS, rather than a conversion that fails.
+    if torch.cuda.is_available() and not torch.backends.cusparselt.is_available():
+        SparseSemiStructuredTensor._FORCE_CUTLASS = True
     return SparseSemiStructuredTensorCUTLASS if SparseSemiStructuredTensor._FORCE_CUTLASS else SparseSemiStructuredTensorCUSPARSELT
 
 

@@ -175,7 +175,7 @@ def test_output_dir_under_a_file(runner, write_config, out_dir, tmp_path):
 def test_bad_field_value_names_field_allowed_and_given(runner, write_config, out_dir):
     config = write_config(measure={"device": "tpu"})
     result = runner.invoke(app, ["run", str(config)])
-    assert_user_error(result, out_dir, "measure.device", "'cpu'", "'cuda'", "'tpu'", config.name)
+    assert_user_error(result, out_dir, "measure.device", "cpu|cuda|cuda:", "'tpu'", config.name)
 
 
 def test_unknown_config_key_is_rejected(runner, write_config, out_dir):

@@ -37,7 +37,7 @@ def test_overrides_apply_before_validation(tmp_path):
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"measure": {"device": "tpu"}}, ["field 'measure.device'", "'cpu' or 'cuda'", "got 'tpu'"]),
+        ({"measure": {"device": "tpu"}}, ["field 'measure.device'", "cpu|cuda|cuda:\\d+", "got 'tpu'"]),
         ({"measure": {"backends": ["eager", "tensorrt"]}}, ["measure.backends.1", "got 'tensorrt'"]),
         ({"measure": {"batch_sizes": [0]}}, ["measure.batch_sizes", ">= 1"]),
         ({"train": {"lr": -1}}, ["train.lr", "greater than 0"]),

@@ -2,6 +2,12 @@
 InferenceSession on the CPU or CUDA provider. On CUDA the inputs and outputs stay on the device through IO
 binding, so the timed call is the session's compute, not host copies.
 
+Half precision: the exported graph ends with a cast of the logits to float32 (`Float32Logits`), so every session
+hands out float32 whatever it computes in. numpy has no bf16, and a bf16 output could not reach the host; on CUDA
+the float32 logits land in a torch buffer bound as the output. Whether ORT's CUDA provider can run the graph in a
+dtype is its kernels' business: where it cannot (bf16 on some versions), the cell is skipped with the reason
+(bench.backends.ort_session), never run on the CPU under a CUDA label.
+
 optimum cannot export XGLM (no config; it pins transformers < 4.58), hence torch.onnx directly.
 """
 
@@ -18,12 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.backends.base import Runner, SkipCell, Target, placed_copy
+from bench.backends import ort_session
+from bench.backends.base import Runner, SkipCell, Target, check_target, placed_copy
 from bench.config import BackendOptions
 from bench.measure.timing import stopwatch
+from bench.model.dtypes import HALF, tf32_fields
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+OUTPUT_NAME = "logits"
 
 
 def prepare(model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:
@@ -31,34 +39,52 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
         import onnxruntime as ort
     except ImportError:
         raise SkipCell("onnxruntime is not installed (pip install 'xglm-bench[cpu]' or '[gpu]')") from None
-    provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[target.device]
+    check_target(target)
+    provider = ort_session.requested_provider(target)
+    preloaded = ort_session.preload_cuda_libraries(ort) if target.is_cuda else None
     if provider not in ort.get_available_providers():
         raise SkipCell(f"onnxruntime {ort.__version__} has no {provider} (available: {', '.join(ort.get_available_providers())})")
-    if target.device == "cpu" and target.dtype != "fp32":
+    if not target.is_cuda and target.dtype != "fp32":
         raise SkipCell(f"ONNX Runtime's CPU provider has no {target.dtype} kernels for this graph; measured in fp32 only")
 
     path = workdir / "model.onnx"
     workdir.mkdir(parents=True, exist_ok=True)
     with stopwatch() as export:
-        export_onnx(placed_copy(model, target), example, path, opset=options.onnxruntime.opset, device=target.torch_device)
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[options.onnxruntime.graph_optimization])
-    so.intra_op_num_threads = target.threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.onnxruntime.intra_op_spinning else "0")
-    so.log_severity_level = 3
+        export_onnx(exportable(placed_copy(model, target), target), example, path, opset=options.onnxruntime.opset,
+                    device=target.torch_device)
+    so = ort_session.session_options(ort, target, options.onnxruntime.graph_optimization, workdir / "ort-profile",
+                                     spinning=options.onnxruntime.intra_op_spinning)
     with stopwatch() as session_build:
-        session = ort.InferenceSession(str(path), sess_options=so, providers=[provider])
+        session = ort_session.create_session(ort, path, target, so)
     runner = OrtRunner(session, target)
+    placement = first_run_placement(runner, example)
+    ort_session.check_placement(placement, target)
     runner.build_seconds.update(export_s=export.seconds, session_s=session_build.seconds)
     runner.info.update(
         ort_version=ort.__version__, ort_providers=session.get_providers(), ort_intra_op_threads=target.threads,
         ort_intra_op_spinning=options.onnxruntime.intra_op_spinning,
         ort_graph_optimization=options.onnxruntime.graph_optimization, onnx_opset=options.onnxruntime.opset,
         onnx_bytes=sum(p.stat().st_size for p in workdir.glob("model.onnx*")),
+        ort_provider_options=ort_session.provider_options(target), ort_output_dtype="float32",
+        **({"ort_preload_dlls": preloaded} if preloaded else {}), **ort_session.placement_fields(placement),
     )
     return runner
+
+
+class Float32Logits(torch.nn.Module):
+    """The classifier with its logits cast to float32 inside the graph: [B, labels] float32 from any dtype."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask).float()
+
+
+def exportable(model: torch.nn.Module, target: Target) -> torch.nn.Module:
+    """What is exported: half-precision models get their float32 cast at the end of the graph."""
+    return Float32Logits(model).eval() if target.dtype in HALF else model
 
 
 def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, device: torch.device) -> None:
@@ -73,7 +99,7 @@ def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, devi
         with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
-                model, args, str(path), dynamo=True, input_names=list(INPUT_NAMES), output_names=["logits"],
+                model, args, str(path), dynamo=True, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                 dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES},
                 opset_version=opset, external_data=True, verbose=False,
             )
@@ -84,37 +110,83 @@ def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, devi
         exporter_log.setLevel(level)
 
 
+def first_run_placement(runner: OrtRunner, example) -> dict[str, Any]:
+    """Run the example once with profiling on (the session was built with it), end profiling, and read which
+    provider ran each node; later runs are not profiled."""
+    runner(runner.inputs(*example))
+    runner.synchronize()
+    return ort_session.node_placement(runner.session.end_profiling())
+
+
 @dataclass
 class _Bound:
     binding: Any
-    tensors: list[torch.Tensor]  # the bound device buffers must outlive the binding
+    tensors: list[torch.Tensor]  # the bound device buffers (inputs, then the float32 logits) must outlive the binding
+
+    @property
+    def output(self) -> Any:
+        """The float32 logits buffer; the binding itself when ORT allocates the output (labels not static)."""
+        return self.tensors[-1] if len(self.tensors) > len(INPUT_NAMES) else self.binding
 
 
 class OrtRunner(Runner):
     backend = "onnxruntime"
+    allocator = "onnxruntime"  # ORT's CUDA arena: torch's statistics never see it
 
     def __init__(self, session: Any, target: Target) -> None:
         self.session, self.target = session, target
-        self.build_seconds, self.info = {}, {}
+        self.build_seconds, self.info = {}, tf32_fields(target.dtype)
         self.cuda_events = False  # ORT runs on its own stream; the host clock brackets a synchronous run
+        self._run_options: Any = None  # set for one run by release_memory (arena shrinkage)
+
+    @property
+    def num_labels(self) -> int | None:
+        labels = self.session.get_outputs()[0].shape[-1]
+        return labels if isinstance(labels, int) else None
 
     def inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-        if self.target.device == "cpu":
+        if not self.target.is_cuda:
             return {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
-        tensors = [t.to("cuda").contiguous() for t in (input_ids, attention_mask)]
+        return self.bind(input_ids, attention_mask)
+
+    def bind(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> _Bound:
+        """IO binding on the cell's GPU: int64 inputs and a float32 [B, labels] logits buffer, all torch tensors."""
+        device, index = self.target.torch_device, self.target.cuda_index
+        tensors = [t.to(device=device, dtype=torch.int64).contiguous() for t in (input_ids, attention_mask)]
         binding = self.session.io_binding()
         for name, t in zip(INPUT_NAMES, tensors):
-            binding.bind_input(name, "cuda", t.device.index or 0, np.int64, tuple(t.shape), t.data_ptr())
-        binding.bind_output("logits", "cuda")
+            binding.bind_input(name, "cuda", index, np.int64, tuple(t.shape), t.data_ptr())
+        if self.num_labels is None:  # not static in the graph: ORT allocates the output on the device
+            binding.bind_output(OUTPUT_NAME, "cuda", index)
+        else:
+            logits = torch.empty((int(input_ids.shape[0]), self.num_labels), dtype=torch.float32, device=device)
+            binding.bind_output(OUTPUT_NAME, "cuda", index, np.float32, tuple(logits.shape), logits.data_ptr())
+            tensors.append(logits)
+        # The copies above were queued on torch's stream; ORT reads the buffers on its own.
+        torch.cuda.synchronize(device)
         return _Bound(binding, tensors)
 
     def __call__(self, inputs: Any) -> Any:
-        if self.target.device == "cpu":
+        if not self.target.is_cuda:
             return self.session.run(None, inputs)[0]
-        self.session.run_with_iobinding(inputs.binding)
-        return inputs.binding
+        run_options, self._run_options = self._run_options, None
+        self.session.run_with_iobinding(inputs.binding, run_options)  # returns after ORT synchronised its stream
+        return inputs.output
 
     def logits(self, output: Any) -> np.ndarray:
-        if self.target.device == "cpu":
-            return np.asarray(output, dtype=np.float32)
-        return np.asarray(output.copy_outputs_to_cpu()[0], dtype=np.float32)
+        if isinstance(output, torch.Tensor):
+            return output.float().cpu().numpy()
+        if hasattr(output, "copy_outputs_to_cpu"):  # an IO binding whose output ORT allocated (float32 by the graph)
+            return np.asarray(output.copy_outputs_to_cpu()[0], dtype=np.float32)
+        return np.asarray(output, dtype=np.float32)
+
+    def release_memory(self) -> None:
+        """torch's cache (the bound buffers) is emptied; ORT's CUDA arena shrinks at the end of the next run
+        (run option memory.enable_memory_arena_shrinkage), so that shape's footprint starts from the weights."""
+        super().release_memory()
+        if self.target.is_cuda:
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", f"gpu:{self.target.cuda_index}")
+            self._run_options = options

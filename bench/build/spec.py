@@ -106,3 +106,12 @@ def fill_prefix(model: XGLMClassifier, length: int, seed: int) -> None:
     for attn in model.attentions:
         shape = (1, attn.num_heads, length, attn.head_dim)  # [1, H, P, Dh]
         attn.set_prefix(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+
+
+def realize_for(model: XGLMClassifier, method: str, target: Any, backend: str) -> tuple[Any, dict[str, Any]]:
+    """The module a backend should prepare for this method and target, as the sweep's cells get it: the same
+    registered realisation step (bench.build.methods.realize), so a 2:4 model meets sparse tensor cores on CUDA
+    instead of running dense zeros; with the record fields that say how it runs (`speedup_mechanism`)."""
+    from bench.build.methods import realize
+
+    return realize(model, method, target, backend)

@@ -3,6 +3,8 @@
 These are the denominators of every "% of peak": measured here, not taken from a datasheet, because a
 shared 2-core VM or a power-capped GPU never reaches the datasheet. The best of several repetitions is kept
 (a peak, not a typical value). The cache key covers what changes the answer: device, threads, torch version.
+Each dtype's GEMM runs under the same TF32 policy as its cells (bench.model.dtypes): `fp32` with TF32 off, `tf32`
+(CUDA, Ampere+) with it on, so an fp32 cell is never divided by a TF32 peak or the other way round.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ from typing import Any
 import torch
 
 from bench.measure.device import device_name
-from bench.model.dtypes import TORCH_DTYPES
+from bench.model.dtypes import TORCH_DTYPES, apply_tf32_policy, tf32_unsupported
 from bench.measure.timing import time_iterations
 
 GEMM_SIZE = {"cpu": 2048, "cuda": 8192}
 COPY_MB = {"cpu": 256, "cuda": 2048}
 
 
+CALIBRATION_VERSION = 2  # 2: fp32 under the TF32-off policy, and a tf32 peak on CUDA
+
+
 def calibration_key(device: str, threads: int) -> dict[str, Any]:
-    return {"device": device, "device_name": device_name(device), "threads": threads, "torch": torch.__version__}
+    return {"device": device, "device_name": device_name(device), "threads": threads, "torch": torch.__version__,
+            "calibration_version": CALIBRATION_VERSION}
 
 
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir / "calibration" / f"{key['device']}-{digest}.json"
+    return cache_dir / "calibration" / f"{key['device'].replace(':', '')}-{digest}.json"
 
 
 def load_or_measure(cache_dir: Path, device: str, threads: int, *, refresh: bool = False) -> dict[str, Any]:
@@ -56,14 +62,26 @@ def sweep_peaks(mode: str, device: str, threads: int, cache_dir: Path, console) 
 
 def measure(device: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
-    peaks: dict[str, float] = {}
+    if torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device).index)
+    peaks: dict[str, float | None] = {}
     for name, dtype in TORCH_DTYPES.items():
+        if tf32_unsupported(name, device):
+            peaks[f"peak_tflops_{name}"] = None  # no TF32 here: tf32 cells are skipped
+            continue
+        apply_tf32_policy(name)
         peaks[f"peak_tflops_{name}"] = _gemm_tflops(device, dtype)
-    return {**peaks, "peak_gbps": _copy_gbps(device), "copy_mb": COPY_MB[device]}
+    apply_tf32_policy("fp32")
+    return {**peaks, "peak_gbps": _copy_gbps(device), "copy_mb": COPY_MB[_kind(device)], "tf32_policy":
+            "peak_tflops_fp32 with TF32 off, peak_tflops_tf32 with TF32 on"}
+
+
+def _kind(device: str) -> str:
+    return device.partition(":")[0]
 
 
 def _sync(device: str):
-    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return (lambda: torch.cuda.synchronize(torch.device(device))) if _kind(device) == "cuda" else (lambda: None)
 
 
 def _gemm_size(device: str, dtype: torch.dtype, target_s: float = 0.05) -> int:
@@ -71,27 +89,27 @@ def _gemm_size(device: str, dtype: torch.dtype, target_s: float = 0.05) -> int:
     (fp16 on most CPUs runs at well under 1 GFLOP/s) would otherwise take minutes per product."""
     n = 256
     a = torch.randn(n, n, device=device).to(dtype)
-    probe = time_iterations(lambda: torch.mm(a, a), synchronize=_sync(device), cuda_events=device == "cuda",
+    probe = time_iterations(lambda: torch.mm(a, a), synchronize=_sync(device), cuda_events=_kind(device) == "cuda",
                             warmup=1, min_iters=3, min_time_s=0.0, max_time_s=5.0)
     flops_per_s = 2 * n**3 / (probe.min() / 1e9)
     fitting = int((flops_per_s * target_s / 2) ** (1 / 3)) // 128 * 128
-    return max(n, min(GEMM_SIZE[device], fitting))
+    return max(n, min(GEMM_SIZE[_kind(device)], fitting))
 
 
 def _gemm_tflops(device: str, dtype: torch.dtype) -> float:
     n = _gemm_size(device, dtype)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    samples = time_iterations(lambda: torch.mm(a, b), synchronize=_sync(device), cuda_events=device == "cuda",
+    samples = time_iterations(lambda: torch.mm(a, b), synchronize=_sync(device), cuda_events=_kind(device) == "cuda",
                               warmup=2, min_iters=5, min_time_s=0.5, max_time_s=20.0)
     return float(2 * n**3 / (samples.min() / 1e9) / 1e12)
 
 
 def _copy_gbps(device: str) -> float:
     """Read + write bandwidth of a large device-to-device copy."""
-    src = torch.empty(COPY_MB[device] * 2**20 // 4, dtype=torch.float32, device=device).uniform_()
+    src = torch.empty(COPY_MB[_kind(device)] * 2**20 // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
-    samples = time_iterations(lambda: dst.copy_(src), synchronize=_sync(device), cuda_events=device == "cuda",
+    samples = time_iterations(lambda: dst.copy_(src), synchronize=_sync(device), cuda_events=_kind(device) == "cuda",
                               warmup=2, min_iters=5, min_time_s=0.5, max_time_s=20.0)
     return float(2 * src.numel() * src.element_size() / (samples.min() / 1e9) / 1e9)
 

@@ -42,7 +42,7 @@ def torch_gpus() -> list[dict[str, Any]]:
             "compute_capability": f"{props.major}.{props.minor}",
             "memory_total_gib": round(props.total_memory / 2**30, 2),
             # torch prints the bare UUID; NVML wants it with the "GPU-" prefix nvidia-smi shows.
-            "uuid": "GPU-" + str(props.uuid).removeprefix("GPU-"),
+            "uuid": cuda_uuid(i),
         })
     return gpus
 
@@ -54,3 +54,25 @@ def device_name(device: str) -> str | None:
 
         return torch.cuda.get_device_name(torch.device(device))
     return cpu_model()
+
+
+def cuda_index(device: str) -> int:
+    """The CUDA runtime index of "cuda" (the current device) or "cuda:N" (CUDA_VISIBLE_DEVICES already applied)."""
+    import torch
+
+    index = torch.device(device).index
+    return torch.cuda.current_device() if index is None else index
+
+
+def cuda_uuid(index: int) -> str:
+    """The NVML-style UUID ("GPU-...") of the CUDA device torch numbers `index`."""
+    import torch
+
+    return "GPU-" + str(torch.cuda.get_device_properties(index).uuid).removeprefix("GPU-")
+
+
+def nvml_handle(nvml: Any, device: str) -> Any:
+    """NVML's handle of the GPU that torch calls `device`, looked up by UUID: NVML numbers GPUs by PCI bus and
+    ignores CUDA_VISIBLE_DEVICES, so its index 0 need not be the device in use. `nvml` is the pynvml module,
+    initialised. (bytes: nvidia-ml-py before 11.5 takes no str.)"""
+    return nvml.nvmlDeviceGetHandleByUUID(cuda_uuid(cuda_index(device)).encode())

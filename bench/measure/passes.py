@@ -46,7 +46,8 @@ def eval_pass(runner: Runner, evalset: EvalSet, batches: list[Batch]) -> EvalPas
     for b, x in zip(batches, inputs):  # warm-up: one untimed call per distinct shape (compile, ORT allocations)
         if tuple(b.input_ids.shape) not in seen:
             seen.add(tuple(b.input_ids.shape))
-            runner(x)
+            for _ in range(runner.warmup_per_shape):
+                runner(x)
     outputs = []
     with stopwatch(runner.synchronize) as elapsed:
         for x in inputs:
@@ -63,7 +64,7 @@ def eval_pass(runner: Runner, evalset: EvalSet, batches: list[Batch]) -> EvalPas
 def warm_up(runner: Runner, inputs: Any, iters: int) -> None:
     """Untimed calls at one shape before it is ever timed: compile's recompiles, CUDA-graph capture, ORT's first
     allocations and cold caches all land here (at least one call, whatever `iters` says)."""
-    for _ in range(max(1, iters)):
+    for _ in range(max(1, iters, runner.warmup_per_shape)):  # CUDA graphs: warm up, record, replay
         runner(inputs)
     runner.synchronize()
 
@@ -86,9 +87,12 @@ def time_block(runner: Runner, inputs: Any, cfg: MeasureConfig, iters: int, min_
 
 
 def memory(runner: Runner, batch: Batch) -> dict[str, Any]:
+    """This shape's own peak: cached memory released first (torch's cache, ORT's arena), then warm-up calls."""
     inputs = runner.inputs(batch.input_ids, batch.attention_mask)
-    runner(inputs)  # allocations of a first call at this shape are part of the peak, not of warm-up
-    return measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device)
+    runner.release_memory()
+    for _ in range(runner.warmup_per_shape):  # untimed: compile and CUDA-graph capture are not this shape's steady state
+        runner(inputs)
+    return measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device, allocator=runner.allocator)
 
 
 def parity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:

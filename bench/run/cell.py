@@ -21,6 +21,7 @@ import numpy as np
 from bench.backends import SkipCell, Target, prepare
 from bench.config import BackendOptions, MeasureConfig
 from bench.data.evalset import EvalSet
+from bench.model.dtypes import tf32_fields
 from bench.measure.rounds import Block, Shape
 from bench.run import records
 
@@ -70,7 +71,7 @@ class CellRunner:
         from sparsify.accounting import count
 
         task = self.task
-        base = dict(task.base)
+        base = dict(task.base) | tf32_fields(task.target.dtype)  # every record says its TF32 policy, skipped ones too
         try:
             model = Artifact.open(Path(task.artifact_path)).load_model()
             # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
@@ -128,8 +129,16 @@ class CellRunner:
                              | {"weight_bytes_in_memory": out.shapes[(bs, seq)]["weight_bytes_in_memory"]})
                     except Exception as exc:
                         _add(out, "memory", base | shape_fields, "failed", f"{type(exc).__name__}: {exc}")
+        try:
+            runner.verify()  # compile: no frame ran eagerly in the passes and warm-ups above
+        except Exception as exc:
+            return self._stand_in(base, "failed", f"{type(exc).__name__}: {exc}")
+        for fields in (out.base, *out.records):  # known only now (compile: graphs, recompiles, graph breaks)
+            fields |= runner.runtime_info()
         self.counter = EnergyCounter.open(task.target.device)
         out.base["energy_note"] = self.counter.reason or "NVML total energy counter, over the timed blocks"
+        period = self.counter.period_s()
+        out.base["energy_counter_period_ms"] = None if period is None else period * 1e3
         if not task.emit_prepared:
             out.records = []
         return out

@@ -37,10 +37,8 @@ class Plan:
 
 
 def preflight(cfg: SweepConfig, console: Console) -> Plan:
-    if cfg.measure.device == "cuda" and not torch.cuda.is_available():
-        raise BenchError(
-            f"device 'cuda' requested but CUDA is not available here (torch {torch.__version__}); use --device cpu"
-        )
+    check_device(cfg.measure.device)
+    check_semi24(cfg, console)
     source = ModelSource.parse(cfg.model.source)
     backbone = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code)
     _check_lengths(cfg, backbone.max_position_embeddings)
@@ -87,3 +85,60 @@ def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
     mismatch = shape_mismatch(architecture, backbone)
     if mismatch:
         raise BenchError(f"variant '{variant.name}': prefix artifact '{artifact.path}' was {mismatch}")
+
+
+def check_device(device: str) -> None:
+    """A device name torch knows; cuda and cuda:N need CUDA, and N a device torch sees (CUDA_VISIBLE_DEVICES applied)."""
+    kind, colon, index = device.partition(":")
+    if not (kind == "cpu" and not colon or kind == "cuda" and (not colon or index.isdigit())):
+        raise BenchError(f"unknown device '{device}'; available: cpu, cuda, cuda:N")
+    if kind == "cpu":
+        return
+    if not torch.cuda.is_available():
+        raise BenchError(f"device '{device}' requested but CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    index = torch.device(device).index
+    count = torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise BenchError(f"device '{device}' requested but torch sees {count} CUDA device(s) (cuda:0..cuda:{count - 1}; "
+                         "CUDA_VISIBLE_DEVICES renumbers them)")
+
+
+def check_semi24(cfg: SweepConfig, console: Console) -> None:
+    """2:4 variants measured on CUDA in half precision by eager or compile: the GPU must have sparse tensor cores
+    (compute capability >= 8.0; otherwise the cells run dense zeros, said once here), and torch's 2:4 kernel
+    (cuSPARSELt, or CUTLASS where torch has no cuSPARSELt) must convert and multiply a small 2:4 matrix here, now,
+    rather than fail in every cell."""
+    device, dtypes = cfg.measure.device, [d for d in cfg.measure.dtypes if d in ("fp16", "bf16")]
+    if (not device.startswith("cuda") or not dtypes or not {"eager", "compile"} & set(cfg.measure.backends)
+            or not any(v.method == "semi24" for v in cfg.variants)):
+        return
+    major, minor = torch.cuda.get_device_capability(torch.device(device))
+    if (major, minor) < (8, 0):
+        console.print(f"[yellow]note[/] semi24 on {torch.cuda.get_device_name(torch.device(device))} (compute capability "
+                      f"{major}.{minor} < 8.0): no sparse tensor cores, the 2:4 zeros run dense (speedup_mechanism none)")
+        return
+    for dtype in dtypes:
+        problem = semi24_kernel_problem(device, dtype)
+        if problem:
+            raise BenchError(f"semi24 variants on {device} in {dtype}: {problem}; fix the torch install (cuSPARSELt) "
+                             "or leave semi24 out of this sweep")
+
+
+def semi24_kernel_problem(device: str, dtype: str) -> str | None:
+    """None when torch's 2:4 kernel converts a [128, 128] 2:4 matrix and multiplies with it as a dense one would."""
+    from sparsify.realize import _kernel_class
+    from bench.model.dtypes import TORCH_DTYPES
+
+    kernel = _kernel_class()  # cuSPARSELt, or CUTLASS where this torch has no cuSPARSELt
+    half = TORCH_DTYPES[dtype]
+    try:
+        weight = torch.tensor([1.0, 0.0, 2.0, 0.0], device=device).repeat(128, 32).to(half)  # [128, 128], 2:4
+        x = torch.randn(128, 128, device=device).to(half)
+        sparse = torch.sparse.to_sparse_semi_structured(weight)
+        got, want = torch.nn.functional.linear(x, sparse), torch.nn.functional.linear(x, weight)
+        torch.cuda.synchronize(torch.device(device))
+    except Exception as exc:
+        return f"torch's 2:4 kernel ({kernel.BACKEND}) failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    if not torch.allclose(got.float(), want.float(), rtol=2e-2, atol=2e-2):
+        return f"torch's 2:4 kernel ({kernel.BACKEND}) gave results that differ from the dense product"
+    return None

@@ -178,14 +178,16 @@ def rounds_fields(result, cell_id: str, shape, reference_id: str) -> dict[str, A
 
 
 def energy_fields(blocks, batch_size: int, base: dict[str, Any]) -> dict[str, Any]:
-    """Energy over the cell's timed blocks (each window read after a device synchronise), per sample."""
+    """Energy over all of a cell's timed blocks at one shape (each read after a synchronise), with the counter's
+    step period and the uncertainty it implies (bench.measure.energy)."""
+    from bench.measure.energy import EnergyCounter, energy_fields_from
+
     if any(b.energy_mj is None for b in blocks):
-        return {"energy_j": None, "energy_j_per_sample": None, "samples_per_j": None,
-                "energy_note": base.get("energy_note")}
-    joules = sum(b.energy_mj for b in blocks) / 1e3
-    per_sample = joules / (sum(b.samples_ns.size for b in blocks) * batch_size)
-    return {"energy_j": joules, "energy_j_per_sample": per_sample,
-            "samples_per_j": 1 / per_sample if per_sample > 0 else None, "energy_note": base.get("energy_note")}
+        return energy_fields_from(0.0, None, 0, 0, EnergyCounter(None, base.get("energy_note")))
+    period_ms = base.get("energy_counter_period_ms")
+    return energy_fields_from(sum(b.energy_mj for b in blocks) / 1e3, sum(float(b.samples_ns.sum()) for b in blocks) / 1e9,
+                              sum(len(b.samples_ns) for b in blocks) * batch_size, len(blocks), EnergyCounter(None, None),
+                              period_s=None if period_ms is None else period_ms / 1e3)
 
 
 def _inverse(value: float | None) -> float | None:
