@@ -123,14 +123,13 @@ def test_a_worker_dies_with_its_parent(tmp_path):
     """kill -9 of the process that started a worker leaves no orphan (PR_SET_PDEATHSIG)."""
     code = (f"import pickle, sys, time; from bench.run.worker import ProcessWorker; "
             f"task = pickle.loads(bytes.fromhex({__import__('pickle').dumps(_task(tmp_path)).hex()!r})); "
-            f"w = ProcessWorker(task, 120); print(w.pid, flush=True); w.prepare(); time.sleep(600)")
+            f"w = ProcessWorker(task, 120); w.prepare(); print(w.pid, flush=True); time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    worker = psutil.Process(int(parent.stdout.readline()))
-    time.sleep(1.0)  # the worker is up and waiting for commands
+    worker = psutil.Process(int(parent.stdout.readline()))  # prepared: the worker is up, waiting for commands
     assert worker.is_running()
     parent.send_signal(signal.SIGKILL)
     parent.wait(10)
-    gone, _ = psutil.wait_procs([worker], timeout=10)
+    gone, _ = psutil.wait_procs([worker], timeout=30)
     assert gone, "the worker outlived its parent"
 
 
