@@ -3,7 +3,8 @@ cells and statuses as the local executor, a worker killed mid-group fails that g
 a run cut off mid-way is finished by --resume.
 
 Tiny on purpose (random:tiny, synthetic data, eager only, peaks off, cells in the Ray worker itself): the four
-sweeps and the cluster's start take about a minute here. Skipped, with the reason, where Ray is not installed.
+sweeps and the cluster's start take about a minute here. The cluster tests are skipped, with the reason, where Ray
+is not installed; the config and command-line checks at the end run everywhere.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ import time
 from pathlib import Path
 
 import pytest
+import tomllib
 from rich.console import Console
+from typer.testing import CliRunner
 
+from bench.cli import app
 from bench.config import parse_config
+from bench.errors import BenchError
 from bench.run.store import RunStore
 from bench.run.sweep import Interrupted, run_sweep
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install '.[ray]')")
 
 CELL_KEYS = ("variant", "task", "seed", "backend", "dtype", "scenario", "batch_size", "seq_len", "status")
 
@@ -35,6 +44,8 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(root):
+    if ray is None:
+        pytest.skip("Ray is not installed (pip install '.[ray]')")
     """A local Ray cluster of 2 CPUs for this module; its workers inherit this environment (offline, caches in tmp)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -97,6 +108,7 @@ def local_run(cluster, root):
     return store
 
 
+@needs_ray
 def test_ray_sweep_gives_the_local_cells_and_statuses(local_run, root):
     """Artifacts through the object store here, as on a cluster without a shared cache directory."""
     store, output = sweep(config(root, "ray", kind="ray", artifacts="object-store"))
@@ -120,6 +132,7 @@ def test_ray_sweep_gives_the_local_cells_and_statuses(local_run, root):
     assert "[xnli fp32] started on" in output and "[xnli bf16] started on" in output
 
 
+@needs_ray
 def test_a_worker_killed_mid_group_fails_that_group_and_the_others_complete(local_run, root):
     """The bf16 group's worker is killed in its timing rounds, twice: once it runs again (max_retries = 1), then
     its cells fail with the reason; the fp32 group completes."""
@@ -152,6 +165,7 @@ def test_a_worker_killed_mid_group_fails_that_group_and_the_others_complete(loca
     assert store.manifest()["status"] == "complete"
 
 
+@needs_ray
 def test_resume_finishes_a_ray_run_cut_off_mid_way(local_run, root):
     """Ctrl-C when the second group starts (threads = 2: one group at a time on this 2-CPU cluster) cancels it and
     marks the run incomplete; --resume measures exactly what is missing."""
@@ -173,3 +187,31 @@ def test_resume_finishes_a_ray_run_cut_off_mid_way(local_run, root):
     assert "[xnli fp32]" not in output  # the finished group is not measured again
     assert cells(store.records()) == cells(local_run.records())
     assert store.done_cells() == local_run.done_cells()
+
+
+@needs_ray
+def test_a_group_no_node_can_hold_is_refused_before_anything_runs(cluster, root):
+    data = config(root, "too-wide", kind="ray")
+    data["measure"]["threads"] = 3
+    with pytest.raises(BenchError, match=r"no node of the Ray cluster has 3 CPUs for one group \(measure.threads = 3\)"):
+        sweep(data)
+
+
+# ------------------------------------------------------------------------------- config and command line
+
+
+def test_executor_section_round_trips_and_is_validated(tmp_path):
+    cfg = parse_config({"executor": {"kind": "ray", "address": "auto", "max_retries": 2, "artifacts": "shared"}})
+    assert parse_config(tomllib.loads(cfg.to_toml())).executor == cfg.executor
+    assert parse_config({}).executor.kind == "local"
+    with pytest.raises(BenchError, match=r"field 'executor': address applies to kind 'ray'"):
+        parse_config({"executor": {"address": "auto"}})
+    with pytest.raises(BenchError, match=r"field 'executor.kind'"):
+        parse_config({"executor": {"kind": "slurm"}})
+
+
+def test_resume_accepts_the_executor_options_and_no_others(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--executor", "ray", "--ray-address", "auto"])
+    assert result.exit_code == 2 and "is not a run directory" in result.output
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--model", "random:tiny"])
+    assert result.exit_code == 2 and "no overrides but --isolation, --executor and --ray-address" in result.output

@@ -48,7 +48,7 @@ class RayExecutor:
     def __init__(self, sweep: SweepConfig) -> None:
         self.cfg: ExecutorConfig = sweep.executor
         self.cache_dir = sweep.cache_dir  # the config's, as each node resolves it
-        self.device = sweep.measure.device
+        self.device, self.peaks_mode = sweep.measure.device, sweep.measure.peaks
         self.ray = require_ray()
         self.groups: list[GroupRun] = []
         self.pending: list[Any] = []  # build results not collected yet (cancelled on Ctrl-C)
@@ -67,6 +67,7 @@ class RayExecutor:
         try:
             self._survey()
             self.check_feasible(self.device, plan.threads)
+            self._calibrate(plan.threads)
             yield
             while self.groups:
                 self.pump()
@@ -125,6 +126,24 @@ class RayExecutor:
         self._write_env({"ray_version": ray.__version__, "address": self.cfg.address, "artifacts": how,
                          "cluster_resources": {k: v for k, v in ray.cluster_resources().items() if "node:" not in k}})
         self._warn_mismatches(found)
+
+    def _calibrate(self, threads: int) -> None:
+        """Each node's peaks before any group runs, with the device to itself (a group's resources)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self.peaks_mode != "auto":
+            return
+        wanted = resources(self.device, threads)
+        need = ("GPU", 1) if "num_gpus" in wanted else ("CPU", threads)
+        able = [n for n in self.ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(need[0], 0) >= need[1]]
+        task = self.ray.remote(ray_tasks.calibrate)
+        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False), **wanted)
+                .remote(self.peaks_mode, self.device, threads, self.cache_dir) for n in able]
+        self.pending += refs
+        for node, line in zip(able, self.ray.get(refs)):
+            if line:
+                self.console.print(f"{node['NodeManagerAddress']}: {line}", highlight=False)
+        self.pending = [ref for ref in self.pending if ref not in refs]
 
     def note_node(self, probed: dict[str, Any]) -> None:
         """A node's fingerprint into env.json (nodes seen first by a group, after the survey, too)."""
@@ -242,7 +261,7 @@ class RayBuild:
             outcome, info = SeedBuild(error=reason, message=reason), None
         if info is not None:
             node = info["node"]
-            ex.console.print(f"  {self.job.variant.name} seed {self.job.seed}: built on {node['node_hostname']} "
+            ex.console.print(f"  {self.job.variant.name} seed {self.job.seed}: ready on {node['node_hostname']} "
                              f"({node['node_ip']})", highlight=False)
             if info["log"].strip():
                 ex.console.print(info["log"].rstrip(), markup=False, highlight=False)

@@ -80,6 +80,15 @@ def build(job: SeedJob, shared: bool, cache_dir: str | None) -> tuple[SeedBuild,
     return outcome, {"log": console.file.getvalue(), "node": node_info("cpu")}, packed
 
 
+def calibrate(mode: str, device: str, threads: int, cache_dir: str | None) -> str:
+    """This node's device peaks (bench calibrate), measured once and cached, before the groups start."""
+    from bench.measure.calibrate import sweep_peaks
+
+    log = Console(file=io.StringIO(), width=160)
+    sweep_peaks(mode, device, threads, _cache(cache_dir), log)
+    return log.file.getvalue().strip()
+
+
 def measure_group(payload: GroupPayload) -> Iterator[tuple]:
     """A streaming task: ("started", node, fingerprint), then the group's ("announce", line), ("prepared", cell_id,
     Prepared) and ("measured", cell_id, records) events as bench.run.group produces them."""
@@ -97,10 +106,12 @@ def _measure(payload: GroupPayload, tasks: list[CellTask]) -> Iterator[tuple]:
     from bench.run.group import GroupSink, default_max_live, run_group
 
     cfg = payload.measure
-    log = Console(file=io.StringIO(), width=160)
-    peaks = sweep_peaks(cfg.peaks, cfg.device, tasks[0].target.threads, _cache(payload.cache_dir), log)
-    if log.file.getvalue().strip():
-        yield ("announce", log.file.getvalue().strip())
+    # Peaks were calibrated per node before any group ran (calibrate below): a calibration here would load the
+    # machine while the groups beside this one are timing.
+    mode = "off" if cfg.peaks == "off" else "cached"
+    peaks = sweep_peaks(mode, cfg.device, tasks[0].target.threads, _cache(payload.cache_dir), None)
+    if peaks is None and mode == "cached":
+        yield ("announce", "no calibrated peaks for this node (it joined after the start): % of peak left out")
     events: queue.Queue = queue.Queue()
     sink = GroupSink(prepared=lambda task, prepared: events.put(("prepared", task.cell_id, _light(prepared))),
                      measured=lambda task, records: events.put(("measured", task.cell_id, records)),
