@@ -1,8 +1,9 @@
 """Sweep orchestration: config -> variants -> artifacts -> comparison groups -> records, with resume.
 
 For each task every variant is built (or loaded) first; then each dtype's variant x backend cells are measured
-together as one group in interleaved rounds (bench.run.group). What runs and in what order lives here; which
-fields a record carries lives in bench.run.records. Records are appended as they are finished (a cell's
+together as one group in interleaved rounds (bench.run.group). What runs and in what order lives here; where it
+runs (this machine, or a Ray cluster) is the executor's (bench.run.executors); which fields a record carries lives
+in bench.run.records. Records are appended as they are finished (a cell's
 throughput, accuracy and memory when it is prepared, its latency when its rounds end); a failing backend becomes
 failed records and the sweep goes on; Ctrl-C marks the run incomplete and keeps what was written; --resume skips
 the cells already done.

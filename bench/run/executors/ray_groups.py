@@ -82,8 +82,12 @@ class GroupRun:
             self.stream = None
             self.executor.finished(self)
             return
-        except ray.exceptions.RayTaskError as exc:  # the group itself raised: the run fails, as it would locally
-            raise raised(exc) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = raised(exc)
+            if not isinstance(cause, ray.exceptions.RayError):  # the group itself raised: the run fails, as locally
+                raise cause from None
+            self._lost(lost_reason(cause))  # Ray failed inside it (an artifact lost with its node)
+            return
         except ray.exceptions.RayError as exc:  # its worker or node was lost
             self._lost(lost_reason(exc))
             return
