@@ -68,9 +68,9 @@ def run(
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
         cfg = load_config(config or packaged_config("default"), overrides)
         if cfg.executor.kind == "ray":  # before the run directory exists
-            from bench.run.executors.ray import require_ray
+            from bench.run.executors.ray import check_config
 
-            require_ray()
+            check_config(cfg)
         from bench.run.sweep import Interrupted, run_sweep
 
         # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, and the cell's own

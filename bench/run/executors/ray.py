@@ -27,10 +27,19 @@ from bench.run.cell import CellTask
 from bench.run.executors import ray_tasks
 from bench.run.executors.ray_groups import GroupRun, lost_reason, raised, resources
 from bench.run.group import GroupSink
+from bench.run.progress import Progress
 from bench.run.variant_build import SeedBuild, SeedJob
 
 PROBE_TIMEOUT_S = 300.0
 _COMPARED = ("bench_version", "git_commit", "torch_version", "transformers_version", "onnxruntime_version")
+
+
+def check_config(sweep: SweepConfig) -> None:
+    """What the Ray executor cannot do, said before the run directory exists."""
+    require_ray()
+    if sweep.measure.device.startswith("cuda:"):
+        raise BenchError(f"measure.device '{sweep.measure.device}' names one GPU, but on Ray each group gets its own "
+                         "GPU from the cluster: use device 'cuda'")
 
 
 def require_ray():
@@ -46,10 +55,13 @@ class RayExecutor:
     kind = "ray"
 
     def __init__(self, sweep: SweepConfig) -> None:
+        check_config(sweep)
         self.cfg: ExecutorConfig = sweep.executor
         self.cache_dir = sweep.cache_dir  # the config's, as each node resolves it
         self.device, self.peaks_mode = sweep.measure.device, sweep.measure.peaks
-        self.ray = require_ray()
+        import ray
+
+        self.ray = ray
         self.groups: list[GroupRun] = []
         self.pending: list[Any] = []  # build results not collected yet (cancelled on Ctrl-C)
         self.packed: dict[str, Any] = {}  # artifact path on its build node -> ObjectRef of its files
@@ -200,9 +212,10 @@ class RayExecutor:
         return out
 
     def measure_group(self, tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, weight_bytes: int,
-                      peaks: dict | None, sink: GroupSink, *, done: set[str], seed: int) -> None:
+                      peaks: dict | None, sink: GroupSink, *, done: set[str], seed: int,
+                      progress: Progress | None = None) -> None:
         self.check_feasible(cfg.device, tasks[0].target.threads)
-        group = GroupRun(self, tasks, reference, cfg, weight_bytes, sink, done, seed)
+        group = GroupRun(self, tasks, reference, cfg, weight_bytes, sink, done, seed, progress)
         group.submit()
         self.groups.append(group)
         self.pump(block=False)

@@ -19,6 +19,7 @@ from bench.run import records
 from bench.run.cell import CellTask, Prepared
 from bench.run.executors.ray_tasks import GroupPayload, measure_group
 from bench.run.group import GroupSink
+from bench.run.progress import Progress
 
 if TYPE_CHECKING:
     from bench.run.executors.ray import RayExecutor
@@ -49,9 +50,9 @@ def lost_reason(exc: Exception) -> str:
 
 class GroupRun:
     def __init__(self, executor: RayExecutor, tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
-                 weight_bytes: int, sink: GroupSink, done: set[str], seed: int) -> None:
+                 weight_bytes: int, sink: GroupSink, done: set[str], seed: int, progress: Progress | None) -> None:
         self.executor, self.tasks, self.reference, self.cfg = executor, tasks, reference, cfg
-        self.weight_bytes, self.sink, self.done, self.seed = weight_bytes, sink, done, seed
+        self.weight_bytes, self.sink, self.done, self.seed, self.progress = weight_bytes, sink, done, seed, progress
         self.by_id = {t.cell_id: t for t in tasks}
         self.label = f"{tasks[0].base['task']} {tasks[0].base['dtype']}"
         self.stream: Any = None
@@ -101,15 +102,18 @@ class GroupRun:
             self._say(event[1])
         elif kind == "prepared":
             task = self.by_id[event[1]]
+            self._count(prepared=1)
             if "latency" in self.cfg.scenarios:
                 self.held[event[1]] = event[2]
             else:
                 self.sink.prepared(task, event[2])
+                self._count(done=1)
         elif kind == "measured":
             task = self.by_id[event[1]]
             if event[1] in self.held:
                 self.sink.prepared(task, self.held.pop(event[1]))
             self.sink.measured(task, event[2])
+            self._count(done=1)
 
     def _lost(self, why: str) -> None:
         where = f"{self.node['node_hostname']} ({self.node['node_ip']})" if self.node else "a node not yet known"
@@ -132,6 +136,7 @@ class GroupRun:
         for cell_id, task in self.by_id.items():
             if cell_id in self.done:
                 continue
+            self._count(done=1)
             base = task.base | where | {"executor": "ray", "ray_attempt": self.attempt}
             stand_ins = records.stand_ins(self.cfg, base, "failed", reason)
             for record in stand_ins:
@@ -140,6 +145,17 @@ class GroupRun:
                                               base, retryable=True))
             if "latency" in self.cfg.scenarios:
                 self.sink.measured(task, [r for r in stand_ins if r["scenario"] == "latency"])
+
+    def _count(self, prepared: int = 0, done: int = 0) -> None:
+        """The sweep's progress line, without an ETA: groups run side by side, so the local estimate does not hold."""
+        if self.progress is None:
+            return
+        self.progress.group = f"{len(self.executor.groups)} group(s) running"
+        self.progress.prepared += prepared
+        if done:
+            self.progress.cells_done(done)
+        elif prepared:
+            self.progress.say(f"[dim]{self.progress.line()}[/]")
 
     def _say(self, line: str, markup: bool = False) -> None:
         text = line if markup else escape(line)
