@@ -197,6 +197,14 @@ def test_a_group_no_node_can_hold_is_refused_before_anything_runs(cluster, root)
         sweep(data)
 
 
+@needs_ray
+def test_one_named_gpu_is_refused_on_ray():
+    from bench.run.executors.ray import check_config
+
+    with pytest.raises(BenchError, match=r"measure.device 'cuda:1' names one GPU.*use device 'cuda'"):
+        check_config(parse_config({"executor": {"kind": "ray"}, "measure": {"device": "cuda:1"}}))
+
+
 # ------------------------------------------------------------------------------- config and command line
 
 
