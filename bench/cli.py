@@ -42,6 +42,10 @@ def run(
     name: Optional[str] = typer.Option(None, help="run name (the directory suffix)"),
     isolation: Optional[str] = typer.Option(None, help="process (default: each cell in its own process) or none"),
     resume: Optional[Path] = typer.Option(None, help="a run directory to finish: skips its finished cells"),
+    executor: Optional[str] = typer.Option(None, help="local (default: this machine) or ray (the groups as Ray tasks "
+                                                      "on a cluster, one per device)"),
+    ray_address: Optional[str] = typer.Option(None, help="the Ray cluster to join: auto, ray://HOST:10001 or HOST:PORT "
+                                                         "(implies --executor ray; default $RAY_ADDRESS, else a local Ray)"),
 ) -> None:
     """Run a sweep and print its summary."""
     from bench.config import load_config, packaged_config
@@ -49,18 +53,24 @@ def run(
     with _user_errors():
         overrides: dict[str, Any] = {}
         for key, value in (("output_dir", output_dir and str(output_dir)), ("model.source", model),
-                           ("measure.device", device), ("name", name), ("measure.isolation", isolation)):
+                           ("measure.device", device), ("name", name), ("measure.isolation", isolation),
+                           ("executor.kind", executor or (ray_address and "ray")), ("executor.address", ray_address)):
             if value is not None:
                 overrides[key] = value
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
         if resume is not None:
-            if config is not None or set(overrides) - {"measure.isolation"}:
-                raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but --isolation")
+            if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address"}:
+                raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but "
+                                 "--isolation, --executor and --ray-address")
             config = resume / "config.toml"
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
         cfg = load_config(config or packaged_config("default"), overrides)
+        if cfg.executor.kind == "ray":  # before the run directory exists
+            from bench.run.executors.ray import check_config
+
+            check_config(cfg)
         from bench.run.sweep import Interrupted, run_sweep
 
         # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, and the cell's own
@@ -92,17 +102,28 @@ def compare(
         None, "--fail-on-regression", metavar="PCT", min=0,
         help="exit 1 when a later run's p50 is slower than the baseline's by more than PCT percent with the whole "
              "95% interval of the ratio above that (a statistically clear regression)"),
+    price: Optional[list[str]] = typer.Option(
+        None, "--price", metavar="RUN=USD_PER_HOUR",
+        help="what one group of a run occupies costs per hour (a GPU, or the CPU cores of measure.threads); once per "
+             "run, RUN being a compared run directory (its path or its name); default: the run's [cost] usd_per_hour"),
+    plots: Optional[Path] = typer.Option(None, "--plots", metavar="DIR",
+                                         help="draw latency against cost per target into DIR (PNG and SVG)"),
 ) -> None:
     """Compare runs cell by cell, across machines: values side by side, ratios to the first run, 95% intervals."""
     with _user_errors():
         from reports.compare import compare_runs, gate_verdict, regressions
         from reports.compare_view import render_comparison
+        from reports.cost import run_prices
+        from reports.cost_view import render_targets
         from reports.load import load_run
 
         if len(run_dirs) < 2:
             raise BenchError(f"compare needs two or more run directories, got {len(run_dirs)}")
-        comparison = compare_runs([load_run(path) for path in run_dirs])
+        runs = [load_run(path) for path in run_dirs]
+        prices = run_prices(runs, price or [])
+        comparison = compare_runs(runs)
         render_comparison(comparison, console, fail_on_regression)
+        render_targets(runs, prices, console, plots)
     if fail_on_regression is None:
         return
     found = regressions(comparison, fail_on_regression)

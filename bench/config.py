@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.config_cluster import CostConfig, ExecutorConfig
 from bench.errors import BenchError
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
@@ -222,6 +223,8 @@ class SweepConfig(_Strict):
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="dense-ft")], min_length=1)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     backend: BackendOptions = Field(default_factory=BackendOptions)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     @model_validator(mode="after")
     def _unique_variants(self) -> "SweepConfig":

@@ -1,8 +1,9 @@
 """Sweep orchestration: config -> variants -> artifacts -> comparison groups -> records, with resume.
 
 For each task every variant is built (or loaded) first; then each dtype's variant x backend cells are measured
-together as one group in interleaved rounds (bench.run.group). What runs and in what order lives here; which
-fields a record carries lives in bench.run.records. Records are appended as they are finished (a cell's
+together as one group in interleaved rounds (bench.run.group). What runs and in what order lives here; where it
+runs (this machine, or a Ray cluster) is the executor's (bench.run.executors); which fields a record carries lives
+in bench.run.records. Records are appended as they are finished (a cell's
 throughput, accuracy and memory when it is prepared, its latency when its rounds end); a failing backend becomes
 failed records and the sweep goes on; Ctrl-C marks the run incomplete and keeps what was written; --resume skips
 the cells already done.
@@ -19,25 +20,24 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from bench.backends import Target, prepare
+from bench.backends import Target
 from bench.build.artifacts import Artifact
-from bench.build.variant import BuildInputs, artifact_for
+from bench.build.variant import BuildInputs
 from bench.config import SweepConfig, VariantConfig
 from bench.data.evalset import EvalSet, build_evalset
 from bench.data.examples import TaskData
 from bench.data.tokenization import encode_pairs
-from bench.errors import BenchError
 from bench.measure.device import device_name
-from bench.measure.passes import eval_pass
 from bench.run import records
 from bench.model.dtypes import TORCH_DTYPES
 from bench.run.cell import CellTask, Prepared
 from bench.run.env import fingerprint
-from bench.run.group import GroupSink, default_max_live, run_group
+from bench.run.executors import PendingBuild, make_executor
+from bench.run.group import GroupSink
 from bench.run.plan import Plan, preflight
 from bench.run.progress import Progress
 from bench.run.store import RunStore, now_utc
-from sparsify.accounting import count as sparsity_counts
+from bench.run.variant_build import SeedJob
 
 
 class Interrupted(Exception):
@@ -97,14 +97,18 @@ class Sweep:
             tokenizer_note=plan.tokenizer_note, cache_dir=plan.cache_dir, device=cfg.measure.device,
             trust_remote_code=cfg.model.trust_remote_code,
         )
-        from bench.measure.calibrate import sweep_peaks
-
-        self.peaks = sweep_peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
+        self.executor = make_executor(cfg)  # where builds and groups run (bench.run.executors)
+        self.builds: dict[tuple[str, str, int], PendingBuild] = {}
+        self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
         cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
                                  say=console.print)
 
     def run(self) -> None:
+        with self.executor.session(self.store, self.console, self.plan):
+            self._run()
+
+    def _run(self) -> None:
         torch.set_num_threads(self.plan.threads)
         tok = self.plan.tokenizer
         for task_name, data in self.plan.data.items():
@@ -123,35 +127,26 @@ class Sweep:
         """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
         every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
         seeds = variant.seeds_or(self.cfg.seed)
-        batches = evalset.batches(self.cfg.measure.throughput_batch_size)
+        self._submit_builds(data, train_ids, evalset)
         per_seed: list[dict[str, float]] = []
         shared: dict[str, Any] = {}  # what every seed shares (method options, parameter counts)
         measured = None
         for index, seed in enumerate(seeds):
             base = self._variant_fields(variant, data) | {"seed": seed}
-            try:
-                artifact, built = artifact_for(self.build_inputs, variant, self.cfg.train_for(variant), data,
-                                               train_ids, seed, self.console)
-                model = artifact.load_model()  # measure exactly what was saved
-            except BenchError:
-                raise
-            except Exception as exc:  # a variant that cannot be built fails its cells; the sweep goes on
-                self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {exc}")
+            built = self.builds[(data.task.name, variant.name, seed)].result()
+            if built.error is not None:  # a variant that cannot be built fails its cells; the sweep goes on
+                self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {built.message}")
                 if index == 0:
                     self.progress.total_cells -= len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
                     for dtype in self.cfg.measure.dtypes:
                         for backend in self.cfg.measure.backends:
-                            self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed",
-                                           f"build: {type(exc).__name__}: {exc}")
+                            self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {built.error}")
                 continue
-            base |= records.artifact_fields(model, artifact, built)
-            base |= sparsity_counts(model).fields(self.cfg.model.max_length)  # densities and MACs of what is measured
+            base |= built.fields
             shared = shared or {k: v for k, v in base.items() if k not in records.PER_SEED_KEYS}
-            reference = self._reference_logits(model, evalset, batches)
-            per_seed.append(evalset.accuracy_by_language(reference.argmax(1)))
-            del model
+            per_seed.append(built.accuracy_by_language)
             if index == 0:
-                measured = Measured(variant, artifact, base, reference)
+                measured = Measured(variant, built.artifact, base, built.reference)
             elif "accuracy" in self.cfg.measure.scenarios:
                 replicate = f"{variant.name}/{data.task.name}/seed{seed}/reference"
                 if replicate not in self.done:
@@ -165,6 +160,17 @@ class Sweep:
             self._mark_done(aggregate)
         _release_memory(self.cfg.measure.device)
         return measured
+
+    def _submit_builds(self, data: TaskData, train_ids: list, evalset: EvalSet) -> None:
+        """Every variant's seeds of this task, handed to the executor at once (local builds each when asked for it;
+        Ray builds them all in parallel)."""
+        if any(key[0] == data.task.name for key in self.builds):
+            return
+        jobs = [SeedJob(self.build_inputs, v, self.cfg.train_for(v), data, train_ids, seed, evalset,
+                        self.cfg.measure.throughput_batch_size, self.plan.threads, self.cfg.backend, str(self.store.path))
+                for v in self.cfg.variants for seed in v.seeds_or(self.cfg.seed)]
+        for (variant, seed), pending in self.executor.submit_builds(jobs, self.console).items():
+            self.builds[(data.task.name, variant, seed)] = pending
 
     def _group(self, ready: list[Measured], dtype: str, evalset: EvalSet) -> None:
         """Every variant x backend cell of this task and dtype, measured together (bench.run.group)."""
@@ -185,8 +191,8 @@ class Sweep:
             return
         weights = max(t.base["params_total"] for t in tasks) * TORCH_DTYPES[dtype].itemsize
         sink = GroupSink(prepared=self._prepared, measured=self._measured, announce=self.console.print)
-        run_group(tasks, self.reference_variant, cfg, default_max_live(cfg, weights), self.peaks, sink,
-                  done=self.done, seed=self.cfg.seed, progress=self.progress)
+        self.executor.measure_group(tasks, self.reference_variant, cfg, weights, self.peaks, sink,
+                                    done=self.done, seed=self.cfg.seed, progress=self.progress)
 
     def _prepared(self, task: CellTask, prepared: Prepared) -> None:
         for record in prepared.records:
@@ -214,11 +220,6 @@ class Sweep:
 
     def _accuracy_fields(self, by_lang: dict[str, float], evalset: EvalSet) -> dict[str, Any]:
         return records.accuracy_fields(by_lang, self.cfg.data.language_groups, len(evalset))
-
-    def _reference_logits(self, model, evalset: EvalSet, batches) -> np.ndarray:
-        runner = prepare("eager", model, Target(self.cfg.measure.device, "fp32", self.plan.threads), None,
-                         self.cfg.backend, self.store.path)
-        return eval_pass(runner, evalset, batches).logits
 
     def _emit(self, fields: dict[str, Any], scenario: str, status: str = "ok", error: str | None = None, **extra: Any) -> None:
         self.store.append(records.make_record(**fields, **extra, scenario=scenario, status=status, error=error))
