@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.config_cluster import CostConfig, ExecutorConfig
+from bench.data.tasks import xglm_language_groups
 from bench.errors import BenchError
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
@@ -40,13 +41,9 @@ class DataConfig(_Strict):
     eval_split: Literal["test", "dev"] = "test"
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_per_language: int | None = Field(None, ge=1)
-    # Resource level of each language in XGLM's pre-training data (CC100-XL, Lin et al. 2022, table 9):
-    # the grouping the study reports accuracy by. Languages in no group are reported ungrouped.
-    language_groups: dict[str, list[str]] = Field(default_factory=lambda: {
-        "high": ["en", "ru", "zh", "de", "es", "fr", "ja"],
-        "medium": ["ar", "bg", "el", "ko", "tr", "vi", "th"],
-        "low": ["hi", "sw", "ur"],
-    })
+    # Resource level of each of XGLM's 30 pre-training languages (bench.data.tasks): the grouping the study reports
+    # accuracy by. Languages in no group are reported ungrouped.
+    language_groups: dict[str, list[str]] = Field(default_factory=lambda: xglm_language_groups())
 
 
 class TrainConfig(_Strict):

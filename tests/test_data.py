@@ -330,3 +330,23 @@ def test_subsample_is_seeded_ordered_and_parallel_across_languages(xnli_test):
     assert positions == sorted(positions)
     assert xnli_test.eval["en"].subsample(None, seed=0) is xnli_test.eval["en"]
     assert len(Examples("xx", ["a"], ["b"], [0]).subsample(5, seed=0)) == 1
+
+
+def test_every_xglm_language_has_a_resource_group():
+    """The 30 languages of XGLM's pre-training data, each in exactly one group, the groups ordered by data share."""
+    from bench.config import DataConfig
+    from bench.data.tasks import XGLM_PRETRAINING_TOKENS, xglm_language_groups
+
+    groups = xglm_language_groups()
+    members = [lang for langs in groups.values() for lang in langs]
+    assert sorted(members) == sorted(XGLM_PRETRAINING_TOKENS) and len(members) == 30
+    assert groups["high"][:7] == ["en", "ru", "zh", "de", "es", "fr", "ja"] and {"it", "pt"} <= set(groups["high"])
+    assert {"ar", "bg", "el", "ko", "tr", "vi", "th"} <= set(groups["medium"])
+    assert {"hi", "sw", "ur", "qu"} <= set(groups["low"])
+    smallest = {name: min(XGLM_PRETRAINING_TOKENS[lang] for lang in langs) for name, langs in groups.items()}
+    largest = {name: max(XGLM_PRETRAINING_TOKENS[lang] for lang in langs) for name, langs in groups.items()}
+    assert smallest["high"] > largest["medium"] and smallest["medium"] > largest["low"]
+    # Every language of both tasks lands in a group by default (PAWS-X ja and ko included).
+    default = DataConfig().language_groups
+    for task in TASKS.values():
+        assert all(any(lang in langs for langs in default.values()) for lang in task.languages)

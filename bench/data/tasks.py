@@ -46,3 +46,29 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise BenchError(did_you_mean(name, list(TASKS), "task")) from None
+
+
+# XGLM's pre-training tokens per language (CC100-XL; the facebook/xglm-564M model card, "Training Data Statistics",
+# the same corpus for every XGLM size): the 30 languages the model knows, largest first.
+XGLM_PRETRAINING_TOKENS: dict[str, int] = {
+    "en": 803_526_736_124, "ru": 147_791_898_098, "zh": 132_770_494_630, "de": 89_223_707_856,
+    "es": 87_303_083_105, "fr": 77_419_639_775, "ja": 66_054_364_513, "it": 41_930_465_338,
+    "pt": 36_586_032_444, "el": 28_762_166_159, "ko": 20_002_244_535, "fi": 16_804_309_722,
+    "id": 15_423_541_953, "tr": 12_413_166_065, "ar": 12_248_607_345, "vi": 11_199_121_869,
+    "th": 10_842_172_807, "bg": 9_703_797_869, "ca": 6_708_657_982, "hi": 3_057_211_331,
+    "et": 2_957_577_859, "bn": 1_717_040_012, "ta": 1_569_101_296, "ur": 1_049_854_013,
+    "sw": 907_156_230, "te": 689_316_485, "eu": 614_945_318, "my": 310_838_043,
+    "ht": 60_799_289, "qu": 1_665_911,
+}
+# Resource groups by share of those tokens: high >= 2% (9 languages), medium >= 0.4% (10), low below (11).
+_GROUP_FLOORS = (("high", 0.02), ("medium", 0.004), ("low", 0.0))
+
+
+def xglm_language_groups() -> dict[str, list[str]]:
+    """Every language XGLM was pre-trained on, in its resource group (the study reports accuracy by group)."""
+    total = sum(XGLM_PRETRAINING_TOKENS.values())
+    groups: dict[str, list[str]] = {name: [] for name, _ in _GROUP_FLOORS}
+    for lang, tokens in XGLM_PRETRAINING_TOKENS.items():
+        name = next(name for name, floor in _GROUP_FLOORS if tokens / total >= floor)
+        groups[name].append(lang)
+    return groups
