@@ -63,7 +63,7 @@ def run(
 
         # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, the reason saying SIGTERM,
         # and the cell's own process killed with it instead of being left behind.
-        signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             store = run_sweep(cfg, console, resume=resume, retry_failed=retry_failed)
         except Interrupted as exc:
@@ -77,6 +77,8 @@ def run(
         except RunFailed as exc:
             error(exc.message)
             raise typer.Exit(2 if exc.bad_input else 1) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         guard.run_dir = store.path
         _render(store.path)
         manifest = store.manifest()

@@ -58,7 +58,7 @@ class Artifact:
     def problem(self, hashes: bool = True) -> str | None:
         """What is wrong with the files (None: as saved). Sizes and the safetensors header are cheap; hashes read
         every byte (about 1.4 s per GB on a 2-core CPU)."""
-        damaged = _safetensors_problem(self.path / MODEL_FILE)
+        damaged = safetensors_problem(self.path / MODEL_FILE)
         files = self.meta.get("files")
         if damaged or not files:
             return damaged or f"{UNVERIFIED}: saved without recorded sizes and hashes"
@@ -179,9 +179,9 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def safetensors_problem(path: Path) -> str | None:
     """A safetensors file is an 8-byte header length, a JSON header, then the tensors' bytes: the header's offsets
-    must cover the file exactly. A truncated file fails here (safetensors: 'incomplete metadata, file not fully
+    must cover the file exactly (the name in messages is always model.safetensors's own). A truncated file fails here (safetensors: 'incomplete metadata, file not fully
     covered') without reading the tensors."""
     try:
         with open(path, "rb") as fh:
@@ -189,10 +189,11 @@ def _safetensors_problem(path: Path) -> str | None:
             header = json.loads(fh.read(length)) if 0 < length < 100_000_000 else None
         size = path.stat().st_size
     except (OSError, ValueError) as exc:
-        return f"{MODEL_FILE}: unreadable ({exc})"
-    if not isinstance(header, dict):
-        return f"{MODEL_FILE}: no valid header"
-    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return f"{path.name}: unreadable ({exc})"
+    try:
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return f"{path.name}: no valid safetensors header"
     if 8 + length + max(ends, default=0) != size:
-        return f"{MODEL_FILE}: {size} bytes, its header describes {8 + length + max(ends, default=0)} (truncated?)"
+        return f"{path.name}: {size} bytes, its header describes {8 + length + max(ends, default=0)} (truncated?)"
     return None

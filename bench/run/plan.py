@@ -41,6 +41,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     check_semi24(cfg, console)
     source = ModelSource.parse(cfg.model.source)
     backbone = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code)
+    _check_weights(source)
     _check_lengths(cfg, backbone.max_position_embeddings)
     _warn_padding(cfg, console)
     for variant in cfg.variants:
@@ -76,6 +77,17 @@ def _check_lengths(cfg: SweepConfig, positions: int) -> None:
             )
 
 
+def _check_weights(source: ModelSource) -> None:
+    """A local model's safetensors files are whole (their headers cover them): a truncated download is one line now,
+    not a failed build in every cell."""
+    if source.kind != "local":
+        return
+    for path in sorted(Path(source.name).glob("*.safetensors")):
+        problem = artifacts.safetensors_problem(path)
+        if problem:
+            raise BenchError(f"model directory '{source.name}': {problem}; download or save the model again")
+
+
 def _warn_padding(cfg: SweepConfig, console: Console) -> None:
     """Pairs are encoded to at most model.max_length tokens, so a latency shape longer than that is mostly padding:
     it times the padding, not the text."""
@@ -105,7 +117,10 @@ def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
     """What can be checked without loading weights: a prompt artifact, for a backbone of this shape."""
     from prompts.method import shape_mismatch
 
-    artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))
+    try:
+        artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))
+    except BenchError as exc:
+        raise BenchError(f"variant '{variant.name}': prefix_artifact {exc}") from None
     architecture = artifact.meta.get("architecture", {})
     if architecture.get("kind") != "prompt":
         raise BenchError(f"variant '{variant.name}': '{artifact.path}' is not a prompt artifact")

@@ -12,6 +12,7 @@ a run holds an exclusive lock on it while it writes, which the kernel releases w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -86,7 +87,8 @@ class RunStore:
                         view = view[os.write(fd, view):]
                     os.fsync(fd)
                 except OSError:
-                    os.ftruncate(fd, start)
+                    with contextlib.suppress(OSError):  # not every file can be truncated (a device)
+                        os.ftruncate(fd, start)
                     raise
             finally:
                 os.close(fd)
