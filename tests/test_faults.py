@@ -86,11 +86,12 @@ def _cell_ids(run: Path) -> list[str]:
 
 
 def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path, data):
-    config = _config(tmp_path, data, variants=TWO_CELLS, measure={"min_time_s": 1.5})
+    config = _config(tmp_path, data, variants=TWO_CELLS, measure={"min_time_s": 600.0, "max_time_s": 600.0,
+                                                                  "min_iters": 10**9})
     writer = _bench("run", config)
     runs = tmp_path / "runs"
-    done = lambda: any((run / "cells.done").is_file() for run in runs.iterdir()) if runs.is_dir() else False  # noqa: E731
-    _wait_for(done, writer, "first finished cell")
+    prepared = lambda: runs.is_dir() and any((run / "results.jsonl").is_file() for run in runs.iterdir())  # noqa: E731
+    _wait_for(prepared, writer, "prepared cells")  # their rounds run for ten minutes
     run = _only_run(tmp_path)
     # While its writer lives, the run is refused in one line that names the writer.
     refused = _invoke("run", "--resume", run)
@@ -107,7 +108,12 @@ def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path,
     assert "interrupted" in text and f"pid {writer.pid}" in text and "--resume" in text
     assert "running" not in text.split("machine")[0]  # the header says interrupted, not running
 
-    resumed = _invoke("run", "--resume", run)  # the kernel released the dead writer's lock: no waiting
+    # The run's own config timed for ten minutes; make it quick. The kernel released the dead writer's lock: the
+    # resume starts at once.
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("min_time_s = 600.0", "min_time_s = 0.0")
+                                     .replace("max_time_s = 600.0", "max_time_s = 5.0")
+                                     .replace(f"min_iters = {10**9}", "min_iters = 3"))
+    resumed = _invoke("run", "--resume", run)
     assert resumed.exit_code == 0, resumed.output
     assert ANSI.sub("", resumed.stdout).strip().splitlines()[-1].startswith("state: complete")
     ids = _cell_ids(run)
@@ -398,7 +404,7 @@ def test_resume_keeps_whole_cells_and_redoes_cut_dead_and_with_retry_failed_fail
         raw = results.read_bytes()
         results.write_bytes(raw[: raw.rstrip(b"\n").rfind(b"\n") + 12])  # cut before the line names its cell
         said = store.prepare_resume(retry_failed)
-        # The cut line's cell is the one before it ("last"), which is measured again with the dead one.
+        # The cut line's cell is the last one marked done ("last"), measured again with the dead one.
         assert (store.path / "cells.done").read_text().split() == expected, said
         assert sorted({r["cell_id"] for r in store.records()}) == sorted(expected)
         assert store.read()[1] is None and "line 8 of results.jsonl was cut off" in said

@@ -215,12 +215,12 @@ class RunStore:
         redo = {r.get("cell_id") for r in records if r.get("failure_retryable")}
         if retry_failed:
             redo |= {r.get("cell_id") for r in records if r.get("status") == "failed"}
-        if cut is not None:
-            # The cut line's cell lost a record. Its fragment names the cell unless the cut came within the first few
-            # hundred bytes; then it belonged to the cell of the record before it (records are appended cell by
-            # cell, and a cell is marked done only after its last record) or to a cell not yet done.
-            redo.add(cut.cell_id or (records[-1].get("cell_id") if records else None))
         order = (self.path / DONE).read_text(encoding="utf-8").split() if done else []
+        if cut is not None:
+            # The cut line's cell lost a record. Its fragment names the cell unless the cut came within its first few
+            # hundred bytes; then, as a cell is marked done only after its last record, the cell is either not done
+            # (measured again anyway) or the last one marked done.
+            redo.add(cut.cell_id or (order[-1] if order else None))
         kept = [c for c in dict.fromkeys(order) if c not in redo]
         self.write_text(DONE, "".join(f"{c}\n" for c in kept))
         keep = [r for r in records if r.get("cell_id") in set(kept)]
