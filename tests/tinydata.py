@@ -53,7 +53,7 @@ def tiny_sweep(output_dir: Path, cache_dir: Path, data_dir: Path | None, **secti
         "variants": [{"name": "dense-ft", "method": "dense"}],
         "measure": {"backends": ["eager"], "scenarios": ["latency", "throughput", "memory", "accuracy"],
                     "batch_sizes": [2], "seq_lens": [16], "throughput_batch_size": 8, "warmup_iters": 1,
-                    "min_iters": 3, "min_time_s": 0.0, "isolation": "none", "peaks": "off"},
+                    "min_iters": 3, "min_time_s": 0.0, "min_rounds": 2, "isolation": "none", "peaks": "off"},
     }
     for key, value in sections.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
