@@ -1,37 +1,27 @@
-"""The `bench` command line: run a sweep, render a run again, compare runs, show the environment."""
+"""The `bench` command line: run a sweep, render a run again, compare runs, manage the cache, show the environment.
+
+Exit status: 0 complete, 3 complete_with_failures, 1 failed (nothing measured, an environment fault or an
+unexpected error), 2 bad input, 130 interrupted (Ctrl-C, SIGTERM). Whatever goes wrong is one line on stderr; an
+unexpected error also leaves its traceback in a log file whose path that line gives.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
+from bench.cli_errors import Guard, OneLineErrors, console, err_console, error
 from bench.errors import BenchError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime.")
-# Piped or captured output (CI logs, files) would default to 80 columns and squeeze the tables.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """BenchError -> one red line on stderr and exit 2; nothing half-written is left to look finished."""
-    try:
-        yield
-    except BenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
+cache_app = typer.Typer(no_args_is_help=True, help="The artifact cache ($BENCH_CACHE_DIR): verify it, or clear it.")
+app.add_typer(cache_app, name="cache")
 @app.command()
 def run(
     config: Optional[Path] = typer.Argument(None, help="sweep TOML; default: the packaged default config"),
@@ -41,16 +31,18 @@ def run(
     backends: Optional[str] = typer.Option(None, help="comma-separated: eager,compile,onnxruntime"),
     name: Optional[str] = typer.Option(None, help="run name (the directory suffix)"),
     isolation: Optional[str] = typer.Option(None, help="process (default: each cell in its own process) or none"),
-    resume: Optional[Path] = typer.Option(None, help="a run directory to finish: skips its finished cells"),
+    resume: Optional[Path] = typer.Option(None, help="a run directory to finish: skips its finished cells and retries "
+                                                     "cells whose process died or timed out"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="with --resume: also measure every failed cell again"),
     executor: Optional[str] = typer.Option(None, help="local (default: this machine) or ray (the groups as Ray tasks "
                                                       "on a cluster, one per device)"),
     ray_address: Optional[str] = typer.Option(None, help="the Ray cluster to join: auto, ray://HOST:10001 or HOST:PORT "
                                                          "(implies --executor ray; default $RAY_ADDRESS, else a local Ray)"),
 ) -> None:
-    """Run a sweep and print its summary."""
+    """Run a sweep and print its summary; the last line says the run's state."""
     from bench.config import load_config, packaged_config
 
-    with _user_errors():
+    with Guard() as guard:
         overrides: dict[str, Any] = {}
         for key, value in (("output_dir", output_dir and str(output_dir)), ("model.source", model),
                            ("measure.device", device), ("name", name), ("measure.isolation", isolation),
@@ -59,11 +51,16 @@ def run(
                 overrides[key] = value
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
+        if retry_failed and resume is None:
+            raise BenchError("--retry-failed measures the failed cells of an existing run again: give the run with "
+                             "--resume RUN_DIR")
+        from bench.run.store import RunStore
+
         if resume is not None:
             if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address"}:
                 raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but "
                                  "--isolation, --executor and --ray-address")
-            config = resume / "config.toml"
+            config = RunStore.open(resume).path / "config.toml"
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
         cfg = load_config(config or packaged_config("default"), overrides)
@@ -71,27 +68,43 @@ def run(
             from bench.run.executors.ray import check_config
 
             check_config(cfg)
+        from bench.run.outcome import EXIT_CODES, RunFailed, interrupt_reason
         from bench.run.sweep import Interrupted, run_sweep
 
-        # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, and the cell's own
-        # process killed with it instead of being left behind.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # SIGTERM (a job scheduler, `kill`) ends the run as Ctrl-C does: marked incomplete, the reason saying SIGTERM,
+        # and the cell's own process killed with it instead of being left behind.
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
-            store = run_sweep(cfg, console, resume=resume)
+            store = run_sweep(cfg, console, resume=resume, retry_failed=retry_failed)
         except Interrupted as exc:
-            err_console.print(f"[yellow]interrupted[/]: {exc.run_dir} is marked incomplete; its finished records are kept")
+            how = str(RunStore(exc.run_dir).manifest().get("reason") or "interrupted").split(";")[0]
+            error(f"{exc.run_dir} is marked incomplete; its finished records are kept; "
+                   f"`bench run --resume {exc.run_dir}` finishes it", how, "yellow")
             raise typer.Exit(130) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/] before the run started; nothing was written")
+        except KeyboardInterrupt as exc:
+            error("before the run started; nothing was written", interrupt_reason(exc).split(";")[0], "yellow")
             raise typer.Exit(130) from None
+        except RunFailed as exc:
+            error(exc.message)
+            raise typer.Exit(2 if exc.bad_input else 1) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        guard.run_dir = store.path
         _render(store.path)
+        manifest = store.manifest()
+        state = manifest["status"]
         console.print(f"results: {store.path / 'results.jsonl'}")
+        console.print(f"state: {state} ({manifest.get('records_ok', 0)} ok, {manifest.get('records_failed', 0)} failed, "
+                      f"{manifest.get('records_skipped', 0)} skipped records); exit {EXIT_CODES[state]}", highlight=False)
+        if state != "complete":
+            error(f"{manifest.get('reason')} ({store.path})", state)
+        raise typer.Exit(EXIT_CODES[state])
 
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run directory written by `bench run`")) -> None:
     """Render a run again from its records: terminal views, RUN_DIR/report.md, report.html and plots/."""
-    with _user_errors():
+    with Guard(run_dir if run_dir.is_dir() else None):
         _render(run_dir)
 
 
@@ -110,8 +123,8 @@ def compare(
                                          help="draw latency against cost per target into DIR (PNG and SVG)"),
 ) -> None:
     """Compare runs cell by cell, across machines: values side by side, ratios to the first run, 95% intervals."""
-    with _user_errors():
-        from reports.compare import compare_runs, gate_verdict, regressions
+    with Guard():
+        from reports.compare import compare_runs, compared_line, gate_verdict, no_shared_cell, regressions
         from reports.compare_view import render_comparison
         from reports.cost import run_prices
         from reports.cost_view import render_targets
@@ -124,12 +137,17 @@ def compare(
         comparison = compare_runs(runs)
         render_comparison(comparison, console, fail_on_regression)
         render_targets(runs, prices, console, plots)
-    if fail_on_regression is None:
-        return
-    found = regressions(comparison, fail_on_regression)
-    for regression in found:
-        err_console.print(regression.line(comparison.runs), soft_wrap=True, highlight=False, markup=False)
-    console.print(gate_verdict(comparison, fail_on_regression), highlight=False)
+        console.print(compared_line(comparison), highlight=False)
+        # A gate that compared nothing must not pass; without one, runs on different hardware may share no cell and
+        # still be compared as targets (--price).
+        if not comparison.rows and (fail_on_regression is not None or not prices):
+            raise BenchError(no_shared_cell(comparison))
+        if fail_on_regression is None:
+            return
+        found = regressions(comparison, fail_on_regression)
+        for regression in found:
+            err_console.print(regression.line(comparison.runs), soft_wrap=True, highlight=False, markup=False)
+        console.print(gate_verdict(comparison, fail_on_regression), highlight=False)
     if found:
         raise typer.Exit(1)
 
@@ -141,13 +159,13 @@ def calibrate(
     refresh: bool = typer.Option(False, help="measure again even if this environment is cached"),
 ) -> None:
     """Measure this machine's peaks (GEMM per dtype, copy bandwidth), the denominators of % of peak."""
-    import psutil
+    with Guard():
+        import psutil
 
-    from bench.build.artifacts import default_cache_dir
-    from bench.measure.calibrate import load_or_measure
-    from bench.run.plan import check_device
+        from bench.build.artifacts import default_cache_dir
+        from bench.measure.calibrate import load_or_measure
+        from bench.run.plan import check_device
 
-    with _user_errors():
         check_device(device)
         result = load_or_measure(default_cache_dir(), device, threads or psutil.cpu_count(logical=False) or 1,
                                  refresh=refresh)
@@ -169,7 +187,7 @@ def doctor(
 
     from bench.doctor.report import render, run_doctor, settings_for, write_json
 
-    with _user_errors(), tempfile.TemporaryDirectory(prefix="bench-doctor-") as workdir:
+    with Guard(), tempfile.TemporaryDirectory(prefix="bench-doctor-") as workdir:
         settings = settings_for(device=device, backends=backends, dtypes=dtypes, models=models, peaks=peaks,
                                 threads=threads, workdir=Path(workdir), console=console)
         checks, seconds = run_doctor(settings, console)
@@ -183,13 +201,56 @@ def doctor(
 @app.command()
 def env() -> None:
     """Print the environment fingerprint that every run records."""
-    from bench.run.env import fingerprint
+    with Guard():
+        from bench.run.env import fingerprint
 
-    console.print_json(json.dumps(fingerprint(), default=str))
+        console.print_json(json.dumps(fingerprint(), default=str))
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+_CACHE_DIR = typer.Option(None, "--cache-dir", help="default: $BENCH_CACHE_DIR, else ~/.cache/xglm-bench")
+
+
+@cache_app.command("verify")
+def cache_verify(
+    cache_dir: Optional[Path] = _CACHE_DIR,
+    remove_damaged: bool = typer.Option(False, "--remove-damaged", help="delete damaged artifacts (the next run rebuilds them)"),
+) -> None:
+    """Check every cached artifact against the sizes and hashes recorded when it was saved; exit 1 if any is damaged."""
+    with Guard():
+        from bench.build.artifacts import default_cache_dir, remove, verify_cache
+
+        root = default_cache_dir(str(cache_dir) if cache_dir else None)
+        results = verify_cache(root)
+        damaged = [(path, problem) for path, problem in results if problem and not problem.startswith("unverified")]
+        for path, problem in results:
+            tone = "green" if problem is None else "yellow" if problem.startswith("unverified") else "red"
+            console.print(f"[{tone}]{problem or 'ok'}[/]: {path}", highlight=False, soft_wrap=True)
+        if remove_damaged:
+            for path, _ in damaged:
+                remove(path)
+        done = "removed" if remove_damaged else "damaged"
+        console.print(f"{len(results)} artifacts in {root / 'artifacts'}; {len(damaged)} {done}", highlight=False)
+    if damaged and not remove_damaged:
+        error(f"{len(damaged)} artifacts; `bench cache verify --remove-damaged` deletes them and the next run "
+               "rebuilds them", "damaged")
+        raise typer.Exit(1)
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: Optional[Path] = _CACHE_DIR) -> None:
+    """Delete everything bench keeps in the cache: artifacts, trained tokenizers and calibrated peaks."""
+    with Guard():
+        from bench.build.artifacts import clear_cache, default_cache_dir
+
+        root = default_cache_dir(str(cache_dir) if cache_dir else None)
+        count, size = clear_cache(root)
+        console.print(f"cleared {root}: {count} entries, {size / 1e6:.1f} MB", highlight=False)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from bench.run.outcome import Terminated
+
+    raise Terminated
 
 
 def _render(run_dir: Path) -> None:

@@ -5,15 +5,16 @@ A bad value is reported as one line naming the field, what is allowed and what w
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from bench.config_cluster import CostConfig, ExecutorConfig
+from bench.config_input import first_error, read_toml, with_overrides
 from bench.data.tasks import xglm_language_groups
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
 BACKENDS = ("eager", "compile", "onnxruntime")
@@ -57,10 +58,26 @@ class TrainConfig(_Strict):
     log_every: int = Field(10, ge=1)
 
 
+# Any [train] field, each optional, with the same bounds: a method's policy or a variant's own overrides. A typed
+# model (not a dict) so that a bad value is named by its full path, e.g. variants[2].train.lr.
+TrainOverrides = create_model(
+    "TrainOverrides", __base__=_Strict,
+    **{name: (Annotated[field.annotation, *field.metadata] | None, None) for name, field in TrainConfig.model_fields.items()},
+)
+
+
+def _registered_method(name: str) -> str:
+    from bench.build.methods import METHODS as registered
+
+    if name not in registered:
+        raise ValueError(did_you_mean(name, list(registered), "method"))
+    return name
+
+
 class VariantConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[\w.+-]+$")
     method: str = "dense"
-    train: dict[str, Any] = Field(default_factory=dict, description="overrides of [train] for this variant")
+    train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of [train] for this variant")
     seeds: list[int] | None = Field(None, min_length=1, description="training seeds; default: the sweep's seed")
     # method = "prompt" (P-tuning v2)
     prompt_length: int | None = Field(None, ge=1, le=128, description="prefix length P")
@@ -175,6 +192,13 @@ class MeasureConfig(_Strict):
             raise ValueError(f"every value must be >= 1, got {values}")
         return values
 
+    @field_validator("scenarios")
+    @classmethod
+    def _something_to_measure(cls, values: list) -> list:
+        if not values:
+            raise ValueError(f"an empty list measures nothing; give one or more of {', '.join(SCENARIOS)}")
+        return values
+
     @field_validator("dtypes", "backends", "scenarios", "batch_sizes", "seq_lens")
     @classmethod
     def _no_repeats(cls, values: list) -> list:
@@ -214,8 +238,8 @@ class SweepConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     # Training policy per method, between [train] and a variant's own overrides. Prompt tuning wants a far
     # larger learning rate and more epochs than full fine-tuning (P-tuning v2: 5e-3 to 1e-2).
-    method_train: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"prompt": {"lr": 5e-3, "epochs": 3.0, "weight_decay": 0.0}}
+    method_train: dict[Annotated[str, AfterValidator(_registered_method)], TrainOverrides] = Field(
+        default_factory=lambda: {"prompt": TrainOverrides(lr=5e-3, epochs=3.0, weight_decay=0.0)}
     )
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="dense-ft")], min_length=1)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
@@ -235,8 +259,9 @@ class SweepConfig(_Strict):
 
     def train_for(self, variant: VariantConfig) -> TrainConfig:
         """[train], then the method's policy ([method_train.<method>]), then the variant's own overrides."""
-        policy = self.method_train.get(variant.method, {})
-        return TrainConfig.model_validate({**self.train.model_dump(), **policy, **variant.train})
+        policy = self.method_train.get(variant.method) or TrainOverrides()
+        return TrainConfig.model_validate({**self.train.model_dump(), **policy.model_dump(exclude_none=True),
+                                           **variant.train.model_dump(exclude_none=True)})
 
     def to_toml(self) -> str:
         import tomli_w
@@ -248,41 +273,12 @@ def parse_config(data: dict[str, Any], origin: str = "config") -> SweepConfig:
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as exc:
-        raise BenchError(f"{origin}: {_first_error(exc)}") from None
+        raise BenchError(f"{origin}: {first_error(exc, SweepConfig)}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
     """Read a TOML sweep file, apply dotted overrides ({"measure.device": "cuda"}), validate."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"config file '{path}' not found") from None
-    except IsADirectoryError:
-        raise BenchError(f"config file '{path}' is a directory; give a .toml file") from None
-    except UnicodeDecodeError:
-        raise BenchError(f"config file '{path}' is not UTF-8 text") from None
-    except OSError as exc:
-        raise BenchError(f"cannot read config file '{path}': {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchError(f"config file '{path}' is not valid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_config(data, origin=str(path))
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    given = err.get("input")
-    shown = "" if isinstance(given, dict) or err["type"] == "missing" else f" (got {given!r})"
-    more = f" [and {len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
-    return f"field '{field}': {msg}{shown}{more}"
+    return parse_config(with_overrides(read_toml(Path(path)), overrides or {}), origin=str(path))
 
 
 def packaged_config(name: str = "default") -> Path:

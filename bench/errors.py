@@ -5,6 +5,11 @@ class BenchError(Exception):
     """A user-facing error. The CLI prints its message as one line and exits non-zero."""
 
 
+class SourceUnavailable(BenchError):
+    """A data source that is not there (no directory, no files, no network): `auto` goes on to the next source.
+    A source that is there but broken (a file that fails to parse) is a plain BenchError, never skipped."""
+
+
 def did_you_mean(value: str, allowed: list[str] | tuple[str, ...], what: str) -> str:
     """'unknown preset 'tinyy'; did you mean 'tiny'? available: tiny, small, 564M'."""
     import difflib

@@ -12,10 +12,13 @@ The 95% interval of a latency ratio B/A (p50 over p50):
   this interval is wider than a 95% one: conservative, it calls fewer regressions, never more;
 - otherwise no interval: the ratio is shown and never counts as a clear regression.
 A slowdown beyond PCT is "statistically clear" only when the whole interval lies above 1 + PCT/100.
+A value that is not a finite number (null in the records; NaN or infinity in files from older versions) is no
+value: its cell is listed as not compared, never shown as "nan" beside an interval or counted as compared.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +93,10 @@ def compare_runs(runs: list[Run]) -> Comparison:
             records = [run_cells[key] for run_cells in cells]
             metric = METRICS[key[-1]]
             ratios = [_ratio(r, records[0], metric) for r in records[1:]]
-            rows.append(Row(key, [r[metric] for r in records], ratios, records))
+            if key[-1] == "accuracy" or all(_finite(ratio.value) for ratio in ratios):  # accuracy: differences
+                rows.append(Row(key, [r[metric] for r in records], ratios, records))
+            else:  # a zero baseline: no ratio to show
+                missing.append(Missing(key, ["no value" if not r[metric] else "ok" for r in records]))
         else:
             missing.append(Missing(key, [("ok" if key in c else s.get(key, "absent")) for c, s in zip(cells, states)]))
     return Comparison(runs, rows, missing)
@@ -110,6 +116,24 @@ def unclear(comparison: Comparison, pct: float) -> int:
                if ratio.value > threshold and not (ratio.low is not None and ratio.low > threshold))
 
 
+def compared_line(comparison: Comparison) -> str:
+    """How many cells the runs share (and so were compared), and how many were not."""
+    latency = sum(len(row.ratios) for row in comparison.by_scenario("latency"))
+    return (f"{len(comparison.rows)} cells compared across {len(comparison.runs)} runs ({latency} latency ratios); "
+            f"{len(comparison.missing)} cells without a counterpart in every run, not compared")
+
+
+def no_shared_cell(comparison: Comparison) -> str:
+    """Why a comparison has nothing to show: what each run holds, as a one-line error."""
+    def holds(run: Run) -> str:
+        cells = {(r.get("task"), r.get("scenario")) for r in run.records if r.get("status") == "ok"}
+        tasks = sorted({str(t) for t, _ in cells})
+        return f"{run.run_id} ({', '.join(tasks) or 'no measured cell'})"
+
+    return (f"the runs share no measured cell, so nothing was compared: {'; '.join(holds(r) for r in comparison.runs)}; "
+            "cells join on variant, task, backend, dtype, device, shape and scenario")
+
+
 def gate_verdict(comparison: Comparison, pct: float) -> str:
     """One line for a CI log: how many clear regressions, out of how many ratios, and how many were not clear."""
     found = len(regressions(comparison, pct))
@@ -119,19 +143,27 @@ def gate_verdict(comparison: Comparison, pct: float) -> str:
     return f"{verdict} ({compared} ratios compared; {unclear(comparison, pct)} beyond +{pct:g}% but not clear)"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _ratio(record: dict[str, Any], baseline: dict[str, Any], metric: str) -> Ratio:
     value = record[metric] / baseline[metric] if baseline[metric] else float("inf")
     if metric != "latency_ms_p50":
         return Ratio(value, None, None, "none")
     samples = record.get("latency_samples_ms"), baseline.get("latency_samples_ms")
-    if all(isinstance(s, list) and s for s in samples):
+    if all(isinstance(s, list) and s and all(_finite(x) for x in s) for s in samples):
         from bench.measure.stats import ratio_ci95  # numpy only; durations in any unit give the same ratio
 
-        value, low, high = ratio_ci95(samples[0], samples[1])
-        return Ratio(value, low, high, "bootstrap")
+        try:
+            boot = ratio_ci95(samples[0], samples[1])
+        except ValueError:  # a zero median: no ratio to bootstrap
+            boot = (value, float("nan"), float("nan"))
+        if all(_finite(x) for x in boot):
+            return Ratio(*boot, "bootstrap")
     bounds = (record.get("latency_ms_ci95_low"), record.get("latency_ms_ci95_high"),
               baseline.get("latency_ms_ci95_low"), baseline.get("latency_ms_ci95_high"))
-    if None in bounds or not bounds[2] or not bounds[3]:
+    if not all(_finite(b) for b in bounds) or not bounds[2] or not bounds[3]:
         return Ratio(value, None, None, "none")
     return Ratio(value, bounds[0] / bounds[3], bounds[1] / bounds[2], "ci bounds")
 
@@ -141,7 +173,7 @@ def _cells(run: Run) -> dict[JoinKey, dict[str, Any]]:
     groups: dict[JoinKey, list[dict[str, Any]]] = defaultdict(list)
     for record in run.records:
         metric = METRICS.get(record.get("scenario"))  # type: ignore[arg-type]
-        if record.get("status") == "ok" and metric and isinstance(record.get(metric), (int, float)):
+        if record.get("status") == "ok" and metric and _finite(record.get(metric)):
             groups[join_key(record)].append(record)
     return {key: sorted(group, key=lambda r: r[METRICS[key[-1]]])[(len(group) - 1) // 2]
             for key, group in groups.items()}

@@ -10,7 +10,8 @@ from reports.table import Tone
 
 RANDOM_WARNING = "random-weight backbone: accuracy measures nothing about the task; latency and memory are real"
 
-_STATUS_TONE: dict[str, Tone] = {"complete": "better", "incomplete": "worse", "failed": "worse", "running": "worse"}
+_STATUS_TONE: dict[str, Tone] = {"complete": "better", "complete_with_failures": "worse", "incomplete": "worse",
+                                  "interrupted": "worse", "failed": "worse", "running": "worse"}
 
 
 @dataclass(frozen=True)

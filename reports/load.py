@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.run.records import SCHEMA_VERSION
+from bench.run.outcome import reader_state
 from bench.run.store import RunStore
 
 KNOWN_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
@@ -33,7 +34,8 @@ def load_run(path: Path) -> Run:
     store = RunStore.open(path)
     records = store.records()
     check_schema(records, path)
-    return Run(path, records, _optional_json(store, "env.json"), _optional_json(store, "run.json") or {})
+    # The state a reader should see: a run whose writer died is interrupted, one whose last line was cut incomplete.
+    return Run(path, records, _optional_json(store, "env.json"), reader_state(store))
 
 
 def check_schema(records: list[dict[str, Any]], where: Path) -> None:

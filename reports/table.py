@@ -7,6 +7,7 @@ itself always carries the meaning (a "!" or a sign), so a report stays readable 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -59,21 +60,28 @@ def build_table(key: str, title: str, columns: list[Column], rows: Iterable[dict
     return TableData(key, title, kept, [[row.get(c.name, EMPTY) for c in kept] for row in rows], list(notes))
 
 
+def _missing(value: float | None) -> bool:
+    """None, NaN or an infinity: shown as '-', never as 'nan' beside a finite interval."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def label(value: object) -> Cell:
     return Cell(MISSING if value is None else str(value))
 
 
 def num(value: float | None, spec: str = ".2f", suffix: str = "", sub: str = "", tone: Tone = None) -> Cell:
-    return Cell(MISSING if value is None else format(value, spec) + suffix, sub, tone)
+    if value is None:
+        return Cell(MISSING, sub, tone)
+    return Cell(MISSING) if _missing(value) else Cell(format(value, spec) + suffix, sub, tone)
 
 
 def fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return MISSING if value is None else format(value, spec) + suffix
+    return MISSING if _missing(value) else format(value, spec) + suffix
 
 
 def share(value: float | None) -> str:
     """A fraction as a percentage with the digits that matter: 100%, 12.5%, 0.14%."""
-    if value is None:
+    if _missing(value):
         return MISSING
     pct = value * 100
     return f"{pct:.0f}%" if pct >= 10 or pct == 0 else f"{pct:.1f}%" if pct >= 1 else f"{pct:.2f}%"
@@ -81,7 +89,7 @@ def share(value: float | None) -> str:
 
 def interval(low: float | None, high: float | None, spec: str = ".2f") -> str:
     """'55.05–55.75': a CI as compact as a column under its value allows."""
-    return "" if low is None or high is None else f"{low:{spec}}–{high:{spec}}"
+    return "" if _missing(low) or _missing(high) else f"{low:{spec}}–{high:{spec}}"
 
 
 EMPTY = Cell(MISSING)

@@ -125,10 +125,12 @@ def test_missing_counterparts_are_listed_not_crashed_on(tmp_path):
 
 def test_runs_on_different_machines_share_no_cells_and_say_so():
     result = _invoke(BASE, RUNS / "synthetic-study", "--fail-on-regression", "10")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # a gate that compared nothing does not pass
     text = " ".join(ANSI.sub("", result.stdout).split())
     assert "different hardware" in text and "NVIDIA H100 80GB HBM3" in text
-    assert "Cells without a counterpart in every run" in text and "0 ratios compared" in text
+    assert "Cells without a counterpart in every run" in text and "0 cells compared" in text
+    (line,) = ANSI.sub("", result.stderr).splitlines()
+    assert line.startswith("error: the runs share no measured cell")
 
 
 def test_three_runs_are_each_compared_to_the_first(tmp_path):

@@ -38,13 +38,13 @@ def test_overrides_apply_before_validation(tmp_path):
     ("data", "expected"),
     [
         ({"measure": {"device": "tpu"}}, ["field 'measure.device'", "cpu|cuda|cuda:\\d+", "got 'tpu'"]),
-        ({"measure": {"backends": ["eager", "tensorrt"]}}, ["measure.backends.1", "got 'tensorrt'"]),
+        ({"measure": {"backends": ["eager", "tensorrt"]}}, ["measure.backends[1]", "got 'tensorrt'"]),
         ({"measure": {"batch_sizes": [0]}}, ["measure.batch_sizes", ">= 1"]),
         ({"train": {"lr": -1}}, ["train.lr", "greater than 0"]),
         ({"variants": [{"name": "x", "method": "prunning"}]}, ["unknown method 'prunning'", "available: dense"]),
         ({"variants": [{"name": "a"}, {"name": "a"}]}, ["unique", "a"]),
         ({"variants": [{"name": "a", "train": {"lr": 0}}]}, ["lr"]),
-        ({"modle": {}}, ["field 'modle'", "Extra inputs are not permitted"]),
+        ({"modle": {}}, ["field 'modle'", "not permitted", "did you mean 'model'"]),
         ({"data": {"eval_split": "validation"}}, ["data.eval_split", "'test' or 'dev'"]),
     ],
 )

@@ -336,7 +336,7 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
 
 
 @pytest.mark.parametrize(("variant", "message"), [
-    ({"method": "unstructured", "sparsity": 1.0}, r"variants.0.sparsity': sparsity must be in \[0, 1\)"),
+    ({"method": "unstructured", "sparsity": 1.0}, r"variants\[0\].sparsity': sparsity must be in \[0, 1\)"),
     ({"method": "unstructured", "sparsity": -0.1}, r"sparsity must be in \[0, 1\)"),
     ({"method": "unstructured"}, "method 'unstructured' needs sparsity"),
     ({"method": "structured"}, "method 'structured' needs sparsity"),

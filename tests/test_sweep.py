@@ -265,7 +265,7 @@ def test_failing_backend_becomes_failed_records(monkeypatch, tiny_config, tmp_pa
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, output = _sweep(config)
 
-    assert store.manifest()["status"] == "complete"
+    assert store.manifest()["status"] == "complete_with_failures"  # some records failed: exit 3
     failed = _by(records, backend="onnxruntime")
     assert sorted(r["scenario"] for r in failed) == sorted(SCENARIOS)
     for r in failed:
@@ -292,7 +292,7 @@ def test_variant_that_cannot_be_built_fails_its_cells(monkeypatch, tiny_config, 
     monkeypatch.setitem(bench.build.methods.METHODS, "dense", f"{__name__}:_raising_builder")
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, _ = _sweep(config)
-    assert store.manifest()["status"] == "complete"
+    assert store.manifest()["status"] == "failed"  # nothing was measured: exit 1
     assert sorted((r["backend"], r["scenario"]) for r in records) == sorted(
         (b, s) for b in ("eager", "onnxruntime") for s in SCENARIOS
     )
@@ -309,7 +309,7 @@ def test_failing_measurement_fails_only_its_record(monkeypatch, tiny_config, tmp
     monkeypatch.setattr(bench.measure.passes, "memory", broken_memory)
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager"]})
     store, records, _ = _sweep(config)
-    assert store.manifest()["status"] == "complete"
+    assert store.manifest()["status"] == "complete_with_failures"
     failed = _one(records, scenario="memory")
     assert failed["status"] == "failed" and "MemoryError: sampler broke" in failed["error"]
     assert failed["peak_memory_mb"] is None
@@ -321,7 +321,7 @@ def test_failing_measurement_fails_only_its_record(monkeypatch, tiny_config, tmp
 def test_fp16_onnxruntime_on_cpu_is_skipped_with_a_reason(tiny_config, tmp_path):
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["onnxruntime"], "dtypes": ["fp16"]})
     store, records, _ = _sweep(config)
-    assert store.manifest()["status"] == "complete"
+    assert store.manifest()["status"] == "failed"  # every cell skipped: nothing was measured
     assert sorted(r["scenario"] for r in records) == sorted(SCENARIOS)
     for r in records:
         assert r["status"] == "skipped"

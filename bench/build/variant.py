@@ -49,7 +49,7 @@ def artifact_for(inputs: BuildInputs, variant: VariantConfig, train: TrainConfig
                  seed: int, console: Console) -> tuple[artifacts.Artifact, bool]:
     """(artifact, whether it was built now)."""
     wanted = recipe(inputs, variant, train, data, train_ids, seed)
-    cached = artifacts.lookup(inputs.cache_dir, wanted)
+    cached = artifacts.lookup(inputs.cache_dir, wanted, note=lambda text: console.print(f"  [yellow]note[/] {text}"))
     if cached is not None:
         console.print(f"  {variant.name}: cached artifact {cached.path}")
         return cached, False

@@ -1,10 +1,13 @@
-"""Task examples from the Hugging Face hub (datasets), after a probe that answers "unreachable" in seconds."""
+"""Task examples from the Hugging Face hub (datasets), after a probe that answers "unreachable" in seconds.
+
+Unreachable (or no `datasets` package) is SourceUnavailable, so `auto` goes on to local files; a hub that answers
+but fails to deliver the data is an error."""
 
 from types import ModuleType
 
 from bench.data.examples import Examples, TaskData
 from bench.data.tasks import TaskSpec
-from bench.errors import BenchError, did_you_mean, one_line
+from bench.errors import BenchError, SourceUnavailable, did_you_mean, one_line
 from bench.model.hub import check_reachable
 
 _HUB_TEXT_COLUMNS = {"xnli": ("premise", "hypothesis"), "pawsx": ("sentence1", "sentence2")}
@@ -16,11 +19,14 @@ def load_hub(spec: TaskSpec, wanted: list[str] | None, eval_split: str) -> TaskD
     for lang in languages:
         if lang not in spec.languages:
             raise BenchError(did_you_mean(lang, spec.languages, f"{spec.name} language on the hub"))
-    check_reachable()
+    try:
+        check_reachable()
+    except BenchError as exc:
+        raise SourceUnavailable(str(exc)) from None
     try:
         import datasets
     except ImportError:
-        raise BenchError("the 'datasets' package is not installed (pip install datasets)") from None
+        raise SourceUnavailable("the 'datasets' package is not installed (pip install datasets)") from None
     notes: list[str] = []
     train = _hub_examples(datasets, spec, spec.train_language, "train", notes)
     evals = {lang: _hub_examples(datasets, spec, lang, eval_split, notes) for lang in languages}

@@ -3,6 +3,8 @@
 Three sources: the Hugging Face hub, a local directory in the official distribution layouts
 (XNLI-1.0/, XNLI-MT-1.0/, x-final/), and a seeded generator for machines with neither (hub.py, local.py,
 synthetic.py). `auto` tries them in that order and records in `TaskData.notes` why each earlier one was skipped.
+It moves on only when a source is absent (SourceUnavailable: no network, no directory, no files); a source that is
+there but broken (a malformed row, an empty file) stops the run with an error naming the file and line.
 """
 
 from pathlib import Path
@@ -13,7 +15,7 @@ from bench.data.hub import load_hub
 from bench.data.local import HOW_TO_SET_DIR, load_local, resolve_data_dir
 from bench.data.synthetic import load_synthetic
 from bench.data.tasks import TaskSpec, get_task
-from bench.errors import BenchError, did_you_mean
+from bench.errors import BenchError, SourceUnavailable, did_you_mean
 
 SOURCES = ("auto", "hub", "local", "synthetic")
 EVAL_SPLITS = ("test", "dev")
@@ -46,7 +48,12 @@ def load_task_data(
         return load_synthetic(spec, wanted, eval_split, max_train, max_eval_per_language, seed)
 
     if source == "hub":
-        data = load_hub(spec, wanted, eval_split)
+        try:
+            data = load_hub(spec, wanted, eval_split)
+        except SourceUnavailable as exc:
+            raise BenchError(f"data.source = \"hub\" but the hub cannot be used ({exc}); offline, use "
+                             "data.source = \"local\" with BENCH_DATA_DIR (or data.data_dir) set to a folder in the "
+                             "official layouts") from None
     elif source == "local":
         if directory is None:
             raise BenchError(f"source 'local' needs a data directory: {HOW_TO_SET_DIR}")
@@ -71,7 +78,7 @@ def _load_auto(
     skipped: list[str] = []
     try:
         return load_hub(spec, wanted, eval_split)
-    except BenchError as exc:
+    except SourceUnavailable as exc:
         skipped.append(f"hub: {exc}")
     if directory is None:
         skipped.append(f"local: no data directory ({HOW_TO_SET_DIR})")
@@ -80,7 +87,7 @@ def _load_auto(
             data = load_local(spec, directory, wanted, eval_split)
             data.notes[:0] = skipped
             return data
-        except BenchError as exc:
+        except SourceUnavailable as exc:
             skipped.append(f"local: {exc}")
     data = synthetic()
     data.notes[:0] = skipped

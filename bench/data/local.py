@@ -2,6 +2,8 @@
 
 Files are read as the official loaders read them (tab-separated, no quote handling); a bad row is reported with
 its file and line. Without a training split, training falls back to the English dev split, and says so.
+A directory or file that is not there raises SourceUnavailable (`auto` tries the next source); anything present
+but broken (a bad row, an empty file, a missing language or training split) is an error.
 """
 
 import operator
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from bench.data.examples import Examples, TaskData
 from bench.data.tasks import TaskSpec
-from bench.errors import BenchError
+from bench.errors import BenchError, SourceUnavailable
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 HOW_TO_SET_DIR = f"set data_dir in the config or {DATA_DIR_ENV}"
@@ -33,7 +35,7 @@ _UNTRANSLATED = "NS"  # PAWS-X placeholder for a sentence the translators could 
 
 def load_local(spec: TaskSpec, directory: Path, wanted: list[str] | None, eval_split: str) -> TaskData:
     if not directory.is_dir():
-        raise BenchError(
+        raise SourceUnavailable(
             f"data directory {directory} does not exist; {HOW_TO_SET_DIR} to a folder in the official layout"
         )
     load = _local_xnli if spec.name == "xnli" else _local_pawsx
@@ -89,7 +91,7 @@ def _read_xnli_eval(path: Path, labels: dict[str, int]) -> dict[str, Examples]:
 def _local_pawsx(spec: TaskSpec, directory: Path, wanted: list[str] | None, eval_split: str) -> _Local:
     root = directory / _PAWSX_DIR
     if not root.is_dir():
-        raise BenchError(
+        raise SourceUnavailable(
             f"{root} not found: PAWS-X is expected in the official layout x-final/<lang>/ ({HOW_TO_SET_DIR})"
         )
 
@@ -98,7 +100,7 @@ def _local_pawsx(spec: TaskSpec, directory: Path, wanted: list[str] | None, eval
 
     available = sorted(d.name for d in root.iterdir() if eval_file(d.name).is_file())
     if not available:
-        raise BenchError(f"no PAWS-X {eval_split} files in {root}: expected {eval_file('<lang>')}")
+        raise SourceUnavailable(f"no PAWS-X {eval_split} files in {root}: expected {eval_file('<lang>')}")
     notes: list[str] = []
     evals: dict[str, Examples] = {}
     for lang in available if wanted is None else wanted:
@@ -164,6 +166,8 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, tuple[str
     except OSError as exc:
         raise BenchError(f"cannot read {path}: {exc.strerror}") from None
     lines = text.split("\n")
+    if not text.strip():
+        raise BenchError(f"{path} is empty: expected a tab-separated header ({', '.join(columns)}, ...) and rows")
     header = lines[0].split("\t")
     for name in columns:
         if name not in header:
@@ -181,6 +185,8 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, tuple[str
                 f" the header has {len(header)}"
             )
         rows.append((number, pick(fields)))
+    if not rows:
+        raise BenchError(f"{path} has a header and no rows: no examples to read (a file cut short, or the wrong file?)")
     return rows
 
 
@@ -196,7 +202,7 @@ def _label(labels: dict[str, int], value: str, path: Path, number: int, column: 
 def _require_file(directory: Path, relative: str, spec: TaskSpec, split: str) -> Path:
     path = directory / relative
     if not path.is_file():
-        raise BenchError(
+        raise SourceUnavailable(
             f"{path} not found: the {spec.name} {split} split is expected there in the official layout"
             f" ({HOW_TO_SET_DIR})"
         )

@@ -41,7 +41,9 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     check_semi24(cfg, console)
     source = ModelSource.parse(cfg.model.source)
     backbone = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code)
+    _check_weights(source)
     _check_lengths(cfg, backbone.max_position_embeddings)
+    _warn_padding(cfg, console)
     for variant in cfg.variants:
         if variant.prefix_artifact:
             _check_prefix_artifact(variant, backbone)
@@ -56,6 +58,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
         )
     texts = [t for d in data.values() for ex in [d.train, *d.eval.values()] for t in (*ex.premise, *ex.hypothesis)]
     cache_dir = artifacts.default_cache_dir(cfg.cache_dir)
+    _check_writable(cache_dir)
     tokenizer, note = load_tokenizer(source, texts=texts, cache_dir=cache_dir, trust_remote_code=cfg.model.trust_remote_code)
     threads = cfg.measure.threads or psutil.cpu_count(logical=False) or 1
     return Plan(source, data, tokenizer, note, threads, cache_dir)
@@ -74,11 +77,50 @@ def _check_lengths(cfg: SweepConfig, positions: int) -> None:
             )
 
 
+def _check_weights(source: ModelSource) -> None:
+    """A local model's safetensors files are whole (their headers cover them): a truncated download is one line now,
+    not a failed build in every cell."""
+    if source.kind != "local":
+        return
+    for path in sorted(Path(source.name).glob("*.safetensors")):
+        problem = artifacts.safetensors_problem(path)
+        if problem:
+            raise BenchError(f"model directory '{source.name}': {problem}; download or save the model again")
+
+
+def _warn_padding(cfg: SweepConfig, console: Console) -> None:
+    """Pairs are encoded to at most model.max_length tokens, so a latency shape longer than that is mostly padding:
+    it times the padding, not the text."""
+    timed = {"latency", "memory"} & set(cfg.measure.scenarios)
+    for seq in sorted(s for s in cfg.measure.seq_lens if s > cfg.model.max_length and timed):
+        share = 1 - cfg.model.max_length / seq
+        console.print(f"[yellow]warning[/] measure.seq_lens {seq} exceeds model.max_length {cfg.model.max_length}: "
+                      f"every row is at most {cfg.model.max_length} real tokens, so at least {share:.0%} of each "
+                      f"[B, {seq}] batch is padding; raise model.max_length to {seq} to time real text")
+
+
+def _check_writable(cache_dir: Path) -> None:
+    """Artifacts, tokenizers and calibrations are written here; a read-only or full cache is one line now, not a
+    traceback mid-run."""
+    import tempfile
+
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise BenchError(f"cache directory '{cache_dir}' is not writable ({exc.strerror or exc}); set "
+                         "BENCH_CACHE_DIR or cache_dir to a writable directory") from None
+
+
 def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
     """What can be checked without loading weights: a prompt artifact, for a backbone of this shape."""
     from prompts.method import shape_mismatch
 
-    artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))
+    try:
+        artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))
+    except BenchError as exc:
+        raise BenchError(f"variant '{variant.name}': prefix_artifact {exc}") from None
     architecture = artifact.meta.get("architecture", {})
     if architecture.get("kind") != "prompt":
         raise BenchError(f"variant '{variant.name}': '{artifact.path}' is not a prompt artifact")

@@ -1,19 +1,28 @@
-"""The results store: one directory per run holding results.jsonl (a flat record per line, appended and
-flushed as each cell finishes), env.json, the resolved config and run.json (status: running | complete |
-incomplete | failed), and cells.done (the cells whose records are all written, for --resume).
-Two runs never share a directory: a run holds an exclusive lock on it while it writes.
+"""The results store: one directory per run holding results.jsonl (a flat record per line, appended and flushed as
+each cell finishes), env.json, the resolved config, run.json and cells.done (the cells whose records are all
+written, for --resume).
+
+run.json's status is the run's state: running; complete (every record ok, or skipped with its reason);
+complete_with_failures (some records failed); failed (nothing was measured, or the run itself broke: the reason
+says why, and an unexpected error leaves its traceback in error.log); incomplete (stopped by Ctrl-C or SIGTERM).
+Readers see two more: interrupted (run.json says running but its writer, recorded by pid and host, is gone:
+killed or crashed) and incomplete when the last line of results.jsonl was cut. Two runs never share a directory:
+a run holds an exclusive lock on it while it writes, which the kernel releases when the writer dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.run import jsonl
 
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
@@ -55,74 +64,73 @@ class RunStore:
 
     @classmethod
     def open(cls, path: Path) -> "RunStore":
+        if path.is_file():
+            hint = f"; pass the run directory: '{path.parent}'" if path.parent.joinpath(MANIFEST).is_file() else ""
+            raise BenchError(f"'{path}' is a file, not a run directory{hint}")
         if not (path / RESULTS).is_file() and not (path / MANIFEST).is_file():
             raise BenchError(f"'{path}' is not a run directory (no {RESULTS} or {MANIFEST})")
         return cls(path)
 
+    # ---------------------------------------------------------------------------------------------- writing
+
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path / RESULTS, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True, allow_nan=False, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def lock(self) -> None:
-        """Hold this run directory for the life of the process; a second writer gets a clear error."""
-        import fcntl
-
-        handle = open(self.path / LOCK, "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise BenchError(f"run directory '{self.path}' is being written by another bench process") from None
-        self._lock_handle = handle
-
-    def unlock(self) -> None:
-        handle = getattr(self, "_lock_handle", None)
-        if handle is not None:
-            handle.close()  # closing the file releases the flock
-            self._lock_handle = None
-
-    def done_cells(self) -> set[str]:
-        path = self.path / DONE
-        return set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
+        """One record as one line, flushed to disk. A failed write is undone, so the file never ends in half a line."""
+        target = self.path / RESULTS
+        line = jsonl.dumps(record).encode("utf-8")
+        with named_errors(target):
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    view = memoryview(line)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):  # not every file can be truncated (a device)
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
     def mark_done(self, cell_id: str) -> None:
-        with open(self.path / DONE, "a", encoding="utf-8") as fh:
+        with named_errors(self.path / DONE), open(self.path / DONE, "a", encoding="utf-8") as fh:
             fh.write(cell_id + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-
-    def drop_unfinished(self) -> int:
-        """Before a resume: remove records of cells that were cut off (they will be measured again)."""
-        done = self.done_cells()
-        records = self.records()
-        kept = [r for r in records if r.get("cell_id") in done]
-        self.write_text(RESULTS, "".join(json.dumps(r, sort_keys=True, allow_nan=False, default=str) + "\n" for r in kept))
-        return len(records) - len(kept)
-
-    def records(self) -> list[dict[str, Any]]:
-        path = self.path / RESULTS
-        if not path.is_file():
-            return []
-        out = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                # A line cut by a crash mid-write: every complete line before it still counts.
-                raise BenchError(f"{path}:{lineno}: not a JSON record (truncated by an interrupted run?)") from None
-        return out
 
     def write_json(self, name: str, obj: Any) -> None:
         self.write_text(name, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
     def write_text(self, name: str, text: str) -> None:
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(self.path / name)
+        """Atomically (a temporary file, then a rename); a failed write leaves no temporary file behind."""
+        tmp, target = self.path / f".{name}.tmp", self.path / name
+        try:
+            with named_errors(target):
+                tmp.write_text(text, encoding="utf-8")
+                tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------------------------------------- reading
+
+    def read(self) -> tuple[list[dict[str, Any]], jsonl.CutLine | None]:
+        """The records, and the last line if an interrupted write cut it (the records before it all count)."""
+        path = self.path / RESULTS
+        if not path.is_file():
+            return [], None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BenchError(f"cannot read {path}: {exc.strerror}") from None
+        return jsonl.parse(data, path)
+
+    def records(self) -> list[dict[str, Any]]:
+        return self.read()[0]
+
+    def done_cells(self) -> set[str]:
+        path = self.path / DONE
+        return set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
 
     def read_json(self, name: str) -> Any:
         path = self.path / name
@@ -131,13 +139,128 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         return self.read_json(MANIFEST) or {}
 
+    # ---------------------------------------------------------------------------------------------- state
+
     def set_status(self, status: str, **fields: Any) -> None:
         # A reason belongs to the status it explains: a resumed run that completes is no longer "interrupted".
-        previous = {k: v for k, v in self.manifest().items() if k != "reason"}
+        try:
+            previous = {k: v for k, v in self.manifest().items() if k != "reason"}
+        except ValueError:  # a damaged run.json is replaced
+            previous = {}
         manifest = {**previous, "run_id": self.run_id, "status": status, **fields}
-        if status != "running":
+        if status == "running":
+            manifest["writer"] = {"pid": os.getpid(), "host": socket.gethostname()}
+        else:
             manifest["finished"] = now_utc()
-        self.write_json(MANIFEST, manifest)
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        try:
+            self.write_text(MANIFEST, text)
+        except OSError:
+            if status == "running":
+                raise
+            # A full disk has no room for a second copy; run.json itself is small and its own blocks are free again
+            # once truncated, so the final state still gets written in place.
+            with named_errors(self.path / MANIFEST), open(self.path / MANIFEST, "w", encoding="utf-8") as fh:
+                fh.write(text)
+
+    # ---------------------------------------------------------------------------------------------- the writer
+
+    def lock(self) -> None:
+        """Hold this run directory for the life of the process; a second writer gets a clear error."""
+        import fcntl
+
+        handle = open(self.path / LOCK, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            try:
+                writer = (self.read_json(MANIFEST) or {}).get("writer") or {}
+            except ValueError:
+                writer = {}
+            who = f"bench process {writer.get('pid')} on {writer.get('host')}" if writer else "another bench process"
+            raise BenchError(f"run directory '{self.path}' is being written by {who}; wait for it to finish, "
+                             "or stop it and resume") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()  # closing the file releases the flock
+            self._lock_handle = None
+
+    def writer_alive(self) -> bool:
+        """Does a process hold this run's lock? (The kernel drops a flock when its holder dies, even by kill -9.)"""
+        import fcntl
+
+        try:
+            handle = open(self.path / LOCK, "rb")
+        except OSError:
+            return _pid_alive((self.manifest().get("writer") or {}))
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+
+    # ---------------------------------------------------------------------------------------------- resume
+
+    def prepare_resume(self, retry_failed: bool = False) -> str:
+        """Before a resume: keep the cells that are done and whole; drop the records of the others, which are measured
+        again. Redone: a cell cut off mid-write, a cell whose process died or timed out (failure_retryable), and with
+        retry_failed every cell with a failed record. Returns what was kept and dropped, in words."""
+        records, cut = self.read()
+        done = self.done_cells()
+        redo = {r.get("cell_id") for r in records if r.get("failure_retryable")}
+        if retry_failed:
+            redo |= {r.get("cell_id") for r in records if r.get("status") == "failed"}
+        order = (self.path / DONE).read_text(encoding="utf-8").split() if done else []
+        if cut is not None:
+            # The cut line's cell lost a record. Its fragment names the cell unless the cut came within its first few
+            # hundred bytes; then, as a cell is marked done only after its last record, the cell is either not done
+            # (measured again anyway) or the last one marked done.
+            redo.add(cut.cell_id or (order[-1] if order else None))
+        kept = [c for c in dict.fromkeys(order) if c not in redo]
+        self.write_text(DONE, "".join(f"{c}\n" for c in kept))
+        keep = [r for r in records if r.get("cell_id") in set(kept)]
+        self.write_text(RESULTS, "".join(jsonl.dumps(r) for r in keep))
+        again = sorted(c for c in redo if c in done)
+        words = [f"{len(kept)} finished cells kept"]
+        if cut is not None:
+            words.append(f"line {cut.lineno} of {RESULTS} was cut off and is dropped")
+        if again:
+            words.append(f"{len(again)} done cells measured again ({', '.join(again[:3])}{', ...' if len(again) > 3 else ''})")
+        if len(records) - len(keep):
+            words.append(f"{len(records) - len(keep)} records of unfinished or retried cells dropped")
+        return "; ".join(words)
+
+
+class named_errors:
+    """Re-raise an OSError with the file the user knows (results.jsonl, not its temporary twin) as its filename."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(self.target):
+            raise OSError(exc.errno, exc.strerror, str(self.target)) from exc
+        return False
+
+
+def _pid_alive(writer: dict[str, Any]) -> bool:
+    if not writer or writer.get("host") != socket.gethostname():
+        return bool(writer)  # another machine's writer cannot be checked from here: assume it lives
+    try:
+        os.kill(int(writer["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError):
+        return True
+    return True
 
 
 def now_utc() -> str:

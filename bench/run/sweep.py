@@ -34,6 +34,7 @@ from bench.run.cell import CellTask, Prepared
 from bench.run.env import fingerprint
 from bench.run.executors import PendingBuild, make_executor
 from bench.run.group import GroupSink
+from bench.run.outcome import fail, finish, interrupt_reason
 from bench.run.plan import Plan, preflight
 from bench.run.progress import Progress
 from bench.run.store import RunStore, now_utc
@@ -41,37 +42,34 @@ from bench.run.variant_build import SeedJob
 
 
 class Interrupted(Exception):
-    """Ctrl-C after the run directory existed: it is marked incomplete and keeps its finished records."""
+    """Ctrl-C or SIGTERM after the run directory existed: it is marked incomplete and keeps its finished records."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
 
 
-def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None) -> RunStore:
+def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, retry_failed: bool = False) -> RunStore:
     plan = preflight(cfg, console)
     if resume is None:
         store = RunStore.create(Path(cfg.output_dir), cfg.name)
         console.print(f"[bold]run[/] {store.path}")
-        store.write_text("config.toml", cfg.to_toml())
-        store.write_json("env.json", fingerprint())
     else:
         store = RunStore.open(resume)
         store.lock()
-        dropped = store.drop_unfinished()
-        console.print(f"[bold]resume[/] {store.path}: {len(store.done_cells())} finished cells kept"
-                      + (f", {dropped} records of cut-off cells dropped" if dropped else ""))
+        console.print(f"[bold]resume[/] {store.path}: {store.prepare_resume(retry_failed)}")
         store.set_status("running", resumed=now_utc())
     try:
+        if resume is None:
+            store.write_text("config.toml", cfg.to_toml())
+            store.write_json("env.json", fingerprint())
         Sweep(cfg, plan, store, console).run()
-        store.set_status("complete", records=len(store.records()))
-    except KeyboardInterrupt:
-        store.set_status("incomplete", reason="interrupted (Ctrl-C); the records written so far are kept",
-                         records=len(store.records()))
+        finish(store)  # complete, complete_with_failures or failed, from the records
+    except KeyboardInterrupt as exc:
+        store.set_status("incomplete", reason=interrupt_reason(exc), records=len(store.records()))
         raise Interrupted(store.path) from None
     except BaseException as exc:
-        store.set_status("failed", reason=f"{type(exc).__name__}: {exc}", records=len(store.records()))
-        raise
+        raise fail(store, exc) from exc  # marked failed; the exception says why in one line
     finally:
         store.unlock()
     return store

@@ -16,6 +16,8 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bench.measure.rounds import Block, CellLost, Shape
 from bench.run.cell import CellRunner, CellTask, Prepared
@@ -50,7 +52,8 @@ class ProcessWorker:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_main, args=(child, task, os.getpid()), daemon=True,
                                    name=f"xglm-bench cell {task.cell_id}")
-        self.process.start()
+        with _sigint_ignored():
+            self.process.start()
         child.close()
 
     @property
@@ -113,6 +116,22 @@ def _lost(task: CellTask, error: str, retryable: bool = True) -> Prepared:
     for record in stand_ins:
         record["failure_retryable"] = retryable
     return Prepared("failed", error, stand_ins, dict(task.base), retryable=retryable)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start the child with SIGINT ignored: a spawned Python then installs no KeyboardInterrupt handler at all, so a
+    Ctrl-C (which a terminal sends to the whole process group) prints no traceback from a worker still importing
+    its modules, before _main could ignore it itself. The parent ends its workers."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_reason(code: int | None) -> str:
