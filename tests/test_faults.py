@@ -365,7 +365,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_run_log(t
     def broken(self, *args):
         raise RuntimeError("an internal bug")
 
-    monkeypatch.setattr(bench.run.sweep.Sweep, "_reference_logits", broken)
+    monkeypatch.setattr(bench.run.sweep.Sweep, "_group", broken)
     result = _invoke("run", _config(tmp_path, data, measure={"seq_lens": [48]}))
     assert result.exit_code == 1
     # Preflight warned first: pairs are at most model.max_length (32) tokens, so a 48-token shape is mostly padding.
@@ -375,7 +375,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_run_log(t
     line = _one_line(result.stderr)
     assert f"unexpected RuntimeError: an internal bug; the traceback is in {run / 'error.log'}" in line
     log = (run / "error.log").read_text()
-    assert "Traceback (most recent call last)" in log and "_reference_logits" in log
+    assert "Traceback (most recent call last)" in log and "_group" in log
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
 
 

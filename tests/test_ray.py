@@ -162,7 +162,7 @@ def test_a_worker_killed_mid_group_fails_that_group_and_the_others_complete(loca
         assert record["failure_retryable"] is True and record["ray_attempt"] == 2 and record["node_id"]
     print(f"failed record error: {failed[0]['error']}")
     assert all(r["status"] == "ok" for r in records if r["dtype"] == "fp32")
-    assert store.manifest()["status"] == "complete"
+    assert store.manifest()["status"] == "complete_with_failures"  # the others completed; the lost group failed
 
 
 @needs_ray

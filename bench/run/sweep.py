@@ -32,7 +32,7 @@ from bench.run import records
 from bench.model.dtypes import TORCH_DTYPES
 from bench.run.cell import CellTask, Prepared
 from bench.run.env import fingerprint
-from bench.run.executors import PendingBuild, make_executor
+from bench.run.executors import Executor, PendingBuild, make_executor
 from bench.run.group import GroupSink
 from bench.run.outcome import fail, finish, interrupt_reason
 from bench.run.plan import Plan, preflight
@@ -51,6 +51,8 @@ class Interrupted(Exception):
 
 def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, retry_failed: bool = False) -> RunStore:
     plan = preflight(cfg, console)
+    executor = make_executor(cfg)  # where builds and groups run (bench.run.executors)
+    executor.preflight(plan)
     if resume is None:
         store = RunStore.create(Path(cfg.output_dir), cfg.name)
         console.print(f"[bold]run[/] {store.path}")
@@ -63,7 +65,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, re
         if resume is None:
             store.write_text("config.toml", cfg.to_toml())
             store.write_json("env.json", fingerprint())
-        Sweep(cfg, plan, store, console).run()
+        Sweep(cfg, plan, store, console, executor).run()
         finish(store)  # complete, complete_with_failures or failed, from the records
     except KeyboardInterrupt as exc:
         store.set_status("incomplete", reason=interrupt_reason(exc), records=len(store.records()))
@@ -86,7 +88,7 @@ class Measured:
 
 
 class Sweep:
-    def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console) -> None:
+    def __init__(self, cfg: SweepConfig, plan: Plan, store: RunStore, console: Console, executor: Executor) -> None:
         self.cfg, self.plan, self.store, self.console = cfg, plan, store, console
         self.reference_variant = next((v.name for v in cfg.variants if v.method == "dense"), None)
         self.done = store.done_cells()
@@ -95,7 +97,7 @@ class Sweep:
             tokenizer_note=plan.tokenizer_note, cache_dir=plan.cache_dir, device=cfg.measure.device,
             trust_remote_code=cfg.model.trust_remote_code,
         )
-        self.executor = make_executor(cfg)  # where builds and groups run (bench.run.executors)
+        self.executor = executor
         self.builds: dict[tuple[str, str, int], PendingBuild] = {}
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
         cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)

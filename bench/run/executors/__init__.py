@@ -25,6 +25,9 @@ class PendingBuild(Protocol):
 class Executor(Protocol):
     kind: str
 
+    def preflight(self, plan: Any) -> None:
+        """What must hold before the run directory exists (Ray: the cluster answers and one node can hold a group)."""
+
     def session(self, store: Any, console: Any, plan: Any) -> AbstractContextManager[None]:
         """Around the whole sweep: connect, describe the machines in env.json; on the way out, wait for what is
         still running, or cancel it when the sweep is interrupted."""

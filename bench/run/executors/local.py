@@ -33,6 +33,9 @@ class DeferredBuild:
 class LocalExecutor:
     kind = "local"
 
+    def preflight(self, plan: Any) -> None:
+        """Nothing to check beyond the sweep's own preflight."""
+
     @contextmanager
     def session(self, store: Any, console: Any, plan: Any) -> Iterator[None]:
         yield

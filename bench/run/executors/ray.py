@@ -72,13 +72,23 @@ class RayExecutor:
 
     # ----------------------------------------------------------------------------------------------- session
 
+    def preflight(self, plan: Any) -> None:
+        """Join the cluster and check that one node can hold a group, before the run directory exists."""
+        self._join()
+        try:
+            self.check_feasible(self.device, plan.threads)
+        except BaseException:
+            if self.joined_here:
+                self.ray.shutdown()
+                self.joined_here = False
+            raise
+
     @contextmanager
     def session(self, store: Any, console: Any, plan: Any) -> Iterator[None]:
         self.store, self.console, self.plan = store, console, plan
         self._join()
         try:
             self._survey()
-            self.check_feasible(self.device, plan.threads)
             self._calibrate(plan.threads)
             yield
             while self.groups:
