@@ -63,3 +63,22 @@ def test_pad_batch_pads_right():
     assert ids.tolist() == [[5, 6, 7], [8, 1, 1]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[5, 6, 7]], pad_id=1, length=5)
     assert ids.shape == (1, 5) and mask.dtype == torch.long
+
+
+def test_a_small_vocabulary_covers_a_large_alphabet_through_bytes(tmp_path):
+    """random:tiny's 1024 tokens against thousands of CJK characters (the trainer used to stop with 'The vocabulary
+    is not large enough to contain all chars'): rare characters are spelt in UTF-8 bytes, nothing becomes <unk>."""
+    import random
+
+    rng = random.Random(0)
+    chinese = ["".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(40)) for _ in range(300)]  # ~9000 distinct
+    texts = chinese + ["the cat sat on the mat"] * 50
+    tok, note = load_tokenizer(ModelSource.parse("random:tiny"), texts=texts, cache_dir=tmp_path)
+    assert len(tok) <= 1024 and "<0xE4>" in tok.get_vocab()
+    sample = chinese[0] + " 한국어 ไทย the cat"
+    ids = tok(sample)["input_ids"]
+    assert tok.unk_token_id not in ids and max(ids) < len(tok)
+    assert tok.decode(ids, skip_special_tokens=True) == sample  # bytes decode back to the characters
+    # A vocabulary too small for the byte pieces keeps the frequent characters and still trains.
+    small, _ = trained_tokenizer(texts, vocab_size=200, cache_dir=tmp_path)
+    assert len(small) <= 200 and small.unk_token_id not in small("the cat sat")["input_ids"]

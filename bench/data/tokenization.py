@@ -48,8 +48,14 @@ def load_tokenizer(
 
 
 def trained_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path) -> tuple[PreTrainedTokenizerFast, str]:
-    """A SentencePiece-style unigram tokenizer trained on `texts`, cached under a hash of texts and size."""
-    digest = hashlib.sha256(str(vocab_size).encode())
+    """A SentencePiece-style unigram tokenizer trained on `texts`, cached under a hash of texts and size.
+
+    It covers every script it meets, however small its vocabulary (a random preset's 1024 against Chinese's
+    thousands of characters): like SentencePiece with byte fallback, the alphabet keeps the most frequent characters
+    that fit (at most half the learned vocabulary), and every other character is spelt as its UTF-8 bytes,
+    <0x00>..<0xFF>, which are always in the vocabulary. No text becomes <unk>, and training never runs out of
+    room."""
+    digest = hashlib.sha256(f"{vocab_size}|byte-fallback".encode())
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\0")
@@ -57,20 +63,7 @@ def trained_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path)
     path = cache_dir / "tokenizers" / key
     if (path / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(path), key
-
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
-
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="</s> $A", pair="</s> $A </s> </s> $B", special_tokens=[("</s>", tok.token_to_id("</s>"))]
-    )
+    tok = _train_unigram(texts, vocab_size)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
         padding_side="right",
@@ -83,6 +76,49 @@ def trained_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path)
     except OSError:  # another process cached the same tokenizer first
         shutil.rmtree(tmp, ignore_errors=True)
     return fast, key
+
+
+BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
+
+
+def _train_unigram(texts: Sequence[str], vocab_size: int):
+    """Unigram on the characters that fit, then the 256 byte pieces appended with byte fallback on."""
+    import json
+    import unicodedata
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    # A vocabulary too small for 256 byte pieces beside a learned one (under 324) keeps the frequent characters
+    # only, and the rest become <unk>: no crash either way.
+    byte_fallback = vocab_size >= len(BYTE_PIECES) + len(SPECIAL_TOKENS) + 64
+    learned = vocab_size - len(BYTE_PIECES) if byte_fallback else vocab_size
+    normalized = [unicodedata.normalize("NFKC", t) for t in texts]
+    counts = Counter(ch for t in normalized for ch in t if not ch.isspace())
+    alphabet = {ch for ch, _ in counts.most_common(learned // 2)}
+    if len(alphabet) < len(counts):  # rare characters leave the training text; at encode time they become bytes
+        normalized = ["".join(ch if ch in alphabet or ch.isspace() else " " for ch in t) for t in normalized]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=learned, special_tokens=SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(normalized, trainer=trainer)
+    if byte_fallback:
+        spec = json.loads(tok.to_str())
+        pieces = spec["model"]["vocab"]  # [[piece, log-probability], ...]
+        floor = min(score for _, score in pieces) - 1.0
+        known = {piece for piece, _ in pieces}
+        pieces += [[piece, floor] for piece in BYTE_PIECES if piece not in known]
+        spec["model"]["byte_fallback"] = True
+        tok = Tokenizer.from_str(json.dumps(spec))
+    tok.decoder = decoders.Sequence([  # SentencePiece's: spaces back, bytes to characters, no leading space
+        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="</s> $A", pair="</s> $A </s> </s> $B", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    return tok
 
 
 def encode_pairs(
