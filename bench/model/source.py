@@ -85,12 +85,39 @@ def load_backbone(source: ModelSource, *, seed: int = 0, trust_remote_code: bool
     if source.kind == "random":
         torch.manual_seed(seed)
         return XGLMModel(config).eval()
-    with _loading(source) as offline:
-        # XGLMModel takes the base weights out of an XGLMForCausalLM checkpoint ("model." prefix).
-        return XGLMModel.from_pretrained(
+    with _loading(source) as offline, _quiet_transformers():
+        # XGLMModel takes the base weights out of an XGLMForCausalLM checkpoint ("model." prefix); the checkpoint's
+        # lm_head (tied to the embedding) is the one key it does not use. Anything else left over, or missing, is a
+        # checkpoint of another shape: refused, instead of transformers' load table and randomly initialised weights.
+        model, info = XGLMModel.from_pretrained(
             source.name, config=config, dtype=torch.float32, trust_remote_code=trust_remote_code,
-            local_files_only=offline,
-        ).eval()
+            local_files_only=offline, output_loading_info=True,
+        )
+    unused = sorted(set(info.get("unexpected_keys", ())) - {"lm_head.weight"})
+    missing = sorted(info.get("missing_keys", ()))
+    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys", ()))
+    if missing or unused or mismatched:
+        parts = [f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                 for what, keys in (("missing", missing), ("unexpected", unused), ("mismatched", mismatched)) if keys]
+        raise BenchError(f"model '{source.name}': its weights do not fit its config.json ({'; '.join(parts)})")
+    return model.eval()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers prints a multi-line table of unused keys on every XGLMForCausalLM -> XGLMModel load (the keys
+    are checked in load_backbone instead) and a progress bar per load."""
+    from transformers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()  # "Loading weights" bars in a run's output
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 @contextmanager
