@@ -45,7 +45,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     skip_ln = skip_layer_norm_wanted(ort_options.skip_layer_norm, target)
     exported = export_for_ort(exportable(placed_copy(model, target), target), example, workdir, target=target,
                               opset=ort_options.opset, graph_optimization=ort_options.graph_optimization,
-                              skip_layer_norm=skip_ln)
+                              skip_layer_norm=skip_ln, attention_path=model.attention_path)
     # The graph is optimised already (export_for_ort): the session loads it as it is.
     so = ort_session.session_options(ort, target, "disable", workdir / "ort-profile", spinning=ort_options.intra_op_spinning)
     with stopwatch() as session_build:

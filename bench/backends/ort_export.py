@@ -15,7 +15,8 @@ The steps, each measured in the README (benchmarks/ort_fusions.py):
 
 A directory is complete when `export.json` exists (written last): model.onnx(+.data) is step 1-2's graph,
 model.ort.onnx(+.data) step 3's. The key of such a directory, should exports be cached, is what `export.json`'s
-`spec` holds plus the artifact.
+`spec` holds (opset, dtype, provider, optimisation level, fusions, attention path, torch, onnxscript and ORT
+versions) plus the artifact. ORT's optimised graph is specific to the provider and ORT version it was made with.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def skip_layer_norm_wanted(setting: str, target: Target) -> bool:
 
 
 def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: Target, opset: int,
-                   graph_optimization: str, skip_layer_norm: bool) -> OrtExport:
-    """Export `model` (already on the target's device and dtype), fuse, and optimise it for the target's provider,
-    into `directory`. Raises SkipCell when the provider cannot be had (ort_session.create_session)."""
+                   graph_optimization: str, skip_layer_norm: bool, attention_path: str) -> OrtExport:
+    """Export `model` (already on the target's device and dtype, on `attention_path`), fuse, and optimise it for
+    the target's provider, into `directory`. Raises SkipCell when the provider cannot be had."""
     import onnxruntime as ort
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,7 @@ def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: 
     seconds["optimize_s"] = clock.seconds
     spec = {"opset": opset, "dtype": target.dtype, "provider": ort_session.requested_provider(target),
             "graph_optimization": graph_optimization, "skip_layer_norm": skip_layer_norm,
+            "attention_path": attention_path,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "onnxscript": _version("onnxscript")}
     result = OrtExport(directory, spec, fused_op_counts(optimized), seconds)
     (directory / MANIFEST).write_text(json.dumps({"spec": spec, "fused_ops": result.fused_ops, "seconds": seconds},
