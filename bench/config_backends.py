@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bench.errors import did_you_mean
+
 BACKEND_KINDS = ("eager", "compile", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -34,7 +36,7 @@ def backend_kind(name: str) -> str:
 
 def check_backend_name(name: str) -> str:
     if name not in backend_names():
-        raise ValueError(f"unknown backend '{name}'; available: {', '.join(backend_names())}")
+        raise ValueError(did_you_mean(name, backend_names(), "backend"))
     return name
 
 
