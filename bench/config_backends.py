@@ -35,9 +35,13 @@ def backend_kind(name: str) -> str:
 
 
 def check_backend_name(name: str) -> str:
-    if name not in backend_names():
-        raise ValueError(did_you_mean(name, backend_names(), "backend"))
-    return name
+    names = backend_names()
+    if name in names:
+        return name
+    started = [n for n in names if name and n.startswith(name)]  # 'onnx' -> 'onnxruntime', which difflib misses
+    if len(started) == 1:
+        raise ValueError(f"unknown backend '{name}'; did you mean '{started[0]}'? available: {', '.join(names)}")
+    raise ValueError(did_you_mean(name, names, "backend"))
 
 
 BackendName = Annotated[str, AfterValidator(check_backend_name)]
