@@ -2,7 +2,8 @@
 without a prefix), ONNX Runtime's graph gets its fusions and says so, and compile modes are backends of their own.
 
 compile and ONNX Runtime against the masked path at P = 0 are in test_backends.py, and with a folded prefix in
-test_prompts.py (their references run the masked path), so no export or compile here repeats theirs.
+test_prompts.py (their references run the masked path). Here: eager, and one export of a prefix model with every
+fusion on; compile's modes are checked without compiling (inductor is not what is under test).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-import bench.backends
 import bench.backends.compile
 from bench.backends import Target, prepare
 from bench.backends.ort_export import OrtExport, fused_op_counts
@@ -25,7 +25,7 @@ from bench.config import BackendOptions, parse_config
 from bench.config_backends import backend_kind, backend_names
 from bench.errors import BenchError
 from bench.model.attention import causal_attention
-from bench.model.classifier import XGLMClassifier, attention_bias
+from bench.model.classifier import XGLMClassifier
 from bench.model.source import ModelSource, load_backbone
 
 PREFIX = 5
@@ -116,11 +116,6 @@ def test_masked_path_is_kept_where_padded_positions_are_read(model):
     real = mask.bool()
     assert (causal - masked)[real].abs().max() <= 1e-6
     assert (causal - masked)[~real].abs().max() > 1e-3
-
-
-def test_attention_bias_is_unchanged_for_the_masked_path():
-    mask = attention_bias(torch.tensor([[1, 1, 0]]), prefix_length=2)
-    assert mask.shape == (1, 1, 3, 5) and mask[0, 0, :, :2].all() and not mask[0, 0, :, 4].any()
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
