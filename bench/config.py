@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
                       model_validator)
 
+from bench.config_backends import BackendName, BackendOptions, CompileOptions, OnnxRuntimeOptions  # noqa: F401
 from bench.config_cluster import CostConfig, ExecutorConfig
 from bench.config_input import first_error, read_toml, with_overrides
 from bench.data.tasks import xglm_language_groups
@@ -159,7 +160,7 @@ class VariantConfig(_Strict):
 class MeasureConfig(_Strict):
     device: str = Field("cpu", pattern=r"^(cpu|cuda|cuda:\d+)$", description="cpu, cuda or cuda:N (torch's CUDA index)")
     dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    backends: list[Literal["eager", "compile", "onnxruntime"]] = Field(default_factory=lambda: list(BACKENDS), min_length=1)
+    backends: list[BackendName] = Field(default_factory=lambda: list(BACKENDS), min_length=1)
     scenarios: list[Literal["latency", "throughput", "memory", "accuracy"]] = Field(default_factory=lambda: list(SCENARIOS))
     batch_sizes: list[int] = Field(default_factory=lambda: [8], min_length=1)
     seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
@@ -207,25 +208,6 @@ class MeasureConfig(_Strict):
         if repeated:
             raise ValueError(f"repeated entries: {', '.join(repeated)}")
         return values
-
-
-class CompileOptions(_Strict):
-    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    dynamic: bool | None = None
-    fullgraph: bool = False
-
-
-class OnnxRuntimeOptions(_Strict):
-    opset: int = Field(18, ge=17)
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    # ORT's intra-op threads spin for tens of ms after each run; an idle cell's spinning would steal the CPU from
-    # the cell timed next. Off by default in interleaved measurement; recorded either way.
-    intra_op_spinning: bool = False
-
-
-class BackendOptions(_Strict):
-    compile: CompileOptions = Field(default_factory=CompileOptions)
-    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
 
 
 class SweepConfig(_Strict):

@@ -222,10 +222,10 @@ def _check_target(backend: str, target: Target) -> None:
     """A misspelt name is the caller's error; a capability this machine lacks is a skip."""
     import torch
 
-    from bench.backends import BACKENDS
+    from bench.config_backends import backend_names
     from bench.errors import BenchError, did_you_mean
 
-    names = ((backend, BACKENDS, "backend"), (target.dtype, DTYPES, "dtype"), (target.device, [*DEVICES, "cuda:N"], "device"))
+    names = ((backend, backend_names(), "backend"), (target.dtype, DTYPES, "dtype"), (target.device, [*DEVICES, "cuda:N"], "device"))
     for value, allowed, what in names:
         if value not in allowed and not (what == "device" and _known_device(value)):
             raise BenchError(did_you_mean(value, list(allowed), what))

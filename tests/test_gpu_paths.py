@@ -427,7 +427,8 @@ def test_semi24_model_spec_goes_through_the_sweeps_realisation(xglm_bench):
 def test_a_bf16_export_hands_out_float32_logits(tmp_path):
     import onnx
 
-    from bench.backends.onnxruntime import export_onnx, exportable
+    from bench.backends.onnxruntime import exportable
+    from bench.backends.ort_export import export_onnx
     from bench.model.classifier import XGLMClassifier
     from bench.model.source import ModelSource, load_backbone
 

@@ -169,10 +169,13 @@ def test_folded_prefix_exports_with_dynamic_shapes(prompt_artifact, tmp_path, ba
     _, model = prompt_artifact
     example = padded([16, 9])
     runner = prepare(backend, model, Target("cpu", "fp32", 2), example, BackendOptions(), tmp_path)
+    masked = copy.copy(model)  # the reference keeps the padding mask; the runner takes the mask-free path
+    masked.attention_path = "masked"
+    assert runner.info["attention_path"] == "causal"
     for lengths in ([23, 5, 11, 2, 7], [3]):
         ids, mask = padded(lengths, seed=len(lengths))
         with torch.no_grad():
-            want = model(ids, mask).numpy()
+            want = masked(ids, mask).numpy()
         got = runner.logits(runner(runner.inputs(ids, mask)))
         assert np.abs(got - want).max() < 1e-5 and (got.argmax(1) == want.argmax(1)).all()
 

@@ -227,7 +227,7 @@ def test_a_masked_models_onnx_export_keeps_its_zeros(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from bench.backends.onnxruntime import export_onnx
+    from bench.backends.ort_export import export_onnx
 
     model = tiny_model()
     weights = sparse_targets(model)

@@ -1,16 +1,20 @@
 """Backends: one module each behind one small interface. `prepare(name, ...) -> Runner`.
 
 A backend never knows how a variant was made: it receives a classifier module and an example batch.
-Adding a backend is adding a module and a line in BACKENDS.
+Adding a backend is adding a module and a line in BACKENDS. A name may carry a variant of its backend after a
+colon (`compile:max-autotune`: the compile backend in that mode); records carry the full name.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 from pathlib import Path
+from typing import Any
 
 from bench.backends.base import Runner, SkipCell, Target
 from bench.config import BackendOptions
+from bench.config_backends import backend_kind, check_backend_name
 
 BACKENDS: dict[str, str] = {
     "eager": "bench.backends.eager:prepare",
@@ -18,10 +22,32 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "bench.backends.onnxruntime:prepare",
 }
 
-__all__ = ["BACKENDS", "Runner", "SkipCell", "Target", "prepare"]
+__all__ = ["BACKENDS", "Runner", "SkipCell", "Target", "attention_fields", "prepare"]
 
 
 def prepare(name: str, model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:
-    """Build a runner for `model` on `target`; raises SkipCell when the backend cannot serve that target."""
-    module, _, attr = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(model, target, example, options, workdir)
+    """Build a runner for `model` on `target`, on the attention path `options.attention` (the caller's model keeps
+    its own); raises SkipCell when the backend cannot serve that target."""
+    kind = backend_kind(check_backend_name(name))
+    if kind == "compile" and ":" in name:
+        options = options.model_copy(update={"compile": options.compile.model_copy(update={"mode": name.partition(":")[2]})})
+    model = copy.copy(model)  # shares every submodule and weight; only the attribute below is its own
+    model.attention_path = options.attention
+    module, _, attr = BACKENDS[kind].partition(":")
+    runner = getattr(importlib.import_module(module), attr)(model, target, example, options, workdir)
+    runner.backend = name
+    runner.info.update(attention_fields(model, kind))
+    return runner
+
+
+def attention_fields(model, kind: str) -> dict[str, Any]:
+    """Which attention path a runner runs (`attention_path`: causal or masked) and what its SDPA gets for a mask
+    (`attention_mask_form`; bench.model.attention.causal_attention)."""
+    path, prefix = model.attention_path, model.prefix_length
+    if path == "masked":
+        form = "bool [B, 1, T, P+T]" if prefix else "bool [B, 1, T, T]"
+    elif not prefix:
+        form = "is_causal"
+    else:  # torch.compile and torch.export cannot trace causal_lower_right: the same mask as a tensor
+        form = "causal_lower_right" if kind == "eager" else "bool [T, P+T]"
+    return {"attention_path": path, "attention_mask_form": form}

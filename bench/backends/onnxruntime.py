@@ -1,5 +1,5 @@
-"""ONNX Runtime: export with torch.onnx.export(dynamo=True) and dynamic batch and sequence axes, then an
-InferenceSession on the CPU or CUDA provider. On CUDA the inputs and outputs stay on the device through IO
+"""ONNX Runtime: export with torch.onnx.export(dynamo=True) and dynamic batch and sequence axes, fused and optimised
+offline for the cell's provider (bench.backends.ort_export), then an InferenceSession on the CPU or CUDA provider. On CUDA the inputs and outputs stay on the device through IO
 binding, so the timed call is the session's compute, not host copies.
 
 Half precision: the exported graph ends with a cast of the logits to float32 (`Float32Logits`), so every session
@@ -13,10 +13,6 @@ optimum cannot export XGLM (no config; it pins transformers < 4.58), hence torch
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +21,11 @@ import numpy as np
 import torch
 
 from bench.backends import ort_session
+from bench.backends.ort_export import INPUT_NAMES, OUTPUT_NAME, export_for_ort, skip_layer_norm_wanted
 from bench.backends.base import Runner, SkipCell, Target, check_target, placed_copy
 from bench.config import BackendOptions
 from bench.measure.timing import stopwatch
 from bench.model.dtypes import HALF, tf32_fields
-
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "logits"
 
 
 def prepare(model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:
@@ -47,24 +41,24 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     if not target.is_cuda and target.dtype != "fp32":
         raise SkipCell(f"ONNX Runtime's CPU provider has no {target.dtype} kernels for this graph; measured in fp32 only")
 
-    path = workdir / "model.onnx"
-    workdir.mkdir(parents=True, exist_ok=True)
-    with stopwatch() as export:
-        export_onnx(exportable(placed_copy(model, target), target), example, path, opset=options.onnxruntime.opset,
-                    device=target.torch_device)
-    so = ort_session.session_options(ort, target, options.onnxruntime.graph_optimization, workdir / "ort-profile",
-                                     spinning=options.onnxruntime.intra_op_spinning)
+    ort_options = options.onnxruntime
+    skip_ln = skip_layer_norm_wanted(ort_options.skip_layer_norm, target)
+    exported = export_for_ort(exportable(placed_copy(model, target), target), example, workdir, target=target,
+                              opset=ort_options.opset, graph_optimization=ort_options.graph_optimization,
+                              skip_layer_norm=skip_ln, attention_path=model.attention_path)
+    # The graph is optimised already (export_for_ort): the session loads it as it is.
+    so = ort_session.session_options(ort, target, "disable", workdir / "ort-profile", spinning=ort_options.intra_op_spinning)
     with stopwatch() as session_build:
-        session = ort_session.create_session(ort, path, target, so)
+        session = ort_session.create_session(ort, exported.model_path, target, so)
     runner = OrtRunner(session, target)
     placement = first_run_placement(runner, example)
     ort_session.check_placement(placement, target)
-    runner.build_seconds.update(export_s=export.seconds, session_s=session_build.seconds)
+    runner.build_seconds.update(**exported.seconds, session_s=session_build.seconds)
     runner.info.update(
         ort_version=ort.__version__, ort_providers=session.get_providers(), ort_intra_op_threads=target.threads,
-        ort_intra_op_spinning=options.onnxruntime.intra_op_spinning,
-        ort_graph_optimization=options.onnxruntime.graph_optimization, onnx_opset=options.onnxruntime.opset,
-        onnx_bytes=sum(p.stat().st_size for p in workdir.glob("model.onnx*")),
+        ort_intra_op_spinning=ort_options.intra_op_spinning, ort_graph_optimization=ort_options.graph_optimization,
+        onnx_opset=ort_options.opset, ort_skip_layer_norm=skip_ln, ort_fused_ops=exported.fused_ops,
+        onnx_bytes=exported.bytes,
         ort_provider_options=ort_session.provider_options(target), ort_output_dtype="float32",
         **({"ort_preload_dlls": preloaded} if preloaded else {}), **ort_session.placement_fields(placement),
     )
@@ -85,29 +79,6 @@ class Float32Logits(torch.nn.Module):
 def exportable(model: torch.nn.Module, target: Target) -> torch.nn.Module:
     """What is exported: half-precision models get their float32 cast at the end of the graph."""
     return Float32Logits(model).eval() if target.dtype in HALF else model
-
-
-def export_onnx(model: torch.nn.Module, example, path: Path, *, opset: int, device: torch.device) -> None:
-    """Export with dynamic batch and sequence axes; the exporter's chatter is kept out of the terminal."""
-    batch, seq = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC
-    args = tuple(t.to(device) for t in example)
-    chatter = io.StringIO()
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed", irrelevant to XGLM
-    try:
-        with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(
-                model, args, str(path), dynamo=True, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES},
-                opset_version=opset, external_data=True, verbose=False,
-            )
-    except Exception as exc:
-        tail = chatter.getvalue().strip().splitlines()[-3:]
-        raise RuntimeError(f"ONNX export failed: {exc}" + (f" ({' | '.join(tail)})" if tail else "")) from exc
-    finally:
-        exporter_log.setLevel(level)
 
 
 def first_run_placement(runner: OrtRunner, example) -> dict[str, Any]:

@@ -4,6 +4,11 @@ transformers' XGLMAttention is eager bmm only (asking for "sdpa" raises). This m
 layers unchanged (same parameter names, so checkpoints load as they are) and computes the same function with
 one SDPA call. The prefix slot holds P extra keys and values, [1, heads, P, head_dim], placed in front of the
 layer's own keys and always visible: this is how prompts/ folds a P-tuning v2 prefix into a static model.
+
+Two attention paths (bench.model.classifier chooses): with a padding mask, bool [B, 1, T, P+T]; or without one
+(mask None): causal over the layer's own tokens with the prefix always visible (`causal_attention`). With right
+padding, real queries never see the padding that follows them, so real positions get the same result either way;
+only padded positions differ.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.bias import causal_lower_right
 
 
 class SdpaAttention(nn.Module):
@@ -72,7 +78,8 @@ class SdpaAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         **_: object,
     ) -> tuple[torch.Tensor, None]:
-        """hidden_states: [B, T, D]; attention_mask: bool [B, 1, T, P + T], True = may attend."""
+        """hidden_states: [B, T, D]; attention_mask: bool [B, 1, T, P + T] (True = may attend), or None for causal
+        attention without a padding mask (`causal_attention`)."""
         bsz, tgt_len, _ = hidden_states.shape
         shape = (bsz, tgt_len, self.num_heads, self.head_dim)
         q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, H, T, Dh]
@@ -81,9 +88,31 @@ class SdpaAttention(nn.Module):
         if self.prefix_k is not None:
             k = torch.cat([self.prefix_k.to(k.dtype).expand(bsz, -1, -1, -1), k], dim=2)  # [B, H, P+T, Dh]
             v = torch.cat([self.prefix_v.to(v.dtype).expand(bsz, -1, -1, -1), v], dim=2)  # [B, H, P+T, Dh]
+        mask, is_causal = (attention_mask, False) if attention_mask is not None else causal_attention(
+            tgt_len, self.prefix_length, q.device)
         # SDPA's default scale is head_dim**-0.5, the scaling XGLM applies to q: applied once, here.
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
         )  # [B, H, T, Dh]
         out = out.transpose(1, 2).reshape(bsz, tgt_len, self.num_heads * self.head_dim)
         return self.out_proj(out), None
+
+
+def causal_attention(query_len: int, prefix_length: int, device: torch.device) -> tuple[object | None, bool]:
+    """SDPA's (attn_mask, is_causal) for causal attention with no padding mask: query i sees the prefix and the
+    keys up to its own position, i.e. key j <= i + P (bottom-right alignment).
+
+    No prefix: `is_causal`, which admits flash attention on CUDA and the fused kernel on the CPU. With a prefix,
+    `is_causal` would be wrong: torch aligns it top-left when keys outnumber queries (query 0 would see key 0 only).
+    Eager gets `causal_lower_right` (flash and memory-efficient kernels on CUDA; on the CPU torch materialises it).
+    torch.compile and torch.export cannot trace that tensor subclass, so they get the same mask as a bool
+    [T, P+T] tensor, shared by the whole batch (ONNX: one onnx::Attention mask input instead of [B, 1, T, P+T]).
+    """
+    if not prefix_length:
+        return None, True
+    key_len = prefix_length + query_len
+    if not torch.compiler.is_compiling():
+        return causal_lower_right(query_len, key_len), False
+    keys = torch.arange(key_len, device=device).view(1, -1)  # [1, P+T]
+    queries = torch.arange(query_len, device=device).view(-1, 1)  # [T, 1]
+    return keys <= queries + prefix_length, False  # [T, P+T]

@@ -17,6 +17,11 @@ from bench.model.attention import SdpaAttention
 class XGLMClassifier(nn.Module):
     """XGLM backbone + linear head on the last non-pad token. forward(input_ids, attention_mask) -> logits."""
 
+    # How forward() attends. "causal": no padding mask (bench.model.attention.causal_attention), exact for its
+    # logits because batches are right padded and only the last real token is pooled; the fast path. "masked":
+    # the [B, 1, T, P+T] padding mask, as hidden_states() always uses (it returns padded positions too).
+    attention_path: str = "causal"
+
     def __init__(self, backbone: XGLMModel, num_labels: int) -> None:
         super().__init__()
         for layer in backbone.layers:
@@ -43,8 +48,10 @@ class XGLMClassifier(nn.Module):
         """Real tokens are numbered after the prefix, as transformers numbers tokens after a cache of length P."""
         return self.prefix_length
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """input_ids, attention_mask: [B, T] (right padded) -> last hidden states [B, T, D]."""
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                      padding_mask: bool = True) -> torch.Tensor:
+        """input_ids, attention_mask: [B, T] (right padded) -> last hidden states [B, T, D]. padding_mask=False:
+        causal attention only; real positions are unchanged, padded positions are not what the mask gives."""
         seq_len = input_ids.shape[1]
         offset = self.position_offset
         # Real tokens sit after the prefix: positions P..P+T-1 (XGLM ignores padding when numbering).
@@ -53,13 +60,13 @@ class XGLMClassifier(nn.Module):
         pos_emb = table.weights.index_select(0, positions + table.offset)  # [T, D]
         hidden = self.backbone.embed_tokens(input_ids) + pos_emb.unsqueeze(0).to(self.head.weight.dtype)
         hidden = nn.functional.dropout(hidden, p=float(self.backbone.dropout), training=self.training)
-        mask = attention_bias(attention_mask, self.prefix_length)  # [B, 1, T, P+T]
+        mask = attention_bias(attention_mask, self.prefix_length) if padding_mask else None  # [B, 1, T, P+T]
         for layer in self.backbone.layers:
             hidden = layer(hidden, attention_mask=mask)
         return self.backbone.layer_norm(hidden)  # [B, T, D]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.hidden_states(input_ids, attention_mask)  # [B, T, D]
+        hidden = self.hidden_states(input_ids, attention_mask, padding_mask=self.attention_path == "masked")  # [B, T, D]
         last = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # [B]: index of the last real token
         pooled = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])).squeeze(1)  # [B, D]
         return self.head(self.dropout(pooled))  # [B, num_labels]

@@ -16,6 +16,7 @@ from rich.console import Console
 from bench.build import artifacts
 from bench.build.methods import check_variant
 from bench.config import SweepConfig, VariantConfig
+from bench.config_backends import backend_kind
 from bench.data.examples import TaskData
 from bench.data.load import load_task_data
 from bench.data.local import resolve_data_dir
@@ -151,7 +152,7 @@ def check_semi24(cfg: SweepConfig, console: Console) -> None:
     (cuSPARSELt, or CUTLASS where torch has no cuSPARSELt) must convert and multiply a small 2:4 matrix here, now,
     rather than fail in every cell."""
     device, dtypes = cfg.measure.device, [d for d in cfg.measure.dtypes if d in ("fp16", "bf16")]
-    if (not device.startswith("cuda") or not dtypes or not {"eager", "compile"} & set(cfg.measure.backends)
+    if (not device.startswith("cuda") or not dtypes or not {"eager", "compile"} & {backend_kind(b) for b in cfg.measure.backends}
             or not any(v.method == "semi24" for v in cfg.variants)):
         return
     major, minor = torch.cuda.get_device_capability(torch.device(device))
