@@ -491,16 +491,26 @@ E2E = [
 
 
 @pytest.fixture(scope="module")
-def peft_sweep(tiny_config, tmp_path_factory):
+def peft_sweep(tmp_path_factory):
+    """A tiny sweep on synthetic pairs (nothing here is about real text), in process, eager only, uncalibrated."""
     from rich.console import Console
 
     from bench.config import parse_config
     from bench.run.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("peft-sweep")
-    config = tiny_config(root / "runs", root / "cache", variants=E2E,
-                         method_train={"prompt": {"steps": 3}, "soft_prompt": {"steps": 3}, "lora": {"steps": 3}},
-                         measure={"backends": ["eager"], "scenarios": ["latency", "accuracy"]})
+    config = {
+        "name": "peft", "output_dir": str(root / "runs"), "cache_dir": str(root / "cache"),
+        "model": {"source": "random:tiny", "max_length": 48},
+        "data": {"tasks": ["xnli"], "source": "synthetic", "languages": ["en", "sw"], "max_train_samples": 48,
+                 "max_eval_per_language": 16, "language_groups": {"high": ["en"], "low": ["sw"]}},
+        "train": {"steps": 3, "batch_size": 16, "lr": 1e-3},
+        "method_train": {"prompt": {"steps": 3}, "soft_prompt": {"steps": 3}, "lora": {"steps": 3}},
+        "variants": E2E,
+        "measure": {"backends": ["eager"], "scenarios": ["latency", "accuracy"], "batch_sizes": [2], "seq_lens": [16],
+                    "warmup_iters": 1, "min_iters": 3, "min_time_s": 0.0, "isolation": "none", "peaks": "off",
+                    "threads": 1},
+    }
     buffer = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
