@@ -112,10 +112,14 @@ def open_base(base: dict[str, Any], where: Path, what: str) -> Artifact:
 def same_base(saved: dict[str, Any], here: dict[str, Any], *, where: str) -> None:
     """A learned part trained elsewhere (a reused prefix) must come from the base this variant is built on."""
     theirs, ours = saved.get("base"), here.get("base")
-    if (theirs or {}).get("key") != (ours or {}).get("key") or (theirs or {}).get("fingerprint") != (ours or {}).get("fingerprint"):
-        def name(base):
-            return f"base '{base['variant']}' (key {base['key']})" if base else "the pretrained backbone"
 
+    def identity(base: dict[str, Any] | None) -> tuple | None:
+        return None if base is None else (base["key"], base["fingerprint"])
+
+    def name(base: dict[str, Any] | None) -> str:
+        return f"base '{base['variant']}' (key {base['key']})" if base else "the pretrained backbone"
+
+    if identity(theirs) != identity(ours):
         raise BenchError(f"{where} was trained on {name(theirs)}; this variant is built on {name(ours)}")
 
 
