@@ -412,6 +412,17 @@ def test_bad_peft_input_is_one_line(variants, message):
     assert "\n" not in str(info.value) and str(info.value).startswith("sweep.toml: ")
 
 
+def test_bases_need_the_local_executor_for_now():
+    from bench.config import parse_config
+    from bench.errors import BenchError
+
+    variants = [STRUCTURED, {"name": "pt", "method": "prompt", "prompt_length": 4, "base": "st"}]
+    with pytest.raises(BenchError, match="variant 'pt': base needs executor.kind = 'local' for now") as info:
+        parse_config({"variants": variants, "executor": {"kind": "ray"}})
+    assert "\n" not in str(info.value)
+    assert parse_config({"variants": variants}).executor.kind == "local"
+
+
 def test_a_soft_prompt_longer_than_the_position_table_is_refused_before_the_run(tmp_path):
     from rich.console import Console
 
@@ -508,8 +519,8 @@ def peft_sweep(tmp_path_factory):
         "method_train": {"prompt": {"steps": 3}, "soft_prompt": {"steps": 3}, "lora": {"steps": 3}},
         "variants": E2E,
         "measure": {"backends": ["eager"], "scenarios": ["latency", "accuracy"], "batch_sizes": [2], "seq_lens": [16],
-                    "warmup_iters": 1, "min_iters": 3, "min_time_s": 0.0, "isolation": "none", "peaks": "off",
-                    "threads": 1},
+                    "warmup_iters": 1, "min_rounds": 2, "min_iters": 3, "min_time_s": 0.0, "isolation": "none",
+                    "peaks": "off", "threads": 1},
     }
     buffer = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
