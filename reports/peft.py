@@ -3,8 +3,9 @@ trainable share, its latency cost and its accuracy per resource group; and the s
 the input only against prompts in every layer at equal P.
 
 Accuracy is the reference backend's (eager where measured: every backend runs the same artifact). Latency cost
-is p50 over the dense variant's p50 at the task's reference shape, per backend, with an interval from both
-medians' CIs; for a variant on a base, also over its base's p50 (what the prompt or adapters add to that model).
+is the inverse of speedup_vs_dense at the task's reference shape, per backend, with its interval turned around
+likewise (paired per-round ratios where the run interleaved its cells); for a variant on a base, also its p50 over
+its base's p50 (what the prompt or adapters add to that model; a plain ratio of medians).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def methods_views(records: list[Record]) -> list[TableData]:
                    *(Column(f"{b} cost") for b in backends), Column("vs base"), *(Column(g) for g in groups),
                    Column("mean"), Column("vs FT pts")]
         notes = [f"cost: p50 over the dense variant's p50 at B x T = {shape_label(shape) if shape else '-'} on each "
-                 "backend (below: interval from both medians' CIs); vs base: over the base variant's p50 on "
-                 f"{keys[0][2]}; trainable: share of the parameters trained; accuracy on {keys[0][2]}, % by "
+                 "backend (below: its 95% interval, as speedup_vs_dense's); vs base: p50 over the base variant's "
+                 f"p50 on {keys[0][2]}; trainable: share of the parameters trained; accuracy on {keys[0][2]}, % by "
                  "resource group, mean ± std over seeds"]
         tables.append(build_table(f"methods-{task}", f"Fine-tuning methods compared ({task})", columns, rows,
                                   notes=notes, optional=("vs base", "vs FT pts")))
