@@ -74,6 +74,10 @@ def test_soft_prompt_equals_pefts_prompt_tuning(prompt_tuned, mode):
         hidden_diff = (model.hidden_states(ids, mask) - hidden_of(reference, lm, ids, mask)[:, P:])[real].abs().max()
     assert (got - expected)[real].abs().max().item() <= 1e-5
     assert hidden_diff.item() <= 1e-5
+    with torch.no_grad():  # the classifier's fast path (causal, no padding mask) gives the same logits
+        masked = copy.deepcopy(model)
+        masked.attention_path = "masked"
+        assert (model(ids, mask) - masked(ids, mask)).abs().max().item() <= 1e-5
 
 
 def test_soft_prompt_conventions_matter(prompt_tuned, monkeypatch):
