@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
                       model_validator)
 
+from bench.build.options import PEFT_OPTIONS, SPARSITY_OPTIONS, peft_problem, sparsity_problem
 from bench.config_backends import BackendName, BackendOptions, CompileOptions, OnnxRuntimeOptions  # noqa: F401
 from bench.config_cluster import CostConfig, ExecutorConfig
 from bench.config_input import first_error, read_toml, with_overrides
@@ -19,9 +20,6 @@ from bench.errors import BenchError, did_you_mean
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
 BACKENDS = ("eager", "compile", "onnxruntime")
-SPARSE_METHODS = ("unstructured", "semi24", "structured")
-SPARSITY_OPTIONS = ("sparsity", "sparsity_scope", "importance", "schedule", "gradual_fraction",
-                    "structured_iterative_steps", "sparsity_include")
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 
 
@@ -95,6 +93,16 @@ class VariantConfig(_Strict):
     gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
     structured_iterative_steps: int | None = Field(None, ge=1, le=64, description="structured: prune-then-fine-tune rounds (default 1)")
     sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
+    # method = "soft_prompt" (prompt_length embeddings at the input, Lester et al.), method = "lora" (Hu et al.), and
+    # `base`; unset (None) means the default in the description, left out of recipes like the sparsity options.
+    base: str | None = Field(None, description="the variant whose artifact this one is trained on, frozen (prompt, soft_prompt, lora)")
+    soft_prompt_inference: Literal["input", "kv"] | None = Field(None, description="input: run the P embeddings through every layer (default); kv: fold them into per-layer keys and values")
+    soft_prompt_init: Literal["vocab", "random"] | None = Field(None, description="embeddings of P sampled vocabulary tokens (default) or N(0, 1)")
+    lora_rank: int | None = Field(None, ge=1, le=4096, description="r (default 8)")
+    lora_alpha: float | None = Field(None, gt=0, description="the update is scaled by alpha / r (default 8, PEFT's)")
+    lora_dropout: float | None = Field(None, ge=0, lt=1, description="dropout on the adapters' input while training (default 0)")
+    lora_targets: list[str] | None = Field(None, min_length=1, description="of q_proj, k_proj, v_proj, out_proj, fc1, fc2 (default q_proj, v_proj)")
+    lora_merge: bool | None = Field(None, description="merge W + scaling x BA into the weights for inference (default true)")
 
     @field_validator("sparsity")
     @classmethod
@@ -105,44 +113,18 @@ class VariantConfig(_Strict):
 
     @model_validator(mode="after")
     def _method_options(self) -> "VariantConfig":
-        if self.method == "prompt":
-            if self.prompt_length is None and self.prefix_artifact is None:
-                raise ValueError(f"variant '{self.name}': method 'prompt' needs prompt_length (1 to 128) or prefix_artifact")
-        elif self.prompt_length is not None or self.prefix_artifact is not None or self.prompt_mlp:
-            raise ValueError(f"variant '{self.name}': prompt_* options apply to method 'prompt', not '{self.method}'")
-        self._sparsity_options()
+        problem = peft_problem(self) or sparsity_problem(self)  # bench.build.options: which option fits which method
+        if problem:
+            raise ValueError(problem)
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"variant '{self.name}': repeated seeds {self.seeds}")
         return self
-
-    def _sparsity_options(self) -> None:
-        given = [f for f in SPARSITY_OPTIONS if getattr(self, f) is not None]
-        where = f"variant '{self.name}'"
-        if self.method not in SPARSE_METHODS:
-            if given:
-                raise ValueError(f"{where}: {', '.join(given)} apply to methods {', '.join(SPARSE_METHODS)}, not '{self.method}'")
-            return
-        if self.method == "semi24":
-            if self.sparsity not in (None, 0.5):
-                raise ValueError(f"{where}: method 'semi24' keeps 2 of every 4 weights, so sparsity is 0.5 (got {self.sparsity})")
-        elif self.sparsity is None:
-            raise ValueError(f"{where}: method '{self.method}' needs sparsity (a fraction in [0, 1))")
-        only = {  # option -> the methods it applies to
-            "sparsity_scope": ("unstructured", "structured"), "schedule": ("unstructured",),
-            "gradual_fraction": ("unstructured",), "structured_iterative_steps": ("structured",),
-            "sparsity_include": ("unstructured", "semi24"),
-        }
-        for option, methods in only.items():
-            if getattr(self, option) is not None and self.method not in methods:
-                raise ValueError(f"{where}: {option} applies to method {' and '.join(methods)}, not '{self.method}'")
-        if self.gradual_fraction is not None and self.schedule != "gradual":
-            raise ValueError(f"{where}: gradual_fraction applies to schedule 'gradual' only")
 
     def recipe_options(self) -> dict[str, Any]:
         """The options that determine the weights; unset sparsity options are left out, so the recipes (and cached
         artifacts) of dense and prompt variants are what they were before sparsity existed."""
         options = self.model_dump(exclude={"name", "train", "method", "seeds"})
-        return {k: v for k, v in options.items() if not (k in SPARSITY_OPTIONS and v is None)}
+        return {k: v for k, v in options.items() if not (k in (*SPARSITY_OPTIONS, *PEFT_OPTIONS) and v is None)}
 
     def seeds_or(self, default: int) -> list[int]:
         return self.seeds or [default]
@@ -221,7 +203,9 @@ class SweepConfig(_Strict):
     # Training policy per method, between [train] and a variant's own overrides. Prompt tuning wants a far
     # larger learning rate and more epochs than full fine-tuning (P-tuning v2: 5e-3 to 1e-2).
     method_train: dict[Annotated[str, AfterValidator(_registered_method)], TrainOverrides] = Field(
-        default_factory=lambda: {"prompt": TrainOverrides(lr=5e-3, epochs=3.0, weight_decay=0.0)}
+        default_factory=lambda: {"prompt": TrainOverrides(lr=5e-3, epochs=3.0, weight_decay=0.0),
+                                 "soft_prompt": TrainOverrides(lr=3e-2, epochs=3.0, weight_decay=0.0),
+                                 "lora": TrainOverrides(lr=5e-4, epochs=3.0, weight_decay=0.0)}
     )
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="dense-ft")], min_length=1)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
@@ -237,6 +221,15 @@ class SweepConfig(_Strict):
             raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
         for v in self.variants:
             self.train_for(v)  # validates the overrides now, not mid-sweep
+        from bench.build.graph import base_problem
+
+        problem = base_problem(self.variants)  # unknown base, cycle, a base that is not a full model
+        on_base = next((v.name for v in self.variants if v.base), None)
+        if not problem and on_base and self.executor.kind == "ray":  # Ray builds every seed at once, bases included
+            problem = (f"variant '{on_base}': base needs executor.kind = 'local' for now (on Ray a base would be trained "
+                       "again beside the variants built on it)")
+        if problem:
+            raise ValueError(problem)
         return self
 
     def train_for(self, variant: VariantConfig) -> TrainConfig:

@@ -1,8 +1,9 @@
 """Prompt tuning as a variant method: freeze the backbone, train a P-tuning v2 prefix and the head, fold.
 
 The artifact holds only what was learned (the folded prefix and the head, ~0.13% of xglm-564M) plus the
-identity of the backbone it belongs to: its source, its shape and a fingerprint of its weights. Loading
-rebuilds that backbone and refuses a backbone of another shape or other weights.
+identity of what it was trained on (bench.build.bases): the pretrained backbone (source, shape and a
+fingerprint of its weights) or a base variant's artifact (key and weights fingerprint). Loading rebuilds that
+model and refuses another one. On a structurally pruned base, each layer's prefix has that layer's heads.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.errors import BenchError
-from bench.model.classifier import XGLMClassifier, weights_fingerprint
-from bench.model.source import ModelSource, load_backbone
-from bench.build.train import train_classifier
+from bench.build.bases import base_fields, check_backbone, frozen_model, load_frozen, same_base, shape_mismatch
 from bench.build.context import BuildContext, BuiltVariant
+from bench.build.train import train_classifier
+from bench.errors import BenchError
+from bench.model.classifier import XGLMClassifier
 from prompts.encoder import PrefixEncoder
 
-SHAPE_KEYS = ("d_model", "num_layers", "attention_heads", "max_position_embeddings")
+__all__ = ["build", "load", "shape_mismatch", "check_backbone", "trainable_parameters", "trainable_share"]
+WHAT = "prefix artifact"
 
 
 class PromptTuned(nn.Module):
@@ -39,13 +41,9 @@ class PromptTuned(nn.Module):
 
 def build(ctx: BuildContext) -> BuiltVariant:
     v = ctx.variant
-    backbone = load_backbone(ctx.source, seed=ctx.backbone_seed, trust_remote_code=ctx.trust_remote_code)
-    fingerprint = weights_fingerprint(backbone)
-    torch.manual_seed(ctx.seed)
-    model = XGLMClassifier(backbone, ctx.task.num_labels)
-    model.backbone.requires_grad_(False)
+    model, identity = frozen_model(ctx)
     if v.prefix_artifact:
-        return _reuse(ctx, model, fingerprint)
+        return _reuse(ctx, model, identity)
     encoder = PrefixEncoder.for_model(model, v.prompt_length, mlp_hidden=v.prompt_mlp_hidden if v.prompt_mlp else None,
                                       dropout=v.prompt_dropout)
     trained = trainable_parameters(model, encoder)
@@ -57,7 +55,7 @@ def build(ctx: BuildContext) -> BuiltVariant:
     model.cpu()
     for attn, (key, value) in zip(model.attentions, encoder.cpu().fold()):
         attn.set_prefix(key, value)
-    return _built(ctx, model, fingerprint, trainable=sum(p.numel() for p in trained), train=result)
+    return _built(ctx, model, identity, trainable=sum(p.numel() for p in trained), train=result)
 
 
 def trainable_parameters(model: XGLMClassifier, encoder: PrefixEncoder) -> list[nn.Parameter]:
@@ -71,19 +69,15 @@ def trainable_share(model: XGLMClassifier, encoder: PrefixEncoder) -> float:
     return trained / (sum(p.numel() for p in model.backbone.parameters()) + trained)
 
 
-def _built(ctx: BuildContext, model: XGLMClassifier, fingerprint: str, *, trainable: int, train) -> BuiltVariant:
+def _built(ctx: BuildContext, model: XGLMClassifier, identity: dict[str, Any], *, trainable: int, train) -> BuiltVariant:
     state = {k: t for k, t in model.state_dict().items() if k.startswith("head.") or k.endswith(("prefix_k", "prefix_v"))}
     return BuiltVariant(
         model=model,
-        architecture={
-            "kind": "prompt", "backbone": str(ctx.source), "backbone_seed": ctx.backbone_seed,
-            "backbone_config": model.config.to_dict(), "backbone_fingerprint": fingerprint,
-            "num_labels": model.head.out_features, "prompt_length": model.prefix_length,
-        },
+        architecture={"kind": "prompt", **identity, "prompt_length": model.prefix_length},
         train=train,
         state_dict=state,
         extra={
-            "prompt_length": model.prefix_length, "prompt_mlp": bool(ctx.variant.prompt_mlp), "sparsity": 0.0,
+            "prompt_length": model.prefix_length, "prompt_mlp": bool(ctx.variant.prompt_mlp), **base_fields(ctx),
             "params_trainable": trainable, "params_prefix": sum(t.numel() for k, t in state.items() if "prefix" in k),
             # During training the model is the frozen backbone plus what trains (encoder, MLP included, and head).
             "params_total_training": sum(p.numel() for p in model.backbone.parameters()) + trainable,
@@ -91,47 +85,27 @@ def _built(ctx: BuildContext, model: XGLMClassifier, fingerprint: str, *, traina
     )
 
 
-def _reuse(ctx: BuildContext, model: XGLMClassifier, fingerprint: str) -> BuiltVariant:
-    """A prefix trained elsewhere (variant option prefix_artifact), joined to this sweep's backbone."""
+def _reuse(ctx: BuildContext, model: XGLMClassifier, identity: dict[str, Any]) -> BuiltVariant:
+    """A prefix trained elsewhere (variant option prefix_artifact), joined to this sweep's backbone or base."""
     from bench.build.artifacts import MODEL_FILE, Artifact
 
     artifact = Artifact.open(Path(ctx.variant.prefix_artifact))
+    where = f"{WHAT} '{artifact.path}'"
     if artifact.meta["recipe"]["task"] != ctx.task.name:
-        raise BenchError(f"prefix artifact '{artifact.path}' was trained for {artifact.meta['recipe']['task']}, not {ctx.task.name}")
-    check_backbone(artifact.meta["architecture"], model, fingerprint, where=str(artifact.path))
+        raise BenchError(f"{where} was trained for {artifact.meta['recipe']['task']}, not {ctx.task.name}")
+    saved = artifact.meta["architecture"]
+    same_base(saved, identity, where=where)
+    if "base" not in identity:
+        check_backbone(saved, model, identity["backbone_fingerprint"], where=where)
     _apply(model, load_file(str(artifact.path / MODEL_FILE)), where=str(artifact.path))
-    return _built(ctx, model, fingerprint, trainable=artifact.meta["params_trainable"], train=None)
+    return _built(ctx, model, identity, trainable=artifact.meta["params_trainable"], train=None)
 
 
 def load(weights: Path, architecture: dict[str, Any]) -> XGLMClassifier:
-    """Rebuild the backbone named in the artifact, check it is the one the prefix was trained on, apply."""
-    source = ModelSource.parse(architecture["backbone"])
-    backbone = load_backbone(source, seed=architecture["backbone_seed"])
-    model = XGLMClassifier(backbone, architecture["num_labels"])
-    check_backbone(architecture, model, weights_fingerprint(backbone), where=str(weights.parent))
+    """Rebuild the backbone or base named in the artifact, check it is the one the prefix was trained on, apply."""
+    model = load_frozen(architecture, weights, WHAT)
     _apply(model, load_file(str(weights)), where=str(weights.parent))
     return model.eval()
-
-
-def shape_mismatch(architecture: dict[str, Any], config) -> str | None:
-    """'d_model 64 vs 512, ...' (saved vs given) where a prompt artifact's backbone shape differs, else None."""
-    saved = {k: architecture["backbone_config"].get(k) for k in SHAPE_KEYS}
-    here = {k: getattr(config, k) for k in SHAPE_KEYS}
-    if saved == here:
-        return None
-    diff = ", ".join(f"{k} {saved[k]} vs {here[k]}" for k in SHAPE_KEYS if saved[k] != here[k])
-    return f"trained for a backbone of another shape ({diff}: saved vs this one)"
-
-
-def check_backbone(architecture: dict[str, Any], model: XGLMClassifier, fingerprint: str, *, where: str) -> None:
-    mismatch = shape_mismatch(architecture, model.config)
-    if mismatch:
-        raise BenchError(f"prefix artifact '{where}' was {mismatch}")
-    if architecture.get("backbone_fingerprint") != fingerprint:
-        raise BenchError(
-            f"prefix artifact '{where}' was trained on other backbone weights ({architecture['backbone']}, "
-            f"fingerprint {architecture.get('backbone_fingerprint')}); this backbone's fingerprint is {fingerprint}"
-        )
 
 
 def _apply(model: XGLMClassifier, state: dict[str, torch.Tensor], *, where: str) -> None:
@@ -139,6 +113,9 @@ def _apply(model: XGLMClassifier, state: dict[str, torch.Tensor], *, where: str)
     for i, attn in enumerate(model.attentions):
         stem = f"backbone.layers.{i}.self_attn."
         if stem + "prefix_k" not in state:
-            raise BenchError(f"prefix artifact '{where}' has no prefix for layer {i}")
-        attn.set_prefix(state[stem + "prefix_k"], state[stem + "prefix_v"])
+            raise BenchError(f"{WHAT} '{where}' has no prefix for layer {i}")
+        try:
+            attn.set_prefix(state[stem + "prefix_k"], state[stem + "prefix_v"])
+        except ValueError as exc:
+            raise BenchError(f"{WHAT} '{where}' does not fit layer {i} of this model: {exc}") from None
     model.head.load_state_dict({k.removeprefix("head."): t for k, t in state.items() if k.startswith("head.")})

@@ -1,5 +1,6 @@
 """Cross-lingual views: accuracy per language (languages as columns, grouped into high- and low-resource with
-group means, seeds as mean ± std) and the prompt-tuning minus fine-tuning difference per language (PT − FT).
+group means, seeds as mean ± std) and the parameter-efficient minus full fine-tuning difference per language
+(PT, soft prompt or LoRA − FT).
 
 Both show one backend per task, eager where it was measured: every backend runs the same artifact, and the
 parity view says how far the others agree with it.
@@ -21,8 +22,9 @@ from reports.cells import (
     language_layout,
     reference_backend,
 )
+from reports.methods import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, label
-from reports.views import method_label, ordered_rows
+from reports.views import ordered_rows
 
 _NOTE_SEEDS = "mean over seeds with the sample std below it"
 
@@ -53,7 +55,8 @@ def per_language_views(records: list[Record]) -> list[TableData]:
 
 
 def pt_minus_ft_views(records: list[Record]) -> list[TableData]:
-    """Per task with both dense and prompt variants: prompt accuracy minus the dense variant's, in points."""
+    """Per task with dense and parameter-efficient variants (P-tuning v2, soft prompt, LoRA, on a base or not):
+    their accuracy minus the dense variant's, in points."""
     accuracy = accuracy_rows(records)
     dense = dense_variants(records)
     ids = identities(records)
@@ -63,7 +66,7 @@ def pt_minus_ft_views(records: list[Record]) -> list[TableData]:
         rows = []
         for key in _reference_rows(records, accuracy, task):
             reference = dense.get((task, key[2], key[3], key[4]))
-            if ids[key].get("method") != "prompt" or reference is None or (task, reference, *key[2:]) not in accuracy:
+            if ids[key].get("method") not in PEFT_METHODS or reference is None or (task, reference, *key[2:]) not in accuracy:
                 continue
             prompt, ft = accuracy[key], accuracy[(task, reference, *key[2:])]
             row: dict[str, Cell] = {"variant": label(key[1]), "method": Cell(method_label(ids[key])),
@@ -76,10 +79,10 @@ def pt_minus_ft_views(records: list[Record]) -> list[TableData]:
             continue
         columns = [Column("variant", False), Column("method", False), Column("vs", False), Column("backend", False),
                    Column("dtype", False)] + [Column(n) for n in _columns(layout)]
-        notes = ["prompt-tuned accuracy minus the dense fine-tuned variant's on the same task, backend and dtype; "
+        notes = ["parameter-efficient accuracy minus the dense fine-tuned variant's on the same task, backend and dtype; "
                  "green (prompt better) or red (worse) only beyond two standard errors over seeds, or for any "
                  "difference where neither side has several seeds"] + _group_note(layout)
-        tables.append(build_table(f"pt-ft-{task}", f"PT − FT, accuracy points ({task})", columns, rows, notes=notes,
+        tables.append(build_table(f"pt-ft-{task}", f"PEFT − FT, accuracy points ({task})", columns, rows, notes=notes,
                                   constant=("backend", "dtype", "vs")))
     return tables
 

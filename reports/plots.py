@@ -29,7 +29,7 @@ from reports.plotting import (
     LINESTYLES, annotate_cells, error_bars, label_points, legend_handle, mark_groups, new_figure, pareto_front,
     random_weights_note, rendered, save, style,
 )
-from reports.views import method_label
+from reports.methods import method_label, method_style
 
 _SPARSE = ("unstructured", "semi24", "structured")
 
@@ -122,8 +122,8 @@ def pareto(records: list[Record]):
     methods = list(dict.fromkeys(ids[k].get("method") for _, (_, points) in tasks.items() for *_, k in points))
     backends = list(dict.fromkeys(k[2] for _, (_, points) in tasks.items() for *_, k in points))
     for ax, (task, (shape, points)) in zip(axes, tasks.items()):
-        for x, y, k in points:
-            ax.plot(x, y, linestyle="none", color=style(methods.index(ids[k].get("method")))["color"],
+        for x, y, k in points:  # every variant of every method: colour says the method, marker the backend
+            ax.plot(x, y, linestyle="none", color=method_style(ids[k].get("method")).colour,
                     marker=style(backends.index(k[2]))["marker"], markersize=7)
         front = pareto_front([(x, y) for x, y, _ in points])
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="0.3", linewidth=1.0, linestyle="--")
@@ -131,9 +131,9 @@ def pareto(records: list[Record]):
                title=f"Accuracy vs latency · {task} (up and left is better)")
         ax.margins(0.15)
     handles = [legend_handle("0.3", "", "--", "Pareto front")]
-    handles += [legend_handle(style(m)["color"], "o", "none", method) for m, method in enumerate(methods)]
+    handles += [legend_handle(method_style(method).colour, "o", "none", method_style(method).name) for method in methods]
     handles += [legend_handle("0.3", style(b)["marker"], "none", backend) for b, backend in enumerate(backends)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))
     for ax, (_, points) in zip(axes, tasks.values()):
         fastest: dict[Any, tuple] = {}
         for x, y, k in sorted(points):
@@ -152,7 +152,8 @@ def accuracy_heatmap(records: list[Record]):
     rows = {t: [k for k in accuracy if k[0] == t and k[2] == backends[t]] for t in tasks}
     width = max(sum(len(m) for _, m in layouts[t]) for t in tasks)
     height = max(2.2, 1.3 + 0.34 * max(len(r) for r in rows.values()))
-    fig, axes = new_figure(len(tasks), 1, panel=(2.4 + 0.62 * width, height))
+    names = max(len(f"{k[1]} ({method_label(ids[k])})") for t in tasks for k in rows[t])  # y labels, in characters
+    fig, axes = new_figure(len(tasks), 1, panel=(1.6 + 0.055 * names + 0.62 * width, height))
     random_weights_note(fig, records)
     for ax, task in zip(axes, tasks):
         langs = [lang for _, members in layouts[task] for lang in members]
@@ -172,7 +173,8 @@ def accuracy_heatmap(records: list[Record]):
 
 def prefix_overhead(records: list[Record]):
     latency, ids, dense = per_cell(records, "latency", "latency_ms_p50"), identities(records), dense_variants(records)
-    prompts = [(k, s) for k, s in latency if ids[k].get("method") == "prompt"]
+    # Prompts on the pretrained backbone (on a sparse base, the base's speedup would blur the prompt's cost).
+    prompts = [(k, s) for k, s in latency if ids[k].get("method") in ("prompt", "soft_prompt") and not ids[k].get("base_variant")]
     if not prompts:
         return "no prompt variants with latency records"
     task = prompts[0][0][0]
@@ -182,18 +184,24 @@ def prefix_overhead(records: list[Record]):
     fig, axes = new_figure(1, len(backends), panel=(4.6, 3.8), sharey=True)
     for ax, backend in zip(axes, backends):
         seqs = sorted({s[1] for k, s in prompts if k[2] == backend}, key=lambda t: t or 0)
-        for i, seq in enumerate(seqs):
-            cells = [(k, s) for k, s in prompts if k[2] == backend and s[1] == seq]
+        kinds = list(dict.fromkeys(_prompt_kind(ids[k]) for k, _ in prompts if k[2] == backend))
+        series = [(kind, seq) for kind in kinds for seq in seqs]
+        for n, (kind, seq) in enumerate(series):
+            cells = [(k, s) for k, s in prompts if k[2] == backend and s[1] == seq and _prompt_kind(ids[k]) == kind]
             points = sorted([(0, 0.0, 0.0, 0.0)] + [p for k, s in cells
                                                     if (p := _overhead(latency, k, s, dense, ids[k])) is not None])
+            if len(points) < 2:
+                continue
             lengths, overheads, below, above = zip(*points)
-            dodge = (i - (len(seqs) - 1) / 2) * 0.01 * max(lengths)  # error bars of equal P side by side, not on top
+            dodge = (n - (len(series) - 1) / 2) * 0.01 * max(lengths)  # error bars of equal P side by side, not on top
+            i, method = seqs.index(seq), kind[0]
             ax.errorbar([x + dodge for x in lengths], overheads, yerr=[below, above], capsize=3,
-                        linestyle=LINESTYLES[i % len(LINESTYLES)], label=f"T = {seq}", **style(i))
+                        linestyle=LINESTYLES[i % len(LINESTYLES)], color=method_style(method).colour,
+                        marker=style(kinds.index(kind))["marker"], label=f"{kind[1]} · T = {seq}")
         ax.axhline(0, color="0.3", linewidth=0.8)
-        ax.set(xlabel="prefix length P (virtual tokens per layer)",
-               title=f"Prefix overhead · {task} · {backend} · B = {batch}")
-        ax.legend(loc="upper left", title="sequence length")
+        ax.set(xlabel="prompt length P (virtual tokens)",
+               title=f"Prompt overhead · {task} · {backend} · B = {batch}")
+        ax.legend(loc="upper left", title="prompt · sequence length")
     axes[0].set_ylabel("latency overhead vs dense (%, bars: 95% CI)")
     return fig
 
@@ -232,7 +240,7 @@ PLOTS: tuple[tuple[str, str, Callable[[list[Record]], Any]], ...] = (
     ("accuracy_vs_sparsity", "Accuracy vs sparsity", accuracy_vs_sparsity),
     ("pareto", "Accuracy-latency Pareto front", pareto),
     ("accuracy_heatmap", "Accuracy per language", accuracy_heatmap),
-    ("prefix_overhead", "Prefix length vs latency overhead", prefix_overhead),
+    ("prefix_overhead", "Prompt length vs latency overhead (P-tuning v2 and soft prompts)", prefix_overhead),
     ("throughput_vs_batch", "Throughput vs batch size", throughput_vs_batch),
 )
 
@@ -253,6 +261,13 @@ def write_plots(records: list[Record], out_dir: Path) -> list[Plot]:
         png, svg = save(fig, out_dir, name)
         plots.append(Plot(name, title, png, svg))
     return plots
+
+
+def _prompt_kind(identity: Record) -> tuple[str, str]:
+    """(method, how it runs): a P-tuning v2 prefix, or a soft prompt at the input or folded into keys and values."""
+    if identity.get("method") == "soft_prompt":
+        return "soft_prompt", f"soft prompt, {identity.get('soft_prompt_inference') or 'input'}"
+    return "prompt", "P-tuning v2 prefix"
 
 
 def _overhead(latency: dict, key: tuple, shape: tuple, dense: dict, identity: Record):

@@ -21,19 +21,11 @@ from reports.cells import (
     shape_label,
     speedup,
 )
+from reports.methods import method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
 
 _NOISY_CV = 0.10  # beyond this, a cell's p50 moves with the machine's load more than with the code
 _CONTROL_METHOD = "unstructured"  # masked dense: zeros in dense kernels, so any speedup is noise or a bug
-
-
-def method_label(record: Record) -> str:
-    method = record.get("method") or "?"
-    if method == "prompt":
-        return f"prompt P={record.get('prompt_length')}" + (" +mlp" if record.get("prompt_mlp") else "")
-    if record.get("sparsity"):
-        return f"{method} {record['sparsity']:.0%}"
-    return method
 
 
 def ordered_rows(records: list[Record]) -> list[RowKey]:

@@ -1,23 +1,28 @@
 """Sparsity accounting: what a variant keeps, what its kernels compute, and the speedup that could buy at best.
 
-All counts come from the model as it is (real shapes, real nonzeros) against its base architecture (the
-unpruned config it was built from), so a structurally pruned model and a masked one read the same way.
+All counts come from the model as it is (real shapes, real nonzeros, prompts and adapters included) against its
+base architecture (the unpruned config it was built from), so a structurally pruned model, a masked one and a
+prompt or LoRA on either read the same way.
 
-Per token, per decoder layer l, with H_l heads of Dh, F_l FFN channels, d = d_model, T tokens and a prefix
-of P keys (prompt tuning):
+Per token, per decoder layer l, with H_l heads of Dh, F_l FFN channels, d = d_model, T tokens, a prefix of P
+keys (P-tuning v2, or a soft prompt folded into keys and values), S soft-prompt tokens at the input and
+unmerged LoRA adapters of rank r on some linears:
 
     linear MACs    L_l = 3 d H_l Dh + H_l Dh d + 2 d F_l      (q, k, v, out_proj, fc1, fc2: one MAC per weight)
-    attention MACs A_l = 2 H_l Dh (P + T)                       (Q K^T and A V over every key: SDPA with a mask)
+    adapter MACs   R_l = sum over adapted linears of r (in + out)   (0 when merged: merging costs nothing)
+    attention MACs A_l = 2 H_l Dh (P + S + T)                   (Q K^T and A V over every key: SDPA with a mask)
 
-- `macs_per_token` = sum_l (L_l + A_l): what dense kernels execute on the real shapes.
-- `macs_per_token_nonzero` = sum_l (nnz_l + A_l), nnz_l the nonzero weights of layer l's linears: the work
+S input tokens go through every layer like real ones, so each real token carries (S + T) / T of the work:
+
+- `macs_per_token` = (S + T) / T x sum_l (L_l + R_l + A_l): what dense kernels execute on the real shapes.
+- `macs_per_token_nonzero` = the same with nnz_l, the nonzero weights of layer l's linears, for L_l: the work
   a perfect sparse kernel would do.
-- `linear_mac_share` = sum_l L_l / macs_per_token: Amdahl's f for this model.
+- `linear_mac_share` = sum_l (L_l + R_l) / sum_l (L_l + R_l + A_l): Amdahl's f for this model.
 - `speedup_ideal` = M_dense / M_exec, where M_dense = sum_l (L0 + 2 H0 Dh T) is the base architecture with
   no prefix at the same T and M_exec is what the mechanism executes:
       none                 M_exec = macs_per_token                (zeros in dense kernels: same shapes)
       smaller_gemm         M_exec = macs_per_token                (the shapes themselves are smaller)
-      sparse_tensor_cores  M_exec = sum_l (L_l / 2 + A_l)         (2:4: half the MACs of each linear)
+      sparse_tensor_cores  M_exec = (S + T) / T x sum_l (L_l / 2 + R_l + A_l)   (2:4 halves the base linears)
   For 2:4 this is Amdahl's law 1 / ((1 - f) + f / 2) with f the dense linear share. The embedding lookup,
   LayerNorms, softmax, GELU and the head (one token per sequence) are counted as free, so the ideal is an
   upper bound: real kernels reach 1.1-1.4x per 2:4 GEMM and less at small batch.
@@ -54,6 +59,8 @@ class SparsityCounts:
     params: int  # parameters as the model is (count_parameters: shared once, folded prefix included)
     params_nonzero: int
     base_params: int  # parameters of the unpruned architecture, same prefix
+    input_prompt_length: int = 0  # S: soft-prompt tokens run through every layer
+    adapter_macs: tuple[int, ...] = ()  # per layer: unmerged LoRA adapters' MACs per token
 
     @property
     def base_linear_weights(self) -> int:
@@ -71,11 +78,17 @@ class SparsityCounts:
         prefix = self.prefix_length if prefix is None else prefix
         return sum(2 * h * self.head_dim * (prefix + seq_len) for h in (heads or self.heads))
 
-    def macs_per_token(self, seq_len: int) -> int:
-        return sum(self.linear_weights) + self.attention_macs(seq_len)
+    def _per_real_token(self, linear_macs: float, seq_len: int) -> float:
+        """MACs of every token of the forward (input prompt included) over the real tokens."""
+        tokens = self.input_prompt_length + seq_len
+        per_token = linear_macs + sum(self.adapter_macs) + self.attention_macs(tokens)
+        return per_token * tokens / seq_len if self.input_prompt_length else per_token
 
-    def macs_per_token_nonzero(self, seq_len: int) -> int:
-        return sum(self.linear_nonzero) + self.attention_macs(seq_len)
+    def macs_per_token(self, seq_len: int) -> float:
+        return self._per_real_token(sum(self.linear_weights), seq_len)
+
+    def macs_per_token_nonzero(self, seq_len: int) -> float:
+        return self._per_real_token(sum(self.linear_nonzero), seq_len)
 
     def dense_macs_per_token(self, seq_len: int) -> int:
         """The base architecture's MACs per token at seq_len, no prefix: what speedup_vs_dense compares against."""
@@ -85,7 +98,7 @@ class SparsityCounts:
         if mechanism in ("none", "smaller_gemm"):
             return float(self.macs_per_token(seq_len))
         if mechanism == "sparse_tensor_cores":
-            return sum(self.linear_weights) / 2 + self.attention_macs(seq_len)
+            return self._per_real_token(sum(self.linear_weights) / 2, seq_len)
         raise ValueError(f"unknown speedup mechanism '{mechanism}'; known: {', '.join(MECHANISMS)}")
 
     def speedup_ideal(self, seq_len: int, mechanism: str) -> float:
@@ -93,17 +106,19 @@ class SparsityCounts:
 
     def fields(self, seq_len: int, mechanism: str | None = None) -> dict[str, Any]:
         """Record fields at a sequence length; with a mechanism, the ideal speedup it allows there."""
-        macs = self.macs_per_token(seq_len)
+        linear = sum(self.linear_weights) + sum(self.adapter_macs)
         out: dict[str, Any] = {
             "density_linear": self.density_linear,
             "density_all": self.density_all,
-            "macs_per_token": macs,
+            "macs_per_token": self.macs_per_token(seq_len),
             "macs_per_token_nonzero": self.macs_per_token_nonzero(seq_len),
             "macs_seq_len": seq_len,
-            "linear_mac_share": sum(self.linear_weights) / macs,
+            "linear_mac_share": linear / (linear + self.attention_macs(self.input_prompt_length + seq_len)),
             "heads_per_layer": list(self.heads),
             "ffn_channels_per_layer": list(self.ffn),
         }
+        if any(self.adapter_macs):
+            out["adapter_macs_per_token"] = sum(self.adapter_macs)
         if mechanism is not None:
             out["speedup_ideal"] = self.speedup_ideal(seq_len, mechanism)
         return out
@@ -114,10 +129,12 @@ def count(model: XGLMClassifier) -> SparsityCounts:
     config = model.config
     layers = model.backbone.layers
     head_dim = layers[0].self_attn.head_dim
-    heads, ffn, weights, nonzero, base_params_missing = [], [], [], [], 0
+    heads, ffn, weights, nonzero, adapters, base_params_missing = [], [], [], [], [], 0
     for layer in layers:
         attn = layer.self_attn
-        linears = [layer.get_submodule(name) for name in DECODER_LINEARS]
+        wrapped = [layer.get_submodule(name) for name in DECODER_LINEARS]
+        linears = [getattr(m, "base_layer", m) for m in wrapped]  # under a LoRA adapter, the frozen linear
+        adapters.append(sum(getattr(m, "adapter_macs_per_token", 0) for m in wrapped))
         heads.append(attn.num_heads)
         ffn.append(layer.fc1.out_features)
         weights.append(sum(lin.weight.numel() for lin in linears))
@@ -134,6 +151,7 @@ def count(model: XGLMClassifier) -> SparsityCounts:
         num_layers=config.num_layers, prefix_length=model.prefix_length, heads=tuple(heads), ffn=tuple(ffn),
         linear_weights=tuple(weights), linear_nonzero=tuple(nonzero), params=params,
         params_nonzero=_nonzero_parameters(model), base_params=params + base_params_missing,
+        input_prompt_length=model.input_prompt_length, adapter_macs=tuple(adapters),
     )
 
 

@@ -18,9 +18,10 @@ EXTRA_TARGETS = {"embedding": "backbone.embed_tokens", "head": "head"}
 
 
 def decoder_linears(model: XGLMClassifier) -> dict[str, nn.Linear]:
-    """'backbone.layers.{i}.{name}' -> the nn.Linear, every layer, in order."""
+    """'backbone.layers.{i}.{name}' -> the nn.Linear, every layer, in order (under a LoRA adapter: the frozen
+    linear it wraps, its `base_layer`, which is what masks and 2:4 kernels apply to)."""
     return {
-        f"backbone.layers.{i}.{name}": layer.get_submodule(name)
+        f"backbone.layers.{i}.{name}": getattr(layer.get_submodule(name), "base_layer", layer.get_submodule(name))
         for i, layer in enumerate(model.backbone.layers)
         for name in DECODER_LINEARS
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bench", "prompts", "sparsify", "reports")
+PACKAGES = ("bench", "prompts", "adapters", "sparsify", "reports")
 STAGES = ("model", "data", "build", "backends", "measure", "run")
 MAX_LINES = 300
 
@@ -130,8 +130,9 @@ def test_start_up_and_config_validation_stay_light():
     libraries; they load when a cell, a structured variant or a plot needs them."""
     code = ("import sys, bench, bench.cli; from bench.config import parse_config; "
             "parse_config({'variants': [{'name': m, 'method': m, **({'sparsity': 0.5} if m in ('unstructured', "
-            "'structured') else {'prompt_length': 4} if m == 'prompt' else {})} for m in "
-            "('dense', 'prompt', 'unstructured', 'semi24', 'structured')]}); "
+            "'structured') else {'prompt_length': 4} if m in ('prompt', 'soft_prompt') else {})} for m in "
+            "('dense', 'prompt', 'unstructured', 'semi24', 'structured', 'soft_prompt', 'lora')] "
+            "+ [{'name': 'on-base', 'method': 'lora', 'base': 'structured'}]}); "
             "heavy = [m for m in ('onnxruntime', 'torch_pruning', 'matplotlib', 'torch') if m in sys.modules]; "
             "assert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from bench.build.artifacts import Artifact
 from bench.build.train import TrainResult
 from bench.config import TrainConfig, VariantConfig
 from bench.data.tasks import TaskSpec
@@ -29,6 +30,7 @@ class BuildContext:
     device: torch.device
     console: Console | None = None
     trust_remote_code: bool = False
+    base: Artifact | None = None  # the variant's `base`: the artifact it is built on, else the pretrained backbone
 
 
 @dataclass

@@ -24,15 +24,20 @@ METHODS: dict[str, str] = {
     "unstructured": "sparsify.method:build_unstructured",
     "semi24": "sparsify.method:build_semi24",
     "structured": "sparsify.method:build_structured",
+    "soft_prompt": "prompts.soft:build",
+    "lora": "adapters.method:build",
 }
 # architecture kind (in an artifact's meta.json) -> "module:loader(weights_path, architecture)"
 LOADERS: dict[str, str] = {
     "classifier": "bench.build.dense:load",
     "prompt": "prompts.method:load",
     "structured": "sparsify.method:load_structured",
+    "soft_prompt": "prompts.soft:load",
+    "lora": "adapters.method:load",
 }
 # method -> "module:realize(model, target, backend) -> (model, fields)": how the method's weights run on one
-# backend and target (the `speedup_mechanism` and its reason). Methods not listed run dense weights as they are.
+# backend and target (the `speedup_mechanism` and its reason). Methods not listed run dense weights as they are;
+# a variant trained on a base (a prompt or LoRA on a sparse model) runs the way its base runs.
 REALIZERS: dict[str, str] = {
     "unstructured": "sparsify.realize:realize_unstructured",
     "semi24": "sparsify.realize:realize_semi24",
@@ -56,6 +61,7 @@ def builder(method: str) -> Callable[[BuildContext], BuiltVariant]:
 
 def realize(model, method: str, target, backend: str) -> tuple[Any, dict[str, Any]]:
     """The module a backend should prepare for this method and target, and the record fields that say how."""
+    method = getattr(model, "base_method", None) or method  # set by bench.build.bases.load_frozen
     if method not in REALIZERS:
         return model, {"speedup_mechanism": "none", "speedup_mechanism_reason": f"method '{method}' runs dense weights"}
     return _resolve(REALIZERS, method)(model, target, backend)

@@ -42,7 +42,9 @@ class ForwardCost:
 
 
 def forward_cost(model, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32) -> ForwardCost:
-    """Cost of model(input_ids [B, T], attention_mask [B, T]) for an XGLMClassifier (any pruning or prefix)."""
+    """Cost of model(input_ids [B, T], attention_mask [B, T]) for an XGLMClassifier (any pruning or prefix; a soft
+    prompt of S input tokens runs B x S more tokens through every layer; unmerged LoRA adds its adapters)."""
+    seq_len += model.input_prompt_length  # T + S tokens per sequence go through the layers
     tokens = batch_size * seq_len
     itemsize = torch.empty((), dtype=dtype).element_size()
     linear_exec = linear_nonzero = attention = 0.0
@@ -54,6 +56,8 @@ def forward_cost(model, batch_size: int, seq_len: int, dtype: torch.dtype = torc
         for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, layer.fc1, layer.fc2):
             linear_exec += 2 * tokens * linear.in_features * linear.out_features
             linear_nonzero += 2 * tokens * int(torch.count_nonzero(linear.weight))
+            adapter = 2 * tokens * getattr(linear, "adapter_macs_per_token", 0)  # LoRA kept apart: r (in + out)
+            linear_exec, linear_nonzero = linear_exec + adapter, linear_nonzero + adapter
         # Scores and weighted sum over P + T keys for every query (SDPA computes the masked entries too).
         attention += 2 * 2 * batch_size * seq_len * (seq_len + prefix) * width
         weight_bytes += sum(p.numel() for p in layer.parameters()) * itemsize

@@ -22,7 +22,8 @@ from rich.console import Console
 
 from bench.backends import Target
 from bench.build.artifacts import Artifact
-from bench.build.variant import BuildInputs
+from bench.build.graph import build_order
+from bench.build.variant import BuildInputs, base_chain
 from bench.config import SweepConfig, VariantConfig
 from bench.data.evalset import EvalSet, build_evalset
 from bench.data.examples import TaskData
@@ -118,8 +119,10 @@ class Sweep:
                 self.console.print(f"  [yellow]note[/] {note}")
             train_ids = encode_pairs(tok, data.train.premise, data.train.hypothesis, self.cfg.model.max_length)
             evalset = build_evalset(data, tok, self.cfg.model.max_length)
-            # Every variant is built first; then each dtype's cells are measured together, interleaved.
-            ready = [m for v in self.cfg.variants if (m := self._variant(v, data, train_ids, evalset)) is not None]
+            # Every variant is built first (dense first, every base before the variants trained on it); then each
+            # dtype's cells are measured together, interleaved.
+            order = build_order(self.cfg.variants, self.reference_variant)
+            ready = [m for v in order if (m := self._variant(v, data, train_ids, evalset)) is not None]
             for dtype in self.cfg.measure.dtypes:
                 self._group(ready, dtype, evalset)
 
@@ -167,8 +170,9 @@ class Sweep:
         if any(key[0] == data.task.name for key in self.builds):
             return
         jobs = [SeedJob(self.build_inputs, v, self.cfg.train_for(v), data, train_ids, seed, evalset,
-                        self.cfg.measure.throughput_batch_size, self.plan.threads, self.cfg.backend, str(self.store.path))
-                for v in self.cfg.variants for seed in v.seeds_or(self.cfg.seed)]
+                        self.cfg.measure.throughput_batch_size, self.plan.threads, self.cfg.backend, str(self.store.path),
+                        bases=base_chain(self.cfg, v, seed))
+                for v in build_order(self.cfg.variants, self.reference_variant) for seed in v.seeds_or(self.cfg.seed)]
         for (variant, seed), pending in self.executor.submit_builds(jobs, self.console).items():
             self.builds[(data.task.name, variant, seed)] = pending
 

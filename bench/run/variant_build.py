@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 
 from bench.build.artifacts import Artifact
-from bench.build.variant import BuildInputs
+from bench.build.variant import BaseStep, BuildInputs
 from bench.config import BackendOptions, TrainConfig, VariantConfig
 from bench.data.evalset import EvalSet
 from bench.data.examples import TaskData
@@ -35,6 +35,7 @@ class SeedJob:
     threads: int
     options: BackendOptions
     workdir: str  # scratch for the eager runner
+    bases: tuple[BaseStep, ...] = ()  # what the variant is trained on, nearest first (bench.build.variant.base_chain)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -55,12 +56,14 @@ class SeedBuild:
 
 def build_seed(job: SeedJob, console: Console) -> SeedBuild:
     """A BenchError (bad input) propagates and ends the sweep; any other failure fails this seed only."""
-    from bench.build.variant import artifact_for
+    from bench.build.variant import artifact_for, base_artifact
     from bench.run import records
     from sparsify.accounting import count as sparsity_counts
 
     try:
-        artifact, built = artifact_for(job.inputs, job.variant, job.train, job.data, job.train_ids, job.seed, console)
+        base = base_artifact(job.inputs, job.bases, job.data, job.train_ids, console)
+        artifact, built = artifact_for(job.inputs, job.variant, job.train, job.data, job.train_ids, job.seed, console,
+                                       base=base)
         model = artifact.load_model()  # measure exactly what was saved
     except BenchError:
         raise
