@@ -38,6 +38,9 @@ def run(
                                                       "on a cluster, one per device)"),
     ray_address: Optional[str] = typer.Option(None, help="the Ray cluster to join: auto, ray://HOST:10001 or HOST:PORT "
                                                          "(implies --executor ray; default $RAY_ADDRESS, else a local Ray)"),
+    keep_exports: bool = typer.Option(False, "--keep-exports", help="also put the ONNX exports the run used into its "
+                                                                    "exports/ (hard links where possible); else they "
+                                                                    "stay in the cache only"),
 ) -> None:
     """Run a sweep and print its summary; the last line says the run's state."""
     from bench.config import load_config, packaged_config
@@ -49,6 +52,8 @@ def run(
                            ("executor.kind", executor or (ray_address and "ray")), ("executor.address", ray_address)):
             if value is not None:
                 overrides[key] = value
+        if keep_exports:
+            overrides["keep_exports"] = True
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
         if retry_failed and resume is None:
@@ -57,9 +62,10 @@ def run(
         from bench.run.store import RunStore
 
         if resume is not None:
-            if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address"}:
+            if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address",
+                                                       "keep_exports"}:
                 raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but "
-                                 "--isolation, --executor and --ray-address")
+                                 "--isolation, --executor, --ray-address and --keep-exports")
             config = RunStore.open(resume).path / "config.toml"
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
