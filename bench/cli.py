@@ -14,13 +14,13 @@ from typing import Any, Optional
 
 import typer
 
+from bench.cli_cache import cache_app
 from bench.cli_errors import Guard, OneLineErrors, console, err_console, error
 from bench.errors import BenchError
 
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime.")
-cache_app = typer.Typer(no_args_is_help=True, help="The artifact cache ($BENCH_CACHE_DIR): verify it, or clear it.")
 app.add_typer(cache_app, name="cache")
 @app.command()
 def run(
@@ -211,46 +211,6 @@ def env() -> None:
         from bench.run.env import fingerprint
 
         console.print_json(json.dumps(fingerprint(), default=str))
-
-
-_CACHE_DIR = typer.Option(None, "--cache-dir", help="default: $BENCH_CACHE_DIR, else ~/.cache/xglm-bench")
-
-
-@cache_app.command("verify")
-def cache_verify(
-    cache_dir: Optional[Path] = _CACHE_DIR,
-    remove_damaged: bool = typer.Option(False, "--remove-damaged", help="delete damaged artifacts (the next run rebuilds them)"),
-) -> None:
-    """Check every cached artifact against the sizes and hashes recorded when it was saved; exit 1 if any is damaged."""
-    with Guard():
-        from bench.build.artifacts import default_cache_dir, remove, verify_cache
-
-        root = default_cache_dir(str(cache_dir) if cache_dir else None)
-        results = verify_cache(root)
-        damaged = [(path, problem) for path, problem in results if problem and not problem.startswith("unverified")]
-        for path, problem in results:
-            tone = "green" if problem is None else "yellow" if problem.startswith("unverified") else "red"
-            console.print(f"[{tone}]{problem or 'ok'}[/]: {path}", highlight=False, soft_wrap=True)
-        if remove_damaged:
-            for path, _ in damaged:
-                remove(path)
-        done = "removed" if remove_damaged else "damaged"
-        console.print(f"{len(results)} artifacts in {root / 'artifacts'}; {len(damaged)} {done}", highlight=False)
-    if damaged and not remove_damaged:
-        error(f"{len(damaged)} artifacts; `bench cache verify --remove-damaged` deletes them and the next run "
-               "rebuilds them", "damaged")
-        raise typer.Exit(1)
-
-
-@cache_app.command("clear")
-def cache_clear(cache_dir: Optional[Path] = _CACHE_DIR) -> None:
-    """Delete everything bench keeps in the cache: artifacts, trained tokenizers and calibrated peaks."""
-    with Guard():
-        from bench.build.artifacts import clear_cache, default_cache_dir
-
-        root = default_cache_dir(str(cache_dir) if cache_dir else None)
-        count, size = clear_cache(root)
-        console.print(f"cleared {root}: {count} entries, {size / 1e6:.1f} MB", highlight=False)
 
 
 def _terminate(signum: int, frame: object) -> None:
