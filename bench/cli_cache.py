@@ -65,8 +65,10 @@ def cache_verify(
         from bench.build.artifacts import remove, verify_cache
 
         root = _root(cache_dir)
-        results = verify_cache(root) + verify_exports(root)
+        artifacts, exports = verify_cache(root), verify_exports(root)
+        results = artifacts + exports
         damaged = [(path, problem) for path, problem in results if problem and not problem.startswith("unverified")]
+        bad_exports = sum(1 for path, _ in damaged if path.parent.name == "exports")
         for path, problem in results:
             tone = "green" if problem is None else "yellow" if problem.startswith("unverified") else "red"
             console.print(f"[{tone}]{problem or 'ok'}[/]: {path}", highlight=False, soft_wrap=True)
@@ -74,10 +76,11 @@ def cache_verify(
             for path, _ in damaged:
                 remove(path)
         done = "removed" if remove_damaged else "damaged"
-        console.print(f"{len(results)} artifacts and exports in {root}; {len(damaged)} {done}", highlight=False)
+        console.print(f"{len(artifacts)} artifacts and {len(exports)} exports in {root}; {len(damaged)} {done}",
+                      highlight=False)
     if damaged and not remove_damaged:
-        error(f"{len(damaged)} artifacts or exports; `bench cache verify --remove-damaged` deletes them and the next "
-              "run rebuilds them", "damaged")
+        error(f"{len(damaged) - bad_exports} artifacts, {bad_exports} exports; `bench cache verify --remove-damaged` "
+              "deletes them and the next run rebuilds them", "damaged")
         raise typer.Exit(1)
 
 
