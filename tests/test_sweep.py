@@ -261,7 +261,7 @@ def test_changed_recipe_gets_a_new_artifact(tiny_sweep, tiny_config, tmp_path):
 # ------------------------------------------------------------------------------ failed and skipped cells
 
 
-def _raising_prepare(model, target, example, options, workdir):
+def _raising_prepare(model, target, example, options, workdir, export_cache=None):
     raise RuntimeError("boom")
 
 
