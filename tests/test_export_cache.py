@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 import torch
 from rich.console import Console
 from typer.testing import CliRunner
@@ -200,9 +201,17 @@ def ort_runs(tiny_config, tmp_path, monkeypatch):
     """Factory: a tiny sweep on ONNX Runtime only, sharing one cache; returns (run directory, records, output)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
-    def run(name: str, **top):
+    def run(name: str, *flags: str):
         config = tiny_config(tmp_path / "runs", tmp_path / "cache", name=name,
-                             measure={"backends": ["onnxruntime"], "scenarios": ["throughput"]}, **top)
+                             measure={"backends": ["onnxruntime"], "scenarios": ["throughput"]})
+        if flags:  # through the command line
+            path = tmp_path / f"{name}.toml"
+            path.write_text(tomli_w.dumps(config))
+            result = CliRunner().invoke(app, ["run", str(path), *flags])
+            assert result.exit_code == 0, result.output
+            (run_dir,) = (tmp_path / "runs").glob(f"*-{name}")
+            return run_dir, [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()], \
+                result.output
         buffer = io.StringIO()
         store = run_sweep(parse_config(config), Console(file=buffer, width=200))
         return store.path, store.records(), buffer.getvalue()
@@ -218,7 +227,7 @@ def test_runs_share_the_cache_and_keep_exports_only_when_asked(ort_runs, tmp_pat
     assert Path(record["export_dir"]).is_dir() and "export_kept" not in record
 
     monkeypatch.setattr(bench.backends.onnxruntime, "export_for_ort", _no_export)
-    second, records, output = ort_runs("second", keep_exports=True)
+    second, records, output = ort_runs("second", "--keep-exports")
     (again,) = records
     assert again["status"] == "ok" and again["export_cache_hit"] is True, again["error"]
     assert again["export_cache_key"] == record["export_cache_key"] and "(export cached)" in output

@@ -222,4 +222,4 @@ def test_resume_accepts_the_executor_options_and_no_others(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--executor", "ray", "--ray-address", "auto"])
     assert result.exit_code == 2 and "is not a run directory" in result.output
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--model", "random:tiny"])
-    assert result.exit_code == 2 and "no overrides but --isolation, --executor and --ray-address" in result.output
+    assert result.exit_code == 2 and "no overrides but --isolation, --executor, --ray-address and --keep-exports" in result.output
