@@ -246,7 +246,8 @@ def test_bench_cache_shows_sizes_verifies_and_clears_exports(ort_runs, tmp_path)
     export_bytes = sum(f.stat().st_size for f in entry.iterdir())
     shown = cli.invoke(app, ["cache", "size", "--cache-dir", str(cache)])
     assert shown.exit_code == 0, shown.output
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.output.splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in line.split("│")[1:-1]]
+             for line in shown.output.splitlines() if line.startswith("│")]
     rows = {part: rest for part, *rest in cells}
     assert rows["exports"] == ["1", f"{export_bytes / 1e6:.1f}"] and rows["artifacts"][0] == "1"
 

@@ -108,9 +108,10 @@ def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: 
             "attention_path": attention_path,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "onnxscript": _version("onnxscript")}
     result = OrtExport(directory, spec, fused_op_counts(optimized), seconds)
-    files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in sorted(directory.iterdir()) if f.is_file()}
-    (directory / MANIFEST).write_text(json.dumps(
-        {"spec": spec, "fused_ops": result.fused_ops, "seconds": seconds, "files": files, **(manifest or {})}, indent=2))
+    files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
+             for f in sorted(directory.iterdir()) if f.is_file()}
+    (directory / MANIFEST).write_text(json.dumps({"spec": spec, "fused_ops": result.fused_ops, "seconds": seconds,
+                                                  "files": files, **(manifest or {})}, indent=2))
     return result
 
 
