@@ -113,7 +113,7 @@ class Sweep:
     def run(self) -> None:
         # Cells' scratch files (compile caches, ORT profiles) live apart from the run directory and go with the run;
         # ONNX exports live in the cache (bench.backends.export_cache), in the run directory only with keep_exports.
-        with tempfile.TemporaryDirectory(prefix="xglm-bench-cells-") as scratch, \
+        with tempfile.TemporaryDirectory(prefix="xglm-bench-cells-", ignore_cleanup_errors=True) as scratch, \
                 self.executor.session(self.store, self.console, self.plan):
             self.scratch = Path(scratch)
             self._run()
