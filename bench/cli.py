@@ -14,13 +14,13 @@ from typing import Any, Optional
 
 import typer
 
+from bench.cli_cache import cache_app
 from bench.cli_errors import Guard, OneLineErrors, console, err_console, error
 from bench.errors import BenchError
 
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime.")
-cache_app = typer.Typer(no_args_is_help=True, help="The artifact cache ($BENCH_CACHE_DIR): verify it, or clear it.")
 app.add_typer(cache_app, name="cache")
 @app.command()
 def run(
@@ -38,6 +38,9 @@ def run(
                                                       "on a cluster, one per device)"),
     ray_address: Optional[str] = typer.Option(None, help="the Ray cluster to join: auto, ray://HOST:10001 or HOST:PORT "
                                                          "(implies --executor ray; default $RAY_ADDRESS, else a local Ray)"),
+    keep_exports: bool = typer.Option(False, "--keep-exports", help="also put the ONNX exports the run used into its "
+                                                                    "exports/ (hard links where possible); else they "
+                                                                    "stay in the cache only"),
 ) -> None:
     """Run a sweep and print its summary; the last line says the run's state."""
     from bench.config import load_config, packaged_config
@@ -49,6 +52,8 @@ def run(
                            ("executor.kind", executor or (ray_address and "ray")), ("executor.address", ray_address)):
             if value is not None:
                 overrides[key] = value
+        if keep_exports:
+            overrides["keep_exports"] = True
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
         if retry_failed and resume is None:
@@ -57,9 +62,10 @@ def run(
         from bench.run.store import RunStore
 
         if resume is not None:
-            if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address"}:
+            if config is not None or set(overrides) - {"measure.isolation", "executor.kind", "executor.address",
+                                                       "keep_exports"}:
                 raise BenchError("--resume takes the run's own config.toml; give no CONFIG and no overrides but "
-                                 "--isolation, --executor and --ray-address")
+                                 "--isolation, --executor, --ray-address and --keep-exports")
             config = RunStore.open(resume).path / "config.toml"
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
@@ -205,46 +211,6 @@ def env() -> None:
         from bench.run.env import fingerprint
 
         console.print_json(json.dumps(fingerprint(), default=str))
-
-
-_CACHE_DIR = typer.Option(None, "--cache-dir", help="default: $BENCH_CACHE_DIR, else ~/.cache/xglm-bench")
-
-
-@cache_app.command("verify")
-def cache_verify(
-    cache_dir: Optional[Path] = _CACHE_DIR,
-    remove_damaged: bool = typer.Option(False, "--remove-damaged", help="delete damaged artifacts (the next run rebuilds them)"),
-) -> None:
-    """Check every cached artifact against the sizes and hashes recorded when it was saved; exit 1 if any is damaged."""
-    with Guard():
-        from bench.build.artifacts import default_cache_dir, remove, verify_cache
-
-        root = default_cache_dir(str(cache_dir) if cache_dir else None)
-        results = verify_cache(root)
-        damaged = [(path, problem) for path, problem in results if problem and not problem.startswith("unverified")]
-        for path, problem in results:
-            tone = "green" if problem is None else "yellow" if problem.startswith("unverified") else "red"
-            console.print(f"[{tone}]{problem or 'ok'}[/]: {path}", highlight=False, soft_wrap=True)
-        if remove_damaged:
-            for path, _ in damaged:
-                remove(path)
-        done = "removed" if remove_damaged else "damaged"
-        console.print(f"{len(results)} artifacts in {root / 'artifacts'}; {len(damaged)} {done}", highlight=False)
-    if damaged and not remove_damaged:
-        error(f"{len(damaged)} artifacts; `bench cache verify --remove-damaged` deletes them and the next run "
-               "rebuilds them", "damaged")
-        raise typer.Exit(1)
-
-
-@cache_app.command("clear")
-def cache_clear(cache_dir: Optional[Path] = _CACHE_DIR) -> None:
-    """Delete everything bench keeps in the cache: artifacts, trained tokenizers and calibrated peaks."""
-    with Guard():
-        from bench.build.artifacts import clear_cache, default_cache_dir
-
-        root = default_cache_dir(str(cache_dir) if cache_dir else None)
-        count, size = clear_cache(root)
-        console.print(f"cleared {root}: {count} entries, {size / 1e6:.1f} MB", highlight=False)
 
 
 def _terminate(signum: int, frame: object) -> None:

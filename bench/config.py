@@ -196,7 +196,9 @@ class SweepConfig(_Strict):
     name: str = Field("sweep", pattern=r"^[\w.+-]+$")
     seed: int = 0
     output_dir: str = "runs"
-    cache_dir: str | None = Field(None, description="artifacts and tokenizers; else env BENCH_CACHE_DIR or ~/.cache/xglm-bench")
+    cache_dir: str | None = Field(None, description="artifacts, exports and tokenizers; else env BENCH_CACHE_DIR or ~/.cache/xglm-bench")
+    # ONNX exports stay in the cache (exports/), shared by runs; true: also linked (or copied) into the run's exports/
+    keep_exports: bool = False
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

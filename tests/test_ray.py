@@ -109,6 +109,26 @@ def local_run(cluster, root):
 
 
 @needs_ray
+def test_ray_groups_export_into_the_node_cache_and_a_second_run_hits_it(cluster, root):
+    """One ONNX Runtime cell per run: the group exports into its node's cache (here the driver's machine), the next
+    run's group finds it there, and --keep-exports links it into the run directory from the driver."""
+    data = config(root, "ray-ort", kind="ray") | {"keep_exports": True}
+    data["variants"] = data["variants"][:1]
+    data["measure"] |= {"dtypes": ["fp32"], "backends": ["onnxruntime"], "scenarios": ["throughput"]}
+    first, _ = sweep(data)
+    (made,) = first.records()
+    data["name"] = "ray-ort-again"
+    second, _ = sweep(data)
+    (again,) = second.records()
+    assert made["status"] == again["status"] == "ok" and made["executor"] == "ray"
+    assert made["export_cache_hit"] is False and again["export_cache_hit"] is True
+    assert again["export_dir"] == made["export_dir"] and Path(made["export_dir"]).parent == root / "cache" / "exports"
+    for store, record in ((first, made), (second, again)):
+        kept = store.path / record["export_kept"]
+        assert (kept / "model.ort.onnx").stat().st_ino == (Path(record["export_dir"]) / "model.ort.onnx").stat().st_ino
+
+
+@needs_ray
 def test_ray_sweep_gives_the_local_cells_and_statuses(local_run, root):
     """Artifacts through the object store here, as on a cluster without a shared cache directory."""
     store, output = sweep(config(root, "ray", kind="ray", artifacts="object-store"))
@@ -222,4 +242,4 @@ def test_resume_accepts_the_executor_options_and_no_others(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--executor", "ray", "--ray-address", "auto"])
     assert result.exit_code == 2 and "is not a run directory" in result.output
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--model", "random:tiny"])
-    assert result.exit_code == 2 and "no overrides but --isolation, --executor and --ray-address" in result.output
+    assert result.exit_code == 2 and "no overrides but --isolation, --executor, --ray-address and --keep-exports" in result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,8 +180,12 @@ def test_build_costs_are_recorded_apart(tiny_sweep):
             assert "CPUExecutionProvider" in r["ort_providers"]
         else:
             assert r.get("compile_s") is None and r.get("export_s") is None
-    exports = list((tiny_sweep.path / "exports").rglob("model.onnx"))
-    assert len(exports) == 1
+    # The export lives in the cache, not in the run directory (bench run --keep-exports links it in).
+    assert not (tiny_sweep.path / "exports").exists()
+    ort = _by(tiny_sweep.records, backend="onnxruntime")
+    assert {r["export_cache_hit"] for r in ort} == {False} and len({r["export_dir"] for r in ort}) == 1
+    assert Path(ort[0]["export_dir"]).parent == tiny_sweep.cache_dir / "exports"
+    assert list((tiny_sweep.cache_dir / "exports").rglob("model.onnx")) == [Path(ort[0]["export_dir"]) / "model.onnx"]
 
 
 def test_params_match_an_independently_built_classifier(tiny_sweep):
@@ -256,7 +261,7 @@ def test_changed_recipe_gets_a_new_artifact(tiny_sweep, tiny_config, tmp_path):
 # ------------------------------------------------------------------------------ failed and skipped cells
 
 
-def _raising_prepare(model, target, example, options, workdir):
+def _raising_prepare(model, target, example, options, workdir, export_cache=None):
     raise RuntimeError("boom")
 
 

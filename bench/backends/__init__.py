@@ -25,16 +25,19 @@ BACKENDS: dict[str, str] = {
 __all__ = ["BACKENDS", "Runner", "SkipCell", "Target", "attention_fields", "prepare"]
 
 
-def prepare(name: str, model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:
+def prepare(name: str, model, target: Target, example, options: BackendOptions, workdir: Path,
+            export_cache: Path | None = None) -> Runner:
     """Build a runner for `model` on `target`, on the attention path `options.attention` (the caller's model keeps
-    its own); raises SkipCell when the backend cannot serve that target."""
+    its own); raises SkipCell when the backend cannot serve that target. workdir: the runner's own scratch files;
+    export_cache: the cache directory whose exports/ keeps ONNX exports across runs (None: exported into workdir)."""
     kind = backend_kind(check_backend_name(name))
     if kind == "compile" and ":" in name:
         options = options.model_copy(update={"compile": options.compile.model_copy(update={"mode": name.partition(":")[2]})})
     model = copy.copy(model)  # shares every submodule and weight; only the attribute below is its own
     model.attention_path = options.attention
     module, _, attr = BACKENDS[kind].partition(":")
-    runner = getattr(importlib.import_module(module), attr)(model, target, example, options, workdir)
+    extra = {"export_cache": export_cache} if kind == "onnxruntime" and export_cache is not None else {}
+    runner = getattr(importlib.import_module(module), attr)(model, target, example, options, workdir, **extra)
     runner.backend = name
     runner.info.update(attention_fields(model, kind))
     return runner

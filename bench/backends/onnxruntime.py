@@ -21,14 +21,19 @@ import numpy as np
 import torch
 
 from bench.backends import ort_session
-from bench.backends.ort_export import INPUT_NAMES, OUTPUT_NAME, export_for_ort, skip_layer_norm_wanted
+from bench.backends.export_cache import cached_export
+from bench.backends.export_key import export_key
+from bench.backends.ort_export import INPUT_NAMES, OUTPUT_NAME, OrtExport, export_for_ort, skip_layer_norm_wanted
 from bench.backends.base import Runner, SkipCell, Target, check_target, placed_copy
 from bench.config import BackendOptions
 from bench.measure.timing import stopwatch
 from bench.model.dtypes import HALF, tf32_fields
 
 
-def prepare(model, target: Target, example, options: BackendOptions, workdir: Path) -> Runner:
+def prepare(model, target: Target, example, options: BackendOptions, workdir: Path,
+            export_cache: Path | None = None) -> Runner:
+    """export_cache: the cache directory whose exports/ keeps this export for later runs (bench.backends.export_cache);
+    None: export into `workdir`, uncached."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -42,10 +47,25 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
         raise SkipCell(f"ONNX Runtime's CPU provider has no {target.dtype} kernels for this graph; measured in fp32 only")
 
     ort_options = options.onnxruntime
+    workdir.mkdir(parents=True, exist_ok=True)  # the session's profile lands here, whatever the export's home
     skip_ln = skip_layer_norm_wanted(ort_options.skip_layer_norm, target)
-    exported = export_for_ort(exportable(placed_copy(model, target), target), example, workdir, target=target,
-                              opset=ort_options.opset, graph_optimization=ort_options.graph_optimization,
-                              skip_layer_norm=skip_ln, attention_path=model.attention_path)
+    settings = dict(opset=ort_options.opset, graph_optimization=ort_options.graph_optimization,
+                    skip_layer_norm=skip_ln, attention_path=model.attention_path)
+
+    def make(directory: Path, manifest: dict[str, Any] | None = None) -> None:
+        # The model is copied to the device only when it is exported: a cache hit never holds it there.
+        export_for_ort(exportable(placed_copy(model, target), target), example, directory, target=target,
+                       manifest=manifest, **settings)
+
+    if export_cache is None:
+        make(workdir)
+        exported, cache_fields = OrtExport.load(workdir), {"export_cache_hit": False}
+    else:
+        with stopwatch() as keying:  # hashing the weights: about 1.5 s per GB on 2 busy cores
+            key, key_inputs = export_key(model, example, target, **settings)
+        use = cached_export(export_cache, key, lambda d: make(d, {"key": key, "key_inputs": key_inputs}))
+        exported, cache_fields = OrtExport.load(use.directory), use.fields()
+        cache_fields["export_cache_s"] += keying.seconds
     # The graph is optimised already (export_for_ort): the session loads it as it is.
     so = ort_session.session_options(ort, target, "disable", workdir / "ort-profile", spinning=ort_options.intra_op_spinning)
     with stopwatch() as session_build:
@@ -58,7 +78,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
         ort_version=ort.__version__, ort_providers=session.get_providers(), ort_intra_op_threads=target.threads,
         ort_intra_op_spinning=ort_options.intra_op_spinning, ort_graph_optimization=ort_options.graph_optimization,
         onnx_opset=ort_options.opset, ort_skip_layer_norm=skip_ln, ort_fused_ops=exported.fused_ops,
-        onnx_bytes=exported.bytes,
+        onnx_bytes=exported.bytes, **cache_fields,
         ort_provider_options=ort_session.provider_options(target), ort_output_dtype="float32",
         **({"ort_preload_dlls": preloaded} if preloaded else {}), **ort_session.placement_fields(placement),
     )

@@ -14,9 +14,9 @@ The steps, each measured in the README (benchmarks/ort_fusions.py):
    operator counts are recorded (`ort_fused_ops`), so a record says which fusions its cell ran.
 
 A directory is complete when `export.json` exists (written last): model.onnx(+.data) is step 1-2's graph,
-model.ort.onnx(+.data) step 3's. The key of such a directory, should exports be cached, is what `export.json`'s
-`spec` holds (opset, dtype, provider, optimisation level, fusions, attention path, torch, onnxscript and ORT
-versions) plus the artifact. ORT's optimised graph is specific to the provider and ORT version it was made with.
+model.ort.onnx(+.data) step 3's, and export.json records every file's size and sha256 (`files`), so that a kept
+export can be checked before it is used. ORT's optimised graph is specific to the provider and ORT version it was
+made with; bench.backends.export_key says what else an export depends on, bench.backends.export_cache keeps them.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch
 
 from bench.backends import ort_session
 from bench.backends.base import Target
+from bench.backends.export_cache import sha256
 from bench.measure.timing import stopwatch
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -75,9 +76,11 @@ def skip_layer_norm_wanted(setting: str, target: Target) -> bool:
 
 
 def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: Target, opset: int,
-                   graph_optimization: str, skip_layer_norm: bool, attention_path: str) -> OrtExport:
+                   graph_optimization: str, skip_layer_norm: bool, attention_path: str,
+                   manifest: dict[str, Any] | None = None) -> OrtExport:
     """Export `model` (already on the target's device and dtype, on `attention_path`), fuse, and optimise it for
-    the target's provider, into `directory`. Raises SkipCell when the provider cannot be had."""
+    the target's provider, into `directory`; `manifest`: more fields for export.json (the cache's key). Raises
+    SkipCell when the provider cannot be had."""
     import onnxruntime as ort
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -105,8 +108,10 @@ def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: 
             "attention_path": attention_path,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "onnxscript": _version("onnxscript")}
     result = OrtExport(directory, spec, fused_op_counts(optimized), seconds)
-    (directory / MANIFEST).write_text(json.dumps({"spec": spec, "fused_ops": result.fused_ops, "seconds": seconds},
-                                                 indent=2))
+    files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
+             for f in sorted(directory.iterdir()) if f.is_file()}
+    (directory / MANIFEST).write_text(json.dumps({"spec": spec, "fused_ops": result.fused_ops, "seconds": seconds,
+                                                  "files": files, **(manifest or {})}, indent=2))
     return result
 
 

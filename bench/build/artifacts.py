@@ -20,7 +20,9 @@ from bench.errors import BenchError
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
-CACHE_PARTS = ("artifacts", "tokenizers", "calibration")  # everything bench keeps in its cache directory
+# Everything bench keeps in its cache directory: trained variants, ONNX exports (bench.backends.export_cache),
+# artifacts a Ray node received from another, trained tokenizers, calibrated device peaks.
+CACHE_PARTS = ("artifacts", "exports", "artifacts-received", "tokenizers", "calibration")
 UNVERIFIED = "unverified"  # the start of the problem of an artifact saved before sizes and hashes were recorded
 
 
@@ -155,16 +157,37 @@ def verify_cache(cache_dir: Path) -> list[tuple[Path, str | None]]:
     return out
 
 
-def clear_cache(cache_dir: Path) -> tuple[int, int]:
-    """Delete what bench keeps in `cache_dir` (artifacts, tokenizers, calibration); (entries, bytes) removed."""
+def clear_cache(cache_dir: Path, parts: tuple[str, ...] = CACHE_PARTS) -> tuple[int, int]:
+    """Delete what bench keeps in `cache_dir` (every part, or the ones named); (entries, bytes) removed."""
     count = size = 0
-    for part in CACHE_PARTS:
+    for part in parts:
         for path in sorted((cache_dir / part).iterdir()) if (cache_dir / part).is_dir() else []:
-            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-            size += sum(f.stat().st_size for f in files)
+            size += _bytes([path] if path.is_file() else path.rglob("*"))
             count += 1
             remove(path)
     return count, size
+
+
+def cache_sizes(cache_dir: Path) -> dict[str, tuple[int, int]]:
+    """part -> (entries, bytes on disk) for every part of the cache, and any other folder found in it. A file hard-
+    linked into a run directory (bench run --keep-exports) counts here too, though clearing it frees nothing."""
+    found = sorted(p.name for p in cache_dir.iterdir() if p.is_dir()) if cache_dir.is_dir() else []
+    out = {}
+    for part in [*CACHE_PARTS, *(name for name in found if name not in CACHE_PARTS)]:
+        entries = [p for p in sorted((cache_dir / part).iterdir()) if not p.name.endswith(".lock")] \
+            if (cache_dir / part).is_dir() else []
+        out[part] = (len(entries), _bytes(f for p in entries for f in ([p] if p.is_file() else p.rglob("*"))))
+    return out
+
+
+def _bytes(paths) -> int:
+    """Bytes of the files among `paths`, each inode once (hard links)."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in paths:
+        if path.is_file() and not path.is_symlink():
+            stat = path.stat()
+            seen[(stat.st_dev, stat.st_ino)] = stat.st_size
+    return sum(seen.values())
 
 
 def remove(path: Path) -> None:

@@ -36,8 +36,9 @@ class CellTask:
     measure: MeasureConfig
     evalset: EvalSet
     reference: np.ndarray  # eager fp32 logits of the same artifact: the parity reference
-    workdir: str
+    workdir: str  # the cell's scratch files (compile caches, ORT profiles), gone with the run
     max_length: int
+    export_cache: str | None = None  # the cache directory that keeps ONNX exports across runs (None: in workdir)
     emit_prepared: bool = True  # False: a reference cell measured again only for pairing (records exist)
 
 
@@ -86,7 +87,8 @@ class CellRunner:
         try:
             with cache:
                 self.runner = prepare(base["backend"], model, task.target, (example.input_ids, example.attention_mask),
-                                      task.options, Path(task.workdir))
+                                      task.options, Path(task.workdir),
+                                      export_cache=Path(task.export_cache) if task.export_cache else None)
                 base |= self.runner.build_seconds | self.runner.info
                 out = self._measure(model, counts, base)
         except SkipCell as exc:

@@ -115,8 +115,10 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
             if task.emit_prepared:
                 sink.prepared(task, outcome)
             built = {k: v for k, v in outcome.base.items() if k in ("compile_s", "export_s") and v}
+            cached = " (export cached)" if outcome.base.get("export_cache_hit") else ""
+            note = f" ({outcome.base['export_cache_note']})" if outcome.base.get("export_cache_note") else ""
             sink.announce(f"{_label(task)}: {outcome.status}" + "".join(f" {k}={v:.1f}" for k, v in built.items())
-                          + (f" ({outcome.error})" if outcome.error else ""))
+                          + cached + note + (f" ({outcome.error})" if outcome.error else ""))
             if progress is not None and task.emit_prepared:
                 progress.cell_prepared(time.perf_counter() - started)
         ready = [w for w, t in zip(workers, tasks) if prepared[t.cell_id].status == "ok"]

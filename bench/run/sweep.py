@@ -12,6 +12,8 @@ the cells already done.
 from __future__ import annotations
 
 import gc
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import torch
 from rich.console import Console
 
 from bench.backends import Target
+from bench.backends.export_cache import keep
 from bench.build.artifacts import Artifact
 from bench.build.graph import build_order
 from bench.build.variant import BuildInputs, base_chain
@@ -100,13 +103,19 @@ class Sweep:
         )
         self.executor = executor
         self.builds: dict[tuple[str, str, int], PendingBuild] = {}
+        self.kept: dict[str, dict[str, Any]] = {}  # cell -> where keep_exports put its export
+        self.scratch = Path(tempfile.gettempdir())  # replaced by the run's own scratch directory in run()
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
         cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
                                  say=console.print)
 
     def run(self) -> None:
-        with self.executor.session(self.store, self.console, self.plan):
+        # Cells' scratch files (compile caches, ORT profiles) live apart from the run directory and go with the run;
+        # ONNX exports live in the cache (bench.backends.export_cache), in the run directory only with keep_exports.
+        with tempfile.TemporaryDirectory(prefix="xglm-bench-cells-", ignore_cleanup_errors=True) as scratch, \
+                self.executor.session(self.store, self.console, self.plan):
+            self.scratch = Path(scratch)
             self._run()
 
     def _run(self) -> None:
@@ -189,7 +198,8 @@ class Sweep:
                     base=base | {"cell_id": cell_id, "isolation": cfg.isolation},
                     target=Target(cfg.device, dtype, self.plan.threads), options=self.cfg.backend, measure=cfg,
                     evalset=evalset, reference=m.reference, max_length=self.cfg.model.max_length,
-                    workdir=str(self.store.path / "exports" / f"{base['variant']}-{base['task']}-{dtype}-{backend}"),
+                    workdir=str(self.scratch / f"{base['variant']}-{base['task']}-{dtype}-{backend}"),
+                    export_cache=str(self.plan.cache_dir),
                 ))
         if all(t.cell_id in self.done for t in tasks):
             return
@@ -199,8 +209,9 @@ class Sweep:
                                     done=self.done, seed=self.cfg.seed, progress=self.progress)
 
     def _prepared(self, task: CellTask, prepared: Prepared) -> None:
+        kept = self.kept[task.cell_id] = self._keep_export(task, prepared)
         for record in prepared.records:
-            fields = dict(record)
+            fields = dict(record) | kept
             scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
             if scenario == "accuracy" and status == "ok":
                 fields |= self._accuracy_fields(fields["accuracy_by_language"], task.evalset)
@@ -210,10 +221,25 @@ class Sweep:
 
     def _measured(self, task: CellTask, latency: list[dict[str, Any]]) -> None:
         for record in latency:
-            fields = dict(record)
+            fields = dict(record) | self.kept.get(task.cell_id, {})
             scenario, status, error = fields.pop("scenario"), fields.pop("status"), fields.pop("error")
             self._emit(fields, scenario, status=status, error=error)
         self._mark_done(task.cell_id)
+
+    def _keep_export(self, task: CellTask, prepared: Prepared) -> dict[str, Any]:
+        """With keep_exports, the cell's cached export linked (or copied) into the run's exports/; the field says
+        where. The driver does it, the one writer of the run directory, for the local and the Ray executor alike."""
+        source = next((r["export_dir"] for r in prepared.records if r.get("export_dir")), None)
+        if not self.cfg.keep_exports or source is None:
+            return {}
+        key = next(r["export_cache_key"] for r in prepared.records if r.get("export_dir"))
+        manifest = Path(source) / "export.json"
+        if not manifest.is_file() or json.loads(manifest.read_text()).get("key") != key:
+            self.console.print(f"  [yellow]note[/] {task.cell_id}: its export {source} is not on this machine; not kept")
+            return {}
+        destination = self.store.path / "exports" / Path(task.workdir).name
+        keep(Path(source), destination)
+        return {"export_kept": str(destination.relative_to(self.store.path))}
 
     def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
         return records.variant_fields(

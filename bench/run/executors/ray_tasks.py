@@ -1,9 +1,10 @@
 """What runs on the nodes of a Ray cluster: a probe of each node, a variant seed's build, and one comparison group.
 
 Plain functions that the driver (bench.run.executors.ray) submits with `ray.remote(...).options(...)`. None of
-them writes to the run directory: builds write to a cache directory, groups keep their exports in a temporary
-directory of their node (removed when the group ends), and everything the driver records comes back as return
-values or streamed events.
+them writes to the run directory: builds write to a cache directory, groups keep their exports in their node's
+cache (exports/, shared with the node's other groups and later runs) and their scratch files in a temporary
+directory (removed when the group ends), and everything the driver records comes back as return values or streamed
+events.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def measure_group(payload: GroupPayload) -> Iterator[tuple]:
     cfg = payload.measure
     node = node_info(cfg.device)
     yield ("started", node, fingerprint())
-    with tempfile.TemporaryDirectory(prefix="xglm-bench-group-") as scratch:  # exports and compile caches
+    with tempfile.TemporaryDirectory(prefix="xglm-bench-group-") as scratch:  # compile caches, ORT profiles
         yield from _measure(payload, _localize(payload, node, Path(scratch)))
 
 
@@ -135,7 +136,8 @@ def _measure(payload: GroupPayload, tasks: list[CellTask]) -> Iterator[tuple]:
 
 def _localize(payload: GroupPayload, node: dict[str, Any], scratch: Path) -> list[CellTask]:
     """The cells as this node runs them: artifacts unpacked here when they came through the object store, exports
-    in a scratch directory of this node, and the node and device named in every record."""
+    in this node's cache (shared by its groups: bench.backends.export_cache), scratch files in a directory of this
+    group, and the node and device named in every record."""
     import ray
 
     where = {k: node[k] for k in ("node_id", "node_ip", "node_hostname", "device_name", "device_uuid") if k in node}
@@ -148,7 +150,8 @@ def _localize(payload: GroupPayload, node: dict[str, Any], scratch: Path) -> lis
                 unpacked[path] = str(_unpack(ray.get(payload.artifacts[path]), _cache(payload.cache_dir), Path(path).name))
             path = unpacked[path]
         base = task.base | where | {"executor": "ray", "ray_attempt": payload.attempt}
-        out.append(replace(task, artifact_path=path, base=base, workdir=str(scratch / Path(task.workdir).name)))
+        out.append(replace(task, artifact_path=path, base=base, workdir=str(scratch / Path(task.workdir).name),
+                           export_cache=str(_cache(payload.cache_dir))))
     return out
 
 
