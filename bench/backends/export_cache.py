@@ -13,7 +13,6 @@ removed and exported again, and the cell's records say so (`export_cache_note`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.build.artifacts import remove, sha256
 from bench.measure.timing import stopwatch
 
 EXPORTS = "exports"
@@ -138,18 +138,6 @@ def keep(source: Path, destination: Path) -> int:
             shutil.copy2(file, target)
             copied += file.stat().st_size
     return copied
-
-
-def remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @contextlib.contextmanager

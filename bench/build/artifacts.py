@@ -70,7 +70,7 @@ class Artifact:
                 return f"{name} is missing"
             if path.stat().st_size != want["bytes"]:
                 return f"{name} has {path.stat().st_size} bytes, {want['bytes']} were saved"
-            if hashes and _sha256(path) != want["sha256"]:
+            if hashes and sha256(path) != want["sha256"]:
                 return f"{name} does not match the sha256 recorded when it was saved"
         return None
 
@@ -130,7 +130,7 @@ def save(cache_dir: Path, recipe: dict[str, Any], model, tokenizer, meta: dict[s
         else:
             save_file({k: t.contiguous() for k, t in state_dict.items()}, str(tmp / MODEL_FILE))
         tokenizer.save_pretrained(tmp)
-        files = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir()) if f.is_file()}
+        files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in sorted(tmp.iterdir()) if f.is_file()}
         full_meta = {"key": recipe_key(recipe), "recipe": recipe, "files": files, **meta}
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True))
         shutil.rmtree(path, ignore_errors=True)
@@ -197,7 +197,8 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The file's sha256, hex (how artifacts and exports check their files)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
