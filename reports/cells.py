@@ -156,8 +156,9 @@ class Difference:
 
     @property
     def clear(self) -> bool:
-        """Beyond two standard errors; with no spread known, any difference counts (and the note says so)."""
-        return self.value != 0 and (self.se is None or abs(self.value) > 2 * self.se)
+        """Beyond two standard errors over seeds. With a single seed on both sides there is no spread to judge a
+        difference by (one example more or less moves it), so none is clear; the views' notes say so."""
+        return self.se is not None and abs(self.value) > 2 * self.se
 
 
 @dataclass(frozen=True)
