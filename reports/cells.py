@@ -171,6 +171,7 @@ class Accuracy:
     groups: dict[str, Spread]
     agreement: float | None  # the worst seed's agreement with eager fp32
     max_diff: float | None
+    examples: int | None = None  # evaluation examples behind one seed's overall accuracy (the fewest over seeds)
 
 
 def reference_backend(keys: list[RowKey], task: Any) -> Any:
@@ -211,9 +212,11 @@ def accuracy_rows(records: list[Record]) -> dict[RowKey, Accuracy]:
                   for name, members in layouts[key[0]] if name}
         agreements = [r["agreement_vs_eager_fp32"] for r in seeds if r.get("agreement_vs_eager_fp32") is not None]
         diffs = [r["max_abs_logit_diff"] for r in seeds if r.get("max_abs_logit_diff") is not None]
+        examples = [r["eval_samples"] for r in seeds if isinstance(r.get("eval_samples"), int)]
         out[key] = Accuracy(key, overall, {k: v for k, v in languages.items() if v},
                             {k: v for k, v in groups.items() if v},
-                            min(agreements) if agreements else None, max(diffs) if diffs else None)
+                            min(agreements) if agreements else None, max(diffs) if diffs else None,
+                            min(examples) if examples else None)
     return out
 
 
