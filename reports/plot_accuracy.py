@@ -3,7 +3,9 @@ the per-language heatmap (language groups on their own top axis, clear of the ti
 
 from __future__ import annotations
 
-from reports.cells import Record, accuracy_rows, dense_key, dense_variants, identities, language_layout, reference_backend
+from reports.cells import (
+    Record, accuracy_rows, dense_key, dense_variants, identities, language_layout, reference_backend,
+)
 from reports.methods import method_label, method_style
 from reports.plot_axes import INTERVAL_NOTE, accuracy_interval, accuracy_ylim, dodge, draw_chance
 from reports.plotting import annotate_cells, backend_marker, error_bars, mark_groups, new_figure, random_weights_note

@@ -35,25 +35,36 @@ def pareto(records: list[Record]):
         for x, y, k in kept:  # every variant of every method: colour says the method, marker the backend
             cell, interval = latency[(k, shape)], accuracy_interval(accuracy[k])
             bounds = (interval[0] * 100, interval[1] * 100) if interval else (None, None)
-            ax.errorbar([x], [y], xerr=error_bars([x], [(cell.get("latency_ms_ci95_low"), cell.get("latency_ms_ci95_high"))]),
-                        yerr=error_bars([y], [bounds]), linestyle="none", color=method_style(ids[k].get("method")).colour,
-                        marker=backend_marker(k[2]), markersize=7, capsize=2, elinewidth=0.8, gid=f"point-{k[1]}-{k[2]}")
+            timing = (cell.get("latency_ms_ci95_low"), cell.get("latency_ms_ci95_high"))
+            ax.errorbar([x], [y], xerr=error_bars([x], [timing]), yerr=error_bars([y], [bounds]), linestyle="none",
+                        color=_colour(ids, k), marker=backend_marker(k[2]), markersize=7, capsize=2, elinewidth=0.8,
+                        gid=f"point-{k[1]}-{k[2]}")
             extent += [y] + [b for b in bounds if b is not None]
+        for variant in dict.fromkeys(k[1] for _, _, k in kept):  # a faint rule joins one variant's backends
+            same = sorted((x, y, k) for x, y, k in kept if k[1] == variant)
+            if len(same) > 1:
+                ax.plot([x for x, _, _ in same], [y for _, y, _ in same], color=_colour(ids, same[0][2]), alpha=0.35,
+                        linewidth=1.0, zorder=1)
         front = pareto_front([(x, y) for x, y, _ in points])
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="0.3", linewidth=1.0, linestyle="--")
         accuracy_ylim(ax, extent + [y for i, (_, y, _) in enumerate(points) if i in far])
         chance_or_note(ax, task)
         if kept:
             ax.margins(x=0.12)
-        clip_x(ax, [x for x, _, _ in kept], [(x, y, f"{k[1]} · {k[2]}") for i, (x, y, k) in enumerate(points) if i in far])
+        clip_x(ax, [x for x, _, _ in kept], [(x, y, f"{k[1]} · {k[2]}") for i, (x, y, k) in enumerate(points)
+                                             if i in far])
         ax.set(xlabel=f"p50 latency at B x T = {shape_label(shape)} (ms)", ylabel="mean accuracy (%)",
                title=f"Accuracy vs latency · {task} (up and left is better)")
         labelled.append((ax, kept))
     handles = [legend_handle("0.3", "", "--", "Pareto front")]
-    handles += [legend_handle(method_style(method).colour, "o", "none", method_style(method).name) for method in methods]
+    handles += [legend_handle(method_style(m).colour, "o", "none", method_style(m).name) for m in methods]
     handles += [legend_handle("0.3", backend_marker(backend), "none", backend) for backend in backends]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), title=INTERVAL_NOTE,
                title_fontsize=7.5)
     for ax, kept in labelled:  # after layout: every point carries its variant's name
         label_points(ax, [(x, y, k[1]) for x, y, k in kept], obstacles=[(x, y) for x, y, _ in kept])
     return fig
+
+
+def _colour(ids: dict, key: tuple) -> str:
+    return method_style(ids[key].get("method")).colour
