@@ -14,6 +14,7 @@ from reports.plotting import LINESTYLES, MARKERS, backend_line, backend_marker, 
 SPARSE = ("unstructured", "semi24", "structured")
 CONTROL = "unstructured"  # masked dense: zeros in dense kernels, expected at 1.00x dense (as the summary view)
 FLAG = "#b00020"
+IDEAL_MARKERS = ("D", "v", "^", "s")  # hollow, so a measured point under an ideal one still shows
 NUDGE = 1.2  # percentage points between methods at the same sparsity, so 2:4 and unstructured 50 % both show
 
 
@@ -53,10 +54,12 @@ def latency_vs_sparsity(records: list[Record]):
                      for s, k in cells if ids[k].get("speedup_ideal")] if base else []
             if ideal and method not in ideal_drawn:  # once per method: the ideal is the same on every backend
                 ideal_drawn.add(method)
+                last = max(s for s, k in cells if ids[k].get("speedup_ideal"))
                 ax.plot([nudge] + [x for x, _ in ideal], [base["latency_ms_p50"]] + [y for _, y in ideal],
-                        linestyle=(0, (1, 2)), linewidth=1.2, color=colour, marker="D", markersize=4.5,
-                        markerfacecolor="white", gid=f"ideal-{method}",
-                        label=f"{method_style(method).name}: ideal from FLOPs (vs {backend} dense)")
+                        linestyle=(0, (1, 2)), linewidth=1.2, color=colour, markersize=6, markerfacecolor="white",
+                        marker=IDEAL_MARKERS[len(ideal_drawn) % len(IDEAL_MARKERS)], gid=f"ideal-{method}", zorder=4,
+                        label=f"{method_style(method).name}: ideal {base['latency_ms_p50'] / ideal[-1][1]:.2f}x at "
+                              f"{last:.0%} (FLOPs; vs {backend} dense)")
     ax.set(xlabel="sparsity of the decoder linears (%; methods nudged apart by ~1 point)", ylabel="p50 latency (ms)",
            ylim=(0, None), title=f"Latency vs sparsity · {task} · B x T = {shape_label(shape)} (bars: 95% CI)")
     if flags:  # under the legend, in words: the ring on the point says which one

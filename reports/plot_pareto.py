@@ -11,6 +11,8 @@ from reports.plotting import (
     backend_marker, error_bars, label_points, legend_handle, new_figure, pareto_front, random_weights_note,
 )
 
+MAX_NAMED = 12  # points in a panel that can carry their variant's name; beyond, numbers and a key in the legend
+
 
 def pareto(records: list[Record]):
     latency, accuracy, ids = per_cell(records, "latency", "latency_ms_p50"), accuracy_rows(records), identities(records)
@@ -32,14 +34,18 @@ def pareto(records: list[Record]):
         far = outliers([x for x, _, _ in points])
         kept = [p for i, p in enumerate(points) if i not in far]
         extent: list[float] = []
+        ends: list[float] = []
         for x, y, k in kept:  # every variant of every method: colour says the method, marker the backend
             cell, interval = latency[(k, shape)], accuracy_interval(accuracy[k])
             bounds = (interval[0] * 100, interval[1] * 100) if interval else (None, None)
             timing = (cell.get("latency_ms_ci95_low"), cell.get("latency_ms_ci95_high"))
-            ax.errorbar([x], [y], xerr=error_bars([x], [timing]), yerr=error_bars([y], [bounds]), linestyle="none",
-                        color=_colour(ids, k), marker=backend_marker(k[2]), markersize=7, capsize=2, elinewidth=0.8,
-                        gid=f"point-{k[1]}-{k[2]}")
+            bars = ax.errorbar([x], [y], xerr=error_bars([x], [timing]), yerr=error_bars([y], [bounds]),
+                               linestyle="none", color=_colour(ids, k), marker=backend_marker(k[2]), markersize=7,
+                               capsize=2, elinewidth=0.7, gid=f"point-{k[1]}-{k[2]}")
+            for artist in (*bars.lines[1], *bars.lines[2]):  # light bars: the points and their names come first
+                artist.set_alpha(0.45)
             extent += [y] + [b for b in bounds if b is not None]
+            ends += [e for e in timing if e is not None]
         for variant in dict.fromkeys(k[1] for _, _, k in kept):  # a faint rule joins one variant's backends
             same = sorted((x, y, k) for x, y, k in kept if k[1] == variant)
             if len(same) > 1:
@@ -50,7 +56,7 @@ def pareto(records: list[Record]):
         accuracy_ylim(ax, extent + [y for i, (_, y, _) in enumerate(points) if i in far])
         chance_or_note(ax, task)
         if kept:
-            ax.margins(x=0.12)
+            _xlim(ax, [x for x, _, _ in kept], ends)
         clip_x(ax, [x for x, _, _ in kept], [(x, y, f"{k[1]} · {k[2]}") for i, (x, y, k) in enumerate(points)
                                              if i in far])
         ax.set(xlabel=f"p50 latency at B x T = {shape_label(shape)} (ms)", ylabel="mean accuracy (%)",
@@ -59,11 +65,29 @@ def pareto(records: list[Record]):
     handles = [legend_handle("0.3", "", "--", "Pareto front")]
     handles += [legend_handle(method_style(m).colour, "o", "none", method_style(m).name) for m in methods]
     handles += [legend_handle("0.3", backend_marker(backend), "none", backend) for backend in backends]
+    # Every point carries its variant's name; where a panel has too many points for names to fit, a number,
+    # and the legend's key gives the names.
+    variants = list(dict.fromkeys(k[1] for _, (_, points) in tasks.items() for *_, k in points))
+    numbered = max(len(kept) for _, kept in labelled) > MAX_NAMED
+    names = {v: str(n) if numbered else v for n, v in enumerate(variants, 1)}
+    if numbered:
+        handles += [legend_handle("none", "", "none", f"{n}  {v}") for n, v in enumerate(variants, 1)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), title=INTERVAL_NOTE,
                title_fontsize=7.5)
-    for ax, kept in labelled:  # after layout: every point carries its variant's name
-        label_points(ax, [(x, y, k[1]) for x, y, k in kept], obstacles=[(x, y) for x, y, _ in kept])
+    for ax, kept in labelled:  # after layout, which label_points then freezes
+        label_points(ax, [(x, y, names[k[1]]) for x, y, k in kept], obstacles=[(x, y) for x, y, _ in kept])
     return fig
+
+
+def _xlim(ax, xs: list[float], ends: list[float]) -> None:
+    """The points with a margin, and the interval ends near them; a much longer bar runs off the edge (clipped)
+    instead of squeezing every point into one corner."""
+    low, high = min(xs), max(xs)
+    reach = max(high - low, 0.05 * high)
+    low = min([low] + [e for e in ends if e >= low - reach / 2])
+    high = max([high] + [e for e in ends if e <= high + reach / 2])
+    pad = 0.1 * (high - low or high or 1.0)
+    ax.set_xlim(low - pad, high + pad)
 
 
 def _colour(ids: dict, key: tuple) -> str:

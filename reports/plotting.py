@@ -142,8 +142,10 @@ def _inside(box, frame) -> bool:
 
 
 def error_bars(values: list[float], intervals: list[tuple[float | None, float | None]]) -> list[list[float]]:
-    return [[v - lo if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
-            [hi - v if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
+    """matplotlib's (below, above) lengths; a missing bound, or one on the wrong side of its value (a median
+    from another seed than its interval), draws no bar on that side."""
+    return [[max(v - lo, 0.0) if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
+            [max(hi - v, 0.0) if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
 
 
 def annotate_cells(ax, values: list[list[float]], limits: tuple[float, float]) -> None:

@@ -60,16 +60,24 @@ def test_a_method_has_the_same_colour_in_every_plot(records):
     assert checked["dense"] >= {"pareto", "throughput_vs_batch"}
 
 
-def test_every_pareto_point_has_its_label_and_both_error_bars(records):
-    fig = rendered(pareto, records)
+@pytest.mark.parametrize("extra", [0, 3], ids=["named", "numbered"])
+def test_every_pareto_point_has_its_label_and_both_error_bars(records, extra):
+    """Up to 12 points a panel carry their variant's name; more carry a number that the legend's key names."""
+    timing = ("latency_ms_p50", "latency_ms_ci95_low", "latency_ms_ci95_high")
+    more = [{**r, **{t: r[t] * (1.03 + 0.03 * n) for t in timing if r.get(t)}}
+            for n in range(extra) for r in _variant(records, "prompt-p16", f"prompt-p16-copy{n}")]
+    fig = rendered(pareto, records + more)
+    key = {text.split("  ")[0]: text.split("  ")[1] for text in _legend_colours(fig) if "  " in text}
+    assert len(key) == (0 if extra == 0 else 9)
     for ax in fig.axes:
         points = [c for c in ax.containers if (c.lines[0].get_gid() or "").startswith("point-")]
-        assert len(points) >= 11
+        assert len(points) >= 11 + 2 * extra
         labels = {(round(a.xy[0], 6), round(a.xy[1], 6)): a.get_text() for a in ax.texts if hasattr(a, "xy")}
         for container in points:
             (x,), (y,) = container.lines[0].get_data()
             variant = container.lines[0].get_gid().split("-", 1)[1].rsplit("-", 1)[0]
-            assert labels.get((round(x, 6), round(y, 6))) == variant
+            label = labels.get((round(x, 6), round(y, 6)))
+            assert key.get(label, label) == variant
             assert container.has_xerr and container.has_yerr
 
 
