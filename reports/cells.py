@@ -181,6 +181,9 @@ def reference_backend(keys: list[RowKey], task: Any) -> Any:
     return "eager" if "eager" in backends else backends[0]
 
 
+_LEVELS = ("high", "medium", "low")
+
+
 def language_layout(records: list[Record], task: Any) -> list[tuple[str, list[str]]]:
     """[(group, languages)] for a task: the records' language_groups in their order, then languages in no
     group as "other"; one unnamed group when the records carry none."""
@@ -189,7 +192,9 @@ def language_layout(records: list[Record], task: Any) -> list[tuple[str, list[st
     groups = next((r["language_groups"] for r in rows if r.get("language_groups")), None)
     if not groups:
         return [("", langs)] if langs else []
-    layout = [(name, [lang for lang in members if lang in langs]) for name, members in groups.items()]
+    # Records are written with sorted keys (high, low, medium): the resource levels go back in their order.
+    names = sorted(groups, key=lambda name: _LEVELS.index(name) if name in _LEVELS else len(_LEVELS))
+    layout = [(name, [lang for lang in groups[name] if lang in langs]) for name in names]
     grouped = {lang for _, members in layout for lang in members}
     layout.append(("other", [lang for lang in langs if lang not in grouped]))
     return [(name, members) for name, members in layout if members]

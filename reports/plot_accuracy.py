@@ -43,7 +43,11 @@ def accuracy_vs_sparsity(records: list[Record]):
         accuracy_ylim(ax, extent + ([level] if level is not None else []))
         ax.set(xlabel="sparsity of the decoder linears (%)", ylabel="mean accuracy over languages (%)",
                title=f"Accuracy vs sparsity · {task} · {backend}")
-        ax.legend(loc="best", title=INTERVAL_NOTE, title_fontsize=7)
+    legend = {}  # one legend under the panels: a method's colour is the same in each
+    for ax in axes:
+        legend.update({name: handle for handle, name in zip(*ax.get_legend_handles_labels())})
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(len(legend), 4),
+               title=INTERVAL_NOTE, title_fontsize=7.5)
     random_weights_note(fig, records)
     return fig
 

@@ -107,6 +107,17 @@ def clip_x(ax, kept: list[float], clipped: list[tuple[float, float, str]], colou
                 clip_on=False, linestyle="none")
 
 
+def near_limits(values: list[float], ends: list[float]) -> tuple[float, float]:
+    """Axis limits for the values with a margin, taking in the interval ends near them; a much longer bar runs
+    off the edge (clipped) instead of squeezing every point into one corner."""
+    low, high = min(values), max(values)
+    reach = max(high - low, 0.05 * abs(high), 1e-9)
+    low = min([low] + [e for e in ends if e >= low - reach / 2])
+    high = max([high] + [e for e in ends if e <= high + reach / 2])
+    pad = 0.1 * (high - low or abs(high) or 1.0)
+    return low - pad, high + pad
+
+
 def dodge(index: int, count: int, width: float) -> float:
     """Sideways offset of series `index` of `count`, so series at the same x (2:4 and unstructured 50 %) both show."""
     return (index - (count - 1) / 2) * width

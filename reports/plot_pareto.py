@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from reports.cells import Record, accuracy_rows, identities, per_cell, reference_shape, shape_label
 from reports.methods import method_style
-from reports.plot_axes import INTERVAL_NOTE, accuracy_interval, accuracy_ylim, chance_or_note, clip_x, outliers
+from reports.plot_axes import (
+    INTERVAL_NOTE, accuracy_interval, accuracy_ylim, chance_or_note, clip_x, near_limits, outliers,
+)
 from reports.plotting import (
     backend_marker, error_bars, label_points, legend_handle, new_figure, pareto_front, random_weights_note,
 )
@@ -56,7 +58,7 @@ def pareto(records: list[Record]):
         accuracy_ylim(ax, extent + [y for i, (_, y, _) in enumerate(points) if i in far])
         chance_or_note(ax, task)
         if kept:
-            _xlim(ax, [x for x, _, _ in kept], ends)
+            ax.set_xlim(*near_limits([x for x, _, _ in kept], ends))
         clip_x(ax, [x for x, _, _ in kept], [(x, y, f"{k[1]} · {k[2]}") for i, (x, y, k) in enumerate(points)
                                              if i in far])
         ax.set(xlabel=f"p50 latency at B x T = {shape_label(shape)} (ms)", ylabel="mean accuracy (%)",
@@ -77,17 +79,6 @@ def pareto(records: list[Record]):
     for ax, kept in labelled:  # after layout, which label_points then freezes
         label_points(ax, [(x, y, names[k[1]]) for x, y, k in kept], obstacles=[(x, y) for x, y, _ in kept])
     return fig
-
-
-def _xlim(ax, xs: list[float], ends: list[float]) -> None:
-    """The points with a margin, and the interval ends near them; a much longer bar runs off the edge (clipped)
-    instead of squeezing every point into one corner."""
-    low, high = min(xs), max(xs)
-    reach = max(high - low, 0.05 * high)
-    low = min([low] + [e for e in ends if e >= low - reach / 2])
-    high = max([high] + [e for e in ends if e <= high + reach / 2])
-    pad = 0.1 * (high - low or high or 1.0)
-    ax.set_xlim(low - pad, high + pad)
 
 
 def _colour(ids: dict, key: tuple) -> str:

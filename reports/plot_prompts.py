@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, speedup
 from reports.methods import method_style
+from reports.plot_axes import near_limits
 from reports.plotting import LINESTYLES, new_figure
 
 _PROMPTS = ("prompt", "soft_prompt")
@@ -25,6 +26,7 @@ def prefix_overhead(records: list[Record]):
     panels = list(dict.fromkeys((k[0], k[2]) for k, _ in prompts))
     backends = list(dict.fromkeys(b for _, b in panels))
     fig, grid = new_figure(len(tasks), len(backends), panel=(4.8, 3.8), sharey=True)
+    values: list[tuple[float, float, float]] = []  # (overhead, bar end below, bar end above), all panels
     for t, task in enumerate(tasks):
         for b, backend in enumerate(backends):
             ax = grid[t * len(backends) + b]
@@ -32,10 +34,12 @@ def prefix_overhead(records: list[Record]):
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, f"{task} · {backend}: no prompt timings", ha="center", transform=ax.transAxes)
                 continue
-            _panel(ax, [(k, s) for k, s in prompts if k[0] == task and k[2] == backend], latency, dense, ids)
+            values += _panel(ax, [(k, s) for k, s in prompts if k[0] == task and k[2] == backend], latency, dense, ids)
             ax.set_title(f"Prompt overhead · {task} · {backend} · B = {batches[task]}")
             ax.set_xlabel("prompt length P (virtual tokens)")
         grid[t * len(backends)].set_ylabel("latency overhead vs dense (%, bars: 95% CI)")
+    if values:  # shared y: one very wide interval runs off the edge instead of flattening every panel
+        grid[0].set_ylim(*near_limits([v for v, _, _ in values], [e for _, *ends in values for e in ends]))
     untimed = sorted({r.get("task") for r in records if r.get("method") in _PROMPTS} - set(tasks) - {None})
     if untimed:
         fig.text(0.01, 0.0, f"not drawn: {', '.join(untimed)} (its prompt variants have no latency records; "
@@ -43,10 +47,11 @@ def prefix_overhead(records: list[Record]):
     return fig
 
 
-def _panel(ax, cells, latency, dense, ids) -> None:
+def _panel(ax, cells, latency, dense, ids) -> list[tuple[float, float, float]]:
     seqs = sorted({s[1] for _, s in cells}, key=lambda t: t or 0)
     kinds = list(dict.fromkeys(_prompt_kind(ids[k]) for k, _ in cells))
     series = [(kind, seq) for kind in kinds for seq in seqs]
+    drawn = []
     for n, (kind, seq) in enumerate(series):
         members = [(k, s) for k, s in cells if s[1] == seq and _prompt_kind(ids[k]) == kind]
         points = sorted([(0, 0.0, 0.0, 0.0)] + [p for k, s in members
@@ -60,8 +65,10 @@ def _panel(ax, cells, latency, dense, ids) -> None:
         ax.errorbar([x + nudge for x in lengths], overheads, yerr=[below, above], capsize=3,
                     linestyle=LINESTYLES[seqs.index(seq) % len(LINESTYLES)], color=method_style(method).colour,
                     marker=_KIND_MARKERS.get(name, "v"), label=f"{name} · T = {seq}", **hollow)
+        drawn += [(v, v - lo, v + hi) for v, lo, hi in zip(overheads, below, above)]
     ax.axhline(0, color="0.3", linewidth=0.8)
-    ax.legend(loc="upper left", title="prompt · sequence length")
+    ax.legend(loc="best", title="prompt · sequence length")
+    return drawn
 
 
 def _prompt_kind(identity: Record) -> tuple[str, str]:

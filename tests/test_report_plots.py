@@ -157,3 +157,14 @@ def test_heatmap_group_labels_clear_the_title(records):
         for label in labels:
             box = label.get_window_extent(renderer)
             assert not box.overlaps(title) and box.y0 >= ax.get_window_extent(renderer).y1
+
+
+def test_language_groups_keep_their_resource_order():
+    """Records are written with sorted keys, so groups arrive as high, low, medium; tables and heatmap show
+    high, medium, low."""
+    from reports.cells import language_layout
+
+    record = {"scenario": "accuracy", "status": "ok", "task": "xnli", "accuracy_by_language": {"en": 0.5, "sw": 0.4,
+              "el": 0.3, "xx": 0.2}, "language_groups": {"high": ["en"], "low": ["sw"], "medium": ["el"]}}
+    assert language_layout([record], "xnli") == [("high", ["en"]), ("medium", ["el"]), ("low", ["sw"]),
+                                                  ("other", ["xx"])]
