@@ -38,7 +38,8 @@ def latency_vs_sparsity(records: list[Record]):
                        label=f"dense p50 · {backend}: a masked-dense control's expected 1.00x")
         for m, method in enumerate(methods):
             keys = [k for k in rows if ids[k].get("method") == method]
-            cells = [(ids[k].get("sparsity") or 0.0, k) for k in keys if (k, shape) in latency]
+            cells = sorted(((ids[k].get("sparsity") or 0.0, k) for k in keys if (k, shape) in latency),
+                           key=lambda c: c[0])
             points = sorted(([(0.0, base)] if base else []) + [(s, latency[(k, shape)]) for s, k in cells],
                             key=lambda p: p[0])
             if len(points) < 2:
@@ -54,7 +55,7 @@ def latency_vs_sparsity(records: list[Record]):
                      for s, k in cells if ids[k].get("speedup_ideal")] if base else []
             if ideal and method not in ideal_drawn:  # once per method: the ideal is the same on every backend
                 ideal_drawn.add(method)
-                last = max(s for s, k in cells if ids[k].get("speedup_ideal"))
+                last = [s for s, k in cells if ids[k].get("speedup_ideal")][-1]
                 ax.plot([nudge] + [x for x, _ in ideal], [base["latency_ms_p50"]] + [y for _, y in ideal],
                         linestyle=(0, (1, 2)), linewidth=1.2, color=colour, markersize=6, markerfacecolor="white",
                         marker=IDEAL_MARKERS[len(ideal_drawn) % len(IDEAL_MARKERS)], gid=f"ideal-{method}", zorder=4,
