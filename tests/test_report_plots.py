@@ -129,6 +129,8 @@ def test_latency_vs_sparsity_marks_the_control_and_shows_the_24_ideal(records):
     at_half = [x for x in unstructured.get_xdata() if 45 < x < 55], [x for x in semi24.get_xdata() if 45 < x < 55]
     assert at_half[0][0] != at_half[1][0] and semi24.get_marker() not in ("None", "", None)
     assert semi24.get_color() == method_style("semi24").colour != unstructured.get_color()
+    steady = rendered(latency_vs_sparsity, [r for r in records if r["variant"] != "unstructured-90"]).axes[0]
+    assert not [t for t in steady.texts if t.get_gid() == "control-flag"]  # only a stray control is flagged
 
 
 def test_accuracy_plots_draw_chance_and_keep_a_minimum_span(records):
