@@ -4,6 +4,7 @@ values) and sequence length; a task with prompt variants but no timings is named
 
 from __future__ import annotations
 
+from bench.data.tasks import TASKS
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, speedup
 from reports.methods import method_style
 from reports.plot_axes import near_limits
@@ -41,9 +42,11 @@ def prefix_overhead(records: list[Record]):
     if values:  # shared y: one very wide interval runs off the edge instead of flattening every panel
         grid[0].set_ylim(*near_limits([v for v, _, _ in values], [e for _, *ends in values for e in ends]))
     untimed = sorted({r.get("task") for r in records if r.get("method") in _PROMPTS} - set(tasks) - {None})
-    if untimed:
-        fig.text(0.01, 0.0, f"not drawn: {', '.join(untimed)} (its prompt variants have no latency records; "
-                            "the run timed only the other task)", fontsize=8, color="0.3", va="top", gid="untimed")
+    absent = [t for t in TASKS if t not in {r.get("task") for r in records}]
+    notes = [f"{t}: its prompt variants have no latency records" for t in untimed]
+    notes += [f"{t}: not a task of this run" for t in absent]
+    if notes:  # the figure says which task it leaves out, and why
+        fig.text(0.01, 0.0, "not drawn: " + "; ".join(notes), fontsize=8, color="0.3", va="top", gid="untimed")
     return fig
 
 

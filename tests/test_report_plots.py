@@ -111,7 +111,11 @@ def test_prefix_overhead_draws_each_prompt_kind_per_task(records):
 def test_prefix_overhead_says_which_task_it_could_not_draw(records):
     untimed = [r for r in records if not (r["task"] == "pawsx" and r["scenario"] == "latency")]
     fig = rendered(prefix_overhead, untimed)
-    assert len(fig.axes) == 2 and "not drawn: pawsx" in " ".join(t.get_text() for t in fig.texts)
+    assert len(fig.axes) == 2
+    assert "not drawn: pawsx: its prompt variants have no latency records" in [t.get_text() for t in fig.texts]
+    xnli_only = rendered(prefix_overhead, [r for r in records if r["task"] == "xnli"])
+    assert "not drawn: pawsx: not a task of this run" in [t.get_text() for t in xnli_only.texts]
+    assert not [t for t in rendered(prefix_overhead, records).texts if t.get_gid() == "untimed"]
 
 
 def test_latency_vs_sparsity_marks_the_control_and_shows_the_24_ideal(records):
