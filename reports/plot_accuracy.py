@@ -7,7 +7,9 @@ from reports.cells import (
     Record, accuracy_rows, dense_key, dense_variants, identities, language_layout, reference_backend,
 )
 from reports.methods import method_label, method_style
-from reports.plot_axes import INTERVAL_NOTE, accuracy_interval, accuracy_ylim, dodge, draw_chance
+from reports.plot_axes import (
+    INTERVAL_NOTE, MIN_ACCURACY_SPAN, accuracy_interval, accuracy_span, accuracy_ylim, dodge, draw_chance,
+)
 from reports.plotting import annotate_cells, backend_marker, error_bars, mark_groups, new_figure, random_weights_note
 
 SPARSE = ("unstructured", "semi24", "structured")
@@ -69,7 +71,9 @@ def accuracy_heatmap(records: list[Record]):
         langs = [lang for _, members in layouts[task] for lang in members]
         values = [[accuracy[k].languages[lang].mean * 100 if lang in accuracy[k].languages else float("nan")
                    for lang in langs] for k in rows[task]]
-        image = ax.imshow(values, cmap="cividis", aspect="auto")
+        present = [v for row in values for v in row if v == v]
+        low, high = accuracy_span(present, MIN_ACCURACY_SPAN) if present else (0.0, 100.0)
+        image = ax.imshow(values, cmap="cividis", aspect="auto", vmin=low, vmax=high)  # no 2-point colour cliffs
         annotate_cells(ax, values, image.get_clim())
         ax.set_xticks(range(len(langs)), langs)
         ax.set_yticks(range(len(rows[task])), [f"{k[1]} ({method_label(ids[k])})" for k in rows[task]])

@@ -69,6 +69,11 @@ def chance_or_note(ax, task: Any) -> None:
 def accuracy_ylim(ax, values: list[float], span: float = MIN_ACCURACY_SPAN) -> None:
     """y-limits in % covering `values` (points, bar ends, the chance line), at least `span` points tall, inside
     0..100: differences of one or two examples stay small on the page."""
+    ax.set_ylim(*accuracy_span(values, span))
+
+
+def accuracy_span(values: list[float], span: float = MIN_ACCURACY_SPAN) -> tuple[float, float]:
+    """(low, high) in % covering `values`, at least `span` points apart, inside 0..100."""
     low, high = min(values), max(values)
     pad = max((span - (high - low)) / 2, 0.08 * (high - low), 1.0)
     low, high = low - pad, high + pad
@@ -76,7 +81,7 @@ def accuracy_ylim(ax, values: list[float], span: float = MIN_ACCURACY_SPAN) -> N
         low, high = 0.0, min(100.0, high - low)
     if high > 100:
         low, high = max(0.0, low - (high - 100)), 100.0
-    ax.set_ylim(low, high)
+    return low, high
 
 
 def outliers(values: list[float], factor: float = OUTLIER_FACTOR) -> set[int]:

@@ -159,6 +159,8 @@ def test_heatmap_group_labels_clear_the_title(records):
         groups = [child for child in ax.child_axes if child.get_gid() == "groups"]
         labels = [t for t in groups[0].xaxis.get_ticklabels() if t.get_text()]
         assert [t.get_text() for t in labels] == ["high", "low"]
+        low, high = ax.images[0].get_clim()
+        assert high - low >= 20  # the colour scale does not turn a two-point spread into black and yellow
         title = ax.title.get_window_extent(renderer)
         for label in labels:
             box = label.get_window_extent(renderer)
