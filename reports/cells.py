@@ -156,8 +156,9 @@ class Difference:
 
     @property
     def clear(self) -> bool:
-        """Beyond two standard errors; with no spread known, any difference counts (and the note says so)."""
-        return self.value != 0 and (self.se is None or abs(self.value) > 2 * self.se)
+        """Beyond two standard errors over seeds. With a single seed on both sides there is no spread to judge a
+        difference by (one example more or less moves it), so none is clear; the views' notes say so."""
+        return self.se is not None and abs(self.value) > 2 * self.se
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class Accuracy:
     groups: dict[str, Spread]
     agreement: float | None  # the worst seed's agreement with eager fp32
     max_diff: float | None
+    examples: int | None = None  # evaluation examples behind one seed's overall accuracy (the fewest over seeds)
 
 
 def reference_backend(keys: list[RowKey], task: Any) -> Any:
@@ -177,6 +179,9 @@ def reference_backend(keys: list[RowKey], task: Any) -> Any:
     else the first one seen. Every backend runs the same artifact; the parity view shows how far they agree."""
     backends = list(dict.fromkeys(key[2] for key in keys if key[0] == task))
     return "eager" if "eager" in backends else backends[0]
+
+
+_LEVELS = ("high", "medium", "low")
 
 
 def language_layout(records: list[Record], task: Any) -> list[tuple[str, list[str]]]:
@@ -187,7 +192,9 @@ def language_layout(records: list[Record], task: Any) -> list[tuple[str, list[st
     groups = next((r["language_groups"] for r in rows if r.get("language_groups")), None)
     if not groups:
         return [("", langs)] if langs else []
-    layout = [(name, [lang for lang in members if lang in langs]) for name, members in groups.items()]
+    # Records are written with sorted keys (high, low, medium): the resource levels go back in their order.
+    names = sorted(groups, key=lambda name: _LEVELS.index(name) if name in _LEVELS else len(_LEVELS))
+    layout = [(name, [lang for lang in groups[name] if lang in langs]) for name in names]
     grouped = {lang for _, members in layout for lang in members}
     layout.append(("other", [lang for lang in langs if lang not in grouped]))
     return [(name, members) for name, members in layout if members]
@@ -210,9 +217,11 @@ def accuracy_rows(records: list[Record]) -> dict[RowKey, Accuracy]:
                   for name, members in layouts[key[0]] if name}
         agreements = [r["agreement_vs_eager_fp32"] for r in seeds if r.get("agreement_vs_eager_fp32") is not None]
         diffs = [r["max_abs_logit_diff"] for r in seeds if r.get("max_abs_logit_diff") is not None]
+        examples = [r["eval_samples"] for r in seeds if isinstance(r.get("eval_samples"), int)]
         out[key] = Accuracy(key, overall, {k: v for k, v in languages.items() if v},
                             {k: v for k, v in groups.items() if v},
-                            min(agreements) if agreements else None, max(diffs) if diffs else None)
+                            min(agreements) if agreements else None, max(diffs) if diffs else None,
+                            min(examples) if examples else None)
     return out
 
 

@@ -51,19 +51,21 @@ def markdown(run: Run, views: list[TableData], plots: list) -> str:
 
 def html_page(run: Run, views: list[TableData], plots: list) -> str:
     title = html.escape(f"xglm-bench report: {run.run_id}")
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>",
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>", "<dl>"]
     parts += [f"<dt>{html.escape(line.label)}</dt><dd class=\"{line.tone or ''}\">{html.escape(line.text)}</dd>"
               for line in _header(run)]
     parts.append("</dl>")
     for view in views:
-        parts += [f"<h2 id=\"{html.escape(view.key)}\">{html.escape(view.title)}</h2>", "<table><thead><tr>"]
+        parts += [f"<h2 id=\"{html.escape(view.key)}\">{html.escape(view.title)}</h2>",
+                  "<div class=\"scroll\"><table><thead><tr>"]  # a wide table scrolls in its box, not the page
         parts += [f"<th class=\"{'num' if c.numeric else ''}\">{html.escape(c.name)}</th>" for c in view.columns]
         parts.append("</tr></thead><tbody>")
         for row in view.rows:
             cells = (_html_cell(cell, column.numeric) for cell, column in zip(row, view.columns))
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
         parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in view.notes]
     parts.append("<h2 id=\"plots\">Plots</h2>")
     for plot in plots:
@@ -103,7 +105,9 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
        padding: 0 1em; color: #1a1a1a; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1em; }
-dt { font-weight: 600; } dd { margin: 0; }
+dt { font-weight: 600; } dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; max-width: 100%; }
+td:first-child, th:first-child { white-space: nowrap; position: sticky; left: 0; background: #fff; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
 th { border-bottom: 2px solid #888; }
@@ -111,7 +115,7 @@ th { border-bottom: 2px solid #888; }
 .sub { color: #666; font-size: 0.85em; }
 .better { color: #006b3c; font-weight: 600; }
 .worse { color: #b00020; font-weight: 600; }
-.note { color: #555; font-size: 0.9em; max-width: 110ch; }
+.note { color: #555; font-size: 0.9em; max-width: 110ch; overflow-wrap: anywhere; }
 figure { margin: 1.5em 0; } img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; }
 """

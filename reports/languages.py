@@ -80,8 +80,8 @@ def pt_minus_ft_views(records: list[Record]) -> list[TableData]:
         columns = [Column("variant", False), Column("method", False), Column("vs", False), Column("backend", False),
                    Column("dtype", False)] + [Column(n) for n in _columns(layout)]
         notes = ["parameter-efficient accuracy minus the dense fine-tuned variant's on the same task, backend and dtype; "
-                 "green (prompt better) or red (worse) only beyond two standard errors over seeds, or for any "
-                 "difference where neither side has several seeds"] + _group_note(layout)
+                 "green (better) or red (worse) only beyond two standard errors over seeds; with a single seed on "
+                 "both sides there is no spread to judge by, so no cell is coloured (run more seeds)"] + _group_note(layout)
         tables.append(build_table(f"pt-ft-{task}", f"PEFT − FT, accuracy points ({task})", columns, rows, notes=notes,
                                   constant=("backend", "dtype", "vs")))
     return tables

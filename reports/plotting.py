@@ -24,6 +24,19 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", ":", "-.")
 
 
+# The backend is a marker (and, on line plots, a line style), the same in every plot; colour is the method's.
+BACKEND_MARKERS = {"eager": "o", "onnxruntime": "s", "compile": "^"}
+BACKEND_LINES = {"eager": "-", "onnxruntime": "--", "compile": ":"}
+
+
+def backend_marker(backend: Any) -> str:
+    return BACKEND_MARKERS.get(backend, MARKERS[3 + sum(map(ord, str(backend))) % (len(MARKERS) - 3)])
+
+
+def backend_line(backend: Any) -> str:
+    return BACKEND_LINES.get(backend, "-.")
+
+
 def style(index: int) -> dict[str, Any]:
     return {"color": COLOURS[index % len(COLOURS)], "marker": MARKERS[index % len(MARKERS)]}
 
@@ -129,8 +142,10 @@ def _inside(box, frame) -> bool:
 
 
 def error_bars(values: list[float], intervals: list[tuple[float | None, float | None]]) -> list[list[float]]:
-    return [[v - lo if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
-            [hi - v if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
+    """matplotlib's (below, above) lengths; a missing bound, or one on the wrong side of its value (a median
+    from another seed than its interval), draws no bar on that side."""
+    return [[max(v - lo, 0.0) if lo is not None else 0.0 for v, (lo, _) in zip(values, intervals)],
+            [max(hi - v, 0.0) if hi is not None else 0.0 for v, (_, hi) in zip(values, intervals)]]
 
 
 def annotate_cells(ax, values: list[list[float]], limits: tuple[float, float]) -> None:
@@ -145,15 +160,23 @@ def annotate_cells(ax, values: list[list[float]], limits: tuple[float, float]) -
 
 
 def mark_groups(ax, layout: list[tuple[str, list[str]]]) -> bool:
-    """Each language group's name over its columns and a white rule between groups; False when ungrouped."""
-    edge = 0
+    """Each language group's name over its columns, on a top axis of its own (so layout places the title above
+    it instead of on it), and a white rule between groups; False when ungrouped."""
+    edge, centres, names = 0, [], []
     for group, members in layout:
         if group:
-            ax.text(edge + (len(members) - 1) / 2, -0.6, group, ha="center", va="bottom", fontsize=8, style="italic")
+            centres.append(edge + (len(members) - 1) / 2)
+            names.append(group)
         edge += len(members)
         if edge < sum(len(m) for _, m in layout):
             ax.axvline(edge - 0.5, color="white", linewidth=2.5)
-    return any(group for group, _ in layout)
+    if names:
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(centres, names, fontsize=8, style="italic")
+        top.tick_params(length=0, pad=2)
+        top.spines["top"].set_visible(False)
+        top.set_gid("groups")
+    return bool(names)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -137,6 +137,15 @@ def test_pt_minus_ft_per_language_with_clear_signs(synthetic):
     assert "vs dense-ft" in pt.title
 
 
+def test_pt_minus_ft_from_one_seed_is_not_coloured(synthetic):
+    run_dir, *_ = synthetic
+    one_seed = [r for r in load_run(run_dir).records if r.get("seed") == 0]
+    pt = _view(all_views(one_seed), "pt-ft-xnli")
+    p16 = _row(pt, variant="prompt-p16")
+    assert p16["en"].text == "-1.9" and all(cell.tone is None for row in pt.rows for cell in row)
+    assert any("single seed" in note and "no cell is coloured" in note for note in pt.notes)
+
+
 def test_parity_and_problems(synthetic):
     *_, views, text = synthetic
     parity = _view(views, "parity")
@@ -235,6 +244,8 @@ def test_report_html_is_self_contained(synthetic):
     _, files, *_ = synthetic
     page = files.html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>") == page.count("</table></div>") > 5
     assert page.count('src="data:image/png;base64,') == files.drawn == 6
     assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page and "<link" not in page
     assert "55.05–55.75" in page and 'class="num worse">1.05x !' in page
