@@ -26,6 +26,7 @@ import bench.run.store
 import bench.run.sweep
 from bench.cli import app
 from bench.run.store import RunStore
+from processes import cell_processes
 from tinydata import tiny_sweep, write_layouts
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -76,18 +77,6 @@ def _wait_for(predicate, process: subprocess.Popen, what: str, timeout: float = 
         assert process.poll() is None, f"bench ended before {what}: {process.communicate()}"
         assert time.monotonic() < deadline, f"no {what} after {timeout} s"
         time.sleep(0.1)
-
-
-def _cell_processes(parent: psutil.Process) -> list[psutil.Process]:
-    """The spawned cell workers under `parent`; a short-lived child that exits (or is a zombie) while we look is none."""
-    out = []
-    for child in parent.children(recursive=True):
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                out.append(child)
-        except psutil.Error:
-            continue
-    return out
 
 
 def _cell_ids(run: Path) -> list[str]:
@@ -178,9 +167,9 @@ def test_a_cell_killed_by_sigkill_fails_retryably_and_resume_measures_it_again(t
                                               "min_iters": 10**9})
     writer = _bench("run", config)
     parent = psutil.Process(writer.pid)
-    _wait_for(lambda: _cell_processes(parent), writer, "cell process")
+    _wait_for(lambda: cell_processes(parent), writer, "cell process")
     time.sleep(1.0)
-    for cell in _cell_processes(parent):
+    for cell in cell_processes(parent):
         cell.send_signal(signal.SIGKILL)  # what the OOM killer does
     _, stderr = writer.communicate(timeout=120)
     assert writer.returncode == 1, stderr  # failed: nothing was measured
@@ -228,7 +217,7 @@ def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path,
                                               "min_iters": 10**9})
     writer = _bench("run", config, start_new_session=True)  # its own process group, as a terminal's job
     parent = psutil.Process(writer.pid)
-    _wait_for(lambda: _cell_processes(parent), writer, "cell process")
+    _wait_for(lambda: cell_processes(parent), writer, "cell process")
     time.sleep(2.0)  # the cell is running
     os.killpg(writer.pid, signal.SIGINT)  # Ctrl-C reaches every process of the group
     _, stderr = writer.communicate(timeout=60)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from processes import cell_processes
 from rich.console import Console
 
 from bench.backends import Target
@@ -195,11 +196,19 @@ def _start_long_run(tiny_config, tmp_path):
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     parent = psutil.Process(bench.pid)
     deadline = time.monotonic() + 120
-    while not [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]:
+    while not cell_processes(parent):
         assert time.monotonic() < deadline and bench.poll() is None, "no cell process started"
         time.sleep(0.2)
     time.sleep(3)  # the cell is measuring (its rounds last 600 s)
-    return bench, [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+    return bench, cell_processes(parent)
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it (a process gone while we ask is not running)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cell_process(tiny_config, tmp_path):
@@ -210,8 +219,8 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cell_process(tiny_config
     (run_dir,) = (tmp_path / "runs").iterdir()
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "incomplete" and manifest["reason"].startswith("terminated (SIGTERM)")
-    psutil.wait_procs(cells, timeout=10)
-    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in cells)
+    _, alive = psutil.wait_procs(cells, timeout=10)
+    assert not [c for c in alive if _running(c)], "cell processes outlived SIGTERM of their run"
 
 
 def test_kill_9_of_the_run_leaves_no_cell_process(tiny_config, tmp_path):
