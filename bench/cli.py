@@ -221,6 +221,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def _render(run_dir: Path) -> None:
     """Terminal views, then the report files and plots in the run directory, all from its records."""
+    from reports.findings import as_rich, findings
     from reports.load import load_run
     from reports.report import write_report
     from reports.summary import render_run
@@ -233,6 +234,9 @@ def _render(run_dir: Path) -> None:
     console.print(f"report: {files.markdown}, {files.html}; {plots} in {run_dir / 'plots'}", highlight=False)
     if skipped:
         console.print("not drawn: " + "; ".join(skipped), style="dim", highlight=False)
+    lines = findings(run.records)  # last: what the run found, in sentences with their CIs
+    if lines:
+        console.print(as_rich(lines))
 
 
 def main() -> None:

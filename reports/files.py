@@ -10,6 +10,7 @@ import base64
 import html
 from pathlib import Path
 
+from reports.findings import as_html, as_markdown, findings
 from reports.header import HeaderLine, header_lines
 from reports.load import Run
 from reports.table import Cell, TableData
@@ -32,6 +33,7 @@ def write_html(run: Run, views: list[TableData], plots: list) -> Path:
 def markdown(run: Run, views: list[TableData], plots: list) -> str:
     out = [f"# xglm-bench report: {run.run_id}", ""]
     out += [f"- **{line.label}**: {_md(line.text)}" for line in _header(run)]
+    out += [""] + as_markdown(findings(run.records))
     for view in views:
         out += ["", f"## {_md(view.title)}", "", "| " + " | ".join(_md(c.name) for c in view.columns) + " |",
                 "|" + "|".join("---:" if c.numeric else ":---" for c in view.columns) + "|"]
@@ -56,7 +58,7 @@ def html_page(run: Run, views: list[TableData], plots: list) -> str:
              f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>", "<dl>"]
     parts += [f"<dt>{html.escape(line.label)}</dt><dd class=\"{line.tone or ''}\">{html.escape(line.text)}</dd>"
               for line in _header(run)]
-    parts.append("</dl>")
+    parts += ["</dl>", as_html(findings(run.records))]
     for view in views:
         parts += [f"<h2 id=\"{html.escape(view.key)}\">{html.escape(view.title)}</h2>",
                   "<div class=\"scroll\"><table><thead><tr>"]  # a wide table scrolls in its box, not the page

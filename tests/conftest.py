@@ -21,7 +21,16 @@ def shared_data_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------------
-# Integration fixtures: tiny sweeps on the real shared rows, offline, with every path in tmp dirs.
+# Integration fixtures: tiny sweeps on generated rows in the official layouts (tests/tinydata.py), offline, with
+# every path in tmp dirs. Only tests about real text use shared_data_dir.
+
+
+@pytest.fixture(scope="session")
+def generated_data_dir(tmp_path_factory) -> Path:
+    """XNLI (en, sw) and PAWS-X (en, de) rows written here in the official layouts: 64 pairs per language and split."""
+    from tinydata import write_layouts
+
+    return write_layouts(tmp_path_factory.mktemp("generated-data"), rows=64)
 
 
 def _deep_merge(base: dict, overrides: dict) -> dict:
@@ -45,8 +54,8 @@ def bench_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_config(shared_data_dir):
-    """Factory: a tiny sweep config as a dict (random:tiny, XNLI en+sw from the shared rows, short
+def tiny_config(generated_data_dir):
+    """Factory: a tiny sweep config as a dict (random:tiny, XNLI en+sw from generated rows, short
     training, fast measurement). Nested keyword sections are merged into the defaults."""
 
     def make(output_dir, cache_dir, **sections) -> dict:
@@ -57,7 +66,7 @@ def tiny_config(shared_data_dir):
             "cache_dir": str(cache_dir),
             "model": {"source": "random:tiny", "max_length": 64},
             "data": {
-                "tasks": ["xnli"], "source": "local", "data_dir": str(shared_data_dir),
+                "tasks": ["xnli"], "source": "local", "data_dir": str(generated_data_dir),
                 "languages": ["en", "sw"], "eval_split": "test",
                 "max_train_samples": 64, "max_eval_per_language": 16,
             },

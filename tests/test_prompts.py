@@ -202,7 +202,7 @@ def test_prompt_training_policy_sits_between_train_and_variant():
     assert cfg.train_for(cfg.variants[1]).lr == 1e-2
 
 
-def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, shared_data_dir, monkeypatch):
+def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, generated_data_dir, monkeypatch):
     import io
     import json
 
@@ -214,7 +214,7 @@ def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, shared_d
     cfg = parse_config({
         "output_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
         "model": {"source": "random:tiny", "max_length": 48},
-        "data": {"source": "local", "data_dir": str(shared_data_dir), "languages": ["en", "sw"],
+        "data": {"source": "local", "data_dir": str(generated_data_dir), "languages": ["en", "sw"],
                  "max_train_samples": 32, "max_eval_per_language": 16},
         "method_train": {"prompt": {"steps": 2, "lr": 1e-2}},
         "variants": [{"name": "pt", "method": "prompt", "prompt_length": 4, "seeds": [0, 1, 2]}],

@@ -1,0 +1,236 @@
+"""Findings: a few sentences computed from a run's records that answer its question, each with its 95% CI and the
+mechanism behind it, e.g. "structured 50 % runs 1.93x faster than dense (ideal 2.00x)".
+
+Every ratio is a record's own paired ratio (speedup_vs_dense, prefix_overhead_vs_dense, speedup_vs_eager: medians of
+per-round ratios over interleaved rounds, bootstrap CIs). A sentence claims an effect only where the CI excludes 1.0;
+otherwise it says "no measurable difference". A masked-dense control outside 1.0 is reported as such, since it bounds
+how far the other ratios can be trusted. Accuracy is called meaningless when the backbone has random weights or the
+data are synthetic. The block ends `bench run` and `bench report`, and heads report.md and report.html.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from typing import Any
+
+from reports.cells import Record, accuracy_rows, per_cell, reference_backend, row_key
+
+TITLE = "Findings"
+_SPARSE = ("structured", "semi24", "unstructured")
+_DRIFT_LIMIT = 0.10
+
+
+def findings(records: list[Record]) -> list[str]:
+    """What the findings are measured on, then the findings, most important first; [] when there is nothing to say."""
+    latency = per_cell(records, "latency", "latency_ms_p50")
+    if not latency:
+        lines = _accuracy(records)
+        return ["No latency was measured in this run:", *lines] if lines else []
+    task, dtype, device, shape = Counter((k[0], k[3], k[4], s) for k, s in latency).most_common(1)[0][0]
+    cells = {key: r for (key, s), r in latency.items() if s == shape and (key[0], key[3], key[4]) == (task, dtype, device)}
+    variants = list(dict.fromkeys(key[1] for key in cells))
+    by_variant = {v: [r for k, r in cells.items() if k[1] == v] for v in variants}
+    dense = next((v for v in variants if by_variant[v][0].get("method") == "dense"), None)
+    rounds = sorted({r["rounds"] for r in cells.values() if r.get("rounds")})
+    out = [f"{task}, {dtype} on {device}, batch {shape[0]} × {shape[1]} tokens; ratios vs {dense or 'dense'} on the same "
+           f"backend, paired over {_rounds(rounds)} (95 % CIs):"]
+    # Sparse backbones alone (structured first), then prompts on the dense backbone; variants on a base are left to
+    # the tables, since their ratio vs dense mixes the two.
+    sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
+              and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")]
+    prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
+    labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
+    out += [_sparse_sentence(labels[v], by_variant[v]) for v in sparse]
+    out += [_prefix_sentence(labels[v], by_variant[v], shape) for v in prompts]
+    if dense:
+        out += _backends(by_variant[dense], dense)
+    out += _accuracy(records)
+    out += _drift(list(cells.values()))
+    return out
+
+
+def _sparse_sentence(name: str, rows: list[Record]) -> str:
+    speedups = [(r["backend"], _ci(r, "speedup_vs_dense")) for r in rows]
+    measured = [(b, ci) for b, ci in speedups if ci]
+    first = rows[0]
+    ideal = first.get("speedup_ideal")
+    ideal_text = f" (ideal {ideal:.2f}x)" if ideal else ""
+    if not measured:
+        return f"{name}: no paired speedup vs dense was measured{ideal_text}."
+    said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
+                                   "same": "gives no measurable difference from dense"})
+    mechanisms = {r.get("speedup_mechanism") for r in rows}
+    reason = str(first.get("speedup_mechanism_reason") or "")
+    if mechanisms == {"none"}:
+        # The reason's general part ("unstructured zeros are multiplied like any weight"), and for 2:4 why no kernel
+        # serves it on the first PyTorch backend ("2:4 sparse tensor cores are CUDA-only ...").
+        detail = reason.split(": ", 1)[0]
+        torch_row = next((r for r in rows if r.get("backend") != "onnxruntime"), None)
+        if first.get("method") == "semi24" and torch_row:
+            detail += ": " + str(torch_row.get("speedup_mechanism_reason") or "").split(": ", 1)[-1]
+        sentence = f"{name} {said}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
+        outside = [(b, ci) for b, ci in measured if _excludes_one(ci)]
+        if outside and first.get("method") == "unstructured":
+            where = ", ".join(f"{b} {_x(ci)}" for b, ci in outside)
+            sentence += (f" As the masked-dense control it should give 1.0x, but is outside 1.0 on {where}: "
+                         "ratios on that backend carry a bias of that size.")
+        return sentence
+    return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
+
+
+def _prefix_sentence(name: str, rows: list[Record], shape: tuple) -> str:
+    costs = [(r["backend"], _ci(r, "prefix_overhead_vs_dense")) for r in rows]
+    measured = [(b, ci) for b, ci in costs if ci]
+    share = rows[0].get("trainable_share")
+    trains = f" and trains {share * 100:.2f} % of the parameters" if isinstance(share, (int, float)) else ""
+    if not measured:
+        return f"{name}: its cost vs dense was not measured{trains}."
+    said = _grouped(measured, lambda ci: f"{_pct(ci[0])} ({_pct(ci[1])} to {_pct(ci[2])})",
+                    {"faster": "saves", "slower": "costs", "same": "has no measurable cost"}, inverse=True)
+    return f"{name} at {shape[0]}×{shape[1]} {said}{trains}."
+
+
+def _backends(rows: list[Record], dense: str) -> list[str]:
+    others = [(r["backend"], _ci(r, "speedup_vs_eager")) for r in rows if r.get("backend") != "eager"]
+    measured = [(b, ci) for b, ci in others if ci]
+    if not measured:
+        return []
+    parts = "; ".join(f"{b} {_x(ci)}, {'faster' if ci[1] > 1 else 'slower' if ci[2] < 1 else 'no measurable difference'}"
+                      for b, ci in measured)
+    return [f"Backends vs eager, on {dense}: {parts}."]
+
+
+def _accuracy(records: list[Record]) -> list[str]:
+    ok = [r for r in records if r.get("scenario") == "accuracy" and r.get("status") == "ok"]
+    if not ok:
+        return []
+    why = []
+    if any(r.get("random_weights") for r in ok):
+        why.append("the backbone has random weights")
+    if any(r.get("data_source") == "synthetic" for r in ok):
+        why.append("the data are synthetic")
+    if why:
+        return [f"Accuracy is meaningless here: {' and '.join(why)}; the accuracy views show that the pipeline runs, "
+                "not what the methods do to the task."]
+    rows = accuracy_rows(records)
+    samples = {row_key(r): r.get("eval_samples") for r in ok}
+    out = []
+    for task in dict.fromkeys(key[0] for key in rows):
+        backend = reference_backend(list(rows), task)
+        keys = [k for k in rows if k[0] == task and k[2] == backend]
+        parts = []
+        for key in keys:
+            acc, n = rows[key].overall, samples.get(key)
+            half = 1.96 * math.sqrt(acc.mean * (1 - acc.mean) / n) if n else None
+            spread = f" ±{half:.1%}" if half is not None else ""
+            parts.append(f"{key[1]} {acc.mean:.1%}{spread}")
+        if parts:
+            out.append(f"Accuracy on {task} ({backend}, mean over languages, ± the binomial 95 % half-width): "
+                       f"{', '.join(parts)}; differences inside those widths are not measurable.")
+    return out
+
+
+def _drift(rows: list[Record]) -> list[str]:
+    worst = max((r for r in rows if isinstance(r.get("reference_drift"), (int, float))),
+                key=lambda r: abs(r["reference_drift"] - 1), default=None)
+    if worst is None or abs(worst["reference_drift"] - 1) <= _DRIFT_LIMIT:
+        return []
+    value = worst["reference_drift"]
+    return [f"The machine drifted: the reference ran {abs(value - 1) * 100:.0f} % {'slower' if value > 1 else 'faster'} at the "
+            f"end of the rounds than at the start ({worst['backend']}); paired ratios cancel drift shared by a round, "
+            "absolute times do not."]
+
+
+def _labels(firsts: dict[str, Record]) -> dict[str, str]:
+    """'structured 50 %', '2:4 (semi24)', 'a 16-token prefix (P-tuning v2)'; the variant's name where two collide."""
+    out = {}
+    for variant, r in firsts.items():
+        method, sparsity = r.get("method"), r.get("sparsity")
+        if method in ("structured", "unstructured"):
+            out[variant] = f"{method} {sparsity * 100:.0f} %" if isinstance(sparsity, (int, float)) else str(method)
+        elif method == "semi24":
+            out[variant] = "2:4 semi-structured 50 %"
+        elif method == "prompt" and (r.get("prompt_length") or 0) > 0:
+            out[variant] = f"a {r['prompt_length']}-token prefix (P-tuning v2)"
+        elif method == "soft_prompt":
+            kv = " run as per-layer keys and values" if r.get("soft_prompt_inference") == "kv" else ""
+            out[variant] = f"a {r.get('prompt_length')}-token soft prompt{kv}"
+        else:
+            out[variant] = str(variant)
+    counts = Counter(out.values())
+    return {v: f"{text} [{v}]" if counts[text] > 1 else text for v, text in out.items()}
+
+
+def _ci(record: Record, key: str) -> tuple[float, float, float] | None:
+    value, low, high = record.get(key), record.get(f"{key}_ci95_low"), record.get(f"{key}_ci95_high")
+    if not isinstance(value, (int, float)):
+        return None
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return (value, value, value) if value == 1.0 else None  # the reference itself; else no interval: no claim
+    return value, low, high
+
+
+def _excludes_one(ci: tuple[float, float, float]) -> bool:
+    return not ci[1] <= 1.0 <= ci[2]
+
+
+def _grouped(measured: list[tuple[str, tuple[float, float, float]]], show, verdicts: dict[str, str],
+             inverse: bool = False) -> str:
+    """'runs faster than dense: 1.90x (1.80–2.00) on eager; gives no measurable difference from dense: 1.0x (..) on
+    onnxruntime': the backends grouped by what their CI supports (for an overhead, inverse: above 1.0 is slower)."""
+    groups: dict[str, list[str]] = {}
+    for backend, ci in measured:
+        above, below = ci[1] > 1, ci[2] < 1
+        kind = "same" if not (above or below) else ("slower" if above else "faster") if inverse else (
+            "faster" if above else "slower")
+        groups.setdefault(kind, []).append(f"{show(ci)} on {backend}")
+    return "; ".join(f"{verdicts[kind]}: {', '.join(parts)}" for kind, parts in groups.items())
+
+
+def _x(ci: tuple[float, float, float]) -> str:
+    """'1.93x (1.83–1.96)': two decimals, three on a bound that excludes 1.0 but would print as 1.00."""
+    digits = 3 if _excludes_one(ci) and "1.00" in (f"{ci[1]:.2f}", f"{ci[2]:.2f}") else 2
+    return f"{ci[0]:.2f}x ({ci[1]:.{digits}f}–{ci[2]:.{digits}f})"
+
+
+def _pct(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.0f} %"
+
+
+def _rounds(rounds: list[int]) -> str:
+    if not rounds:
+        return "its measurements"
+    return f"{rounds[0]} interleaved rounds" if len(rounds) == 1 else f"{rounds[0]}-{rounds[-1]} interleaved rounds"
+
+
+def as_markdown(lines: list[str]) -> list[str]:
+    """The block for report.md: a heading, the context line, then one bullet per finding."""
+    if not lines:
+        return []
+    return [f"## {TITLE}", "", lines[0], "", *(f"- {line}" for line in lines[1:]), ""]
+
+
+def as_html(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[1:])
+    return f"<h2 id=\"findings\">{TITLE}</h2><p>{html.escape(lines[0])}</p><ul>{items}</ul>"
+
+
+def as_rich(lines: list[str]) -> Any:
+    """A Rich panel: the context line, then the findings as bullets."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from rich.table import Table
+
+    bullets = Table.grid(padding=(0, 1))  # a hanging indent: wrapped lines stay right of the bullet
+    bullets.add_column(no_wrap=True)
+    bullets.add_column()
+    for line in lines[1:]:
+        bullets.add_row("-", line)
+    return Panel(Group(Text(lines[0], style="dim"), bullets), title=TITLE, expand=False)
+
