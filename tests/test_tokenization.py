@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from bench.model.source import ModelSource
-from bench.data.tokenization import encode_pairs, load_tokenizer, pad_batch, trained_tokenizer
+from transformers import PreTrainedTokenizerFast
+
+from bench.data.tokenization import SPECIAL_TOKENS, encode_pairs, load_tokenizer, pad_batch, trained_tokenizer
+from bench.errors import BenchError
 
 TEXTS = ["the cat sat on the mat", "a dog ran in the park", "el gato se sentó", "paka aliketi juu ya mkeka"] * 20
 
@@ -56,6 +59,22 @@ def test_local_model_uses_its_own_tokenizer(tmp_path):
     loaded, note = load_tokenizer(ModelSource.parse(str(tmp_path / "m")), texts=[], cache_dir=tmp_path / "cache")
     assert "the model's own" in note
     assert loaded("the cat", "a dog")["input_ids"] == tok("the cat", "a dog")["input_ids"]
+
+
+def test_a_tokenizer_that_reads_the_data_as_unknown_is_refused(tmp_path):
+    """A model directory whose tokenizer loads but knows none of the data's words (what a SentencePiece-only repository
+    gives when its conversion goes wrong) is one line before anything runs, not a run of <unk>s."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import XGLMConfig, XGLMModel
+
+    empty = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIAL_TOKENS)}, unk_token="<unk>"))
+    empty.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=empty, unk_token="<unk>", pad_token="<pad>").save_pretrained(tmp_path / "m")
+    XGLMModel(XGLMConfig(d_model=32, num_layers=1, attention_heads=2, ffn_dim=64, vocab_size=128)).save_pretrained(tmp_path / "m")
+    with pytest.raises(BenchError, match=r"maps 100% of the data's tokens to <unk>.*tokenizer.json"):
+        load_tokenizer(ModelSource.parse(str(tmp_path / "m")), texts=TEXTS, cache_dir=tmp_path / "cache")
+    loaded, _ = load_tokenizer(ModelSource.parse(str(tmp_path / "m")), texts=[], cache_dir=tmp_path / "cache")
+    assert loaded.unk_token == "<unk>"  # with no text to judge by, nothing is refused
 
 
 def test_pad_batch_pads_right():

@@ -34,6 +34,7 @@ def load_tokenizer(
                 source.name, trust_remote_code=trust_remote_code, local_files_only=bool(offline)
             )
             tok.padding_side = "right"
+            _refuse_if_it_reads_nothing(tok, texts, source.name)
             return tok, f"the model's own ({type(tok).__name__} from {source.name})"
         except (OSError, ValueError) as exc:
             if source.kind == "hub":
@@ -45,6 +46,19 @@ def load_tokenizer(
     vocab_size = backbone_config(source, trust_remote_code=trust_remote_code).vocab_size
     tok, key = trained_tokenizer(texts, vocab_size=min(vocab_size, 8192), cache_dir=cache_dir)
     return tok, f"{note}: unigram, {len(tok)} tokens, cache key {key}"
+
+
+def _refuse_if_it_reads_nothing(tok, texts: Sequence[str], name: str) -> None:
+    """A tokenizer that loads but maps the data to <unk> (a SentencePiece-only repository whose conversion to a fast
+    tokenizer went wrong loads without an error) would make every later number garbage: refuse it in one line."""
+    if tok.unk_token_id is None or not texts:
+        return
+    ids = [i for text in texts[:64] for i in tok(text, add_special_tokens=False)["input_ids"]]
+    unknown = sum(i == tok.unk_token_id for i in ids) / max(len(ids), 1)
+    if unknown > 0.5:
+        raise BenchError(f"the tokenizer of '{name}' maps {unknown:.0%} of the data's tokens to {tok.unk_token}: its "
+                         "files did not load as a working tokenizer; save it with save_pretrained (which writes "
+                         "tokenizer.json) or install sentencepiece and protobuf for the conversion")
 
 
 def trained_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path) -> tuple[PreTrainedTokenizerFast, str]:
