@@ -15,6 +15,7 @@ from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
 from peft.tuners.lora import Linear as PeftLoraLinear
 from transformers import XGLMConfig, XGLMForCausalLM
 
+from capabilities import sparse_tensor_cores_missing
 from adapters.lora import LoRALinear, LoraOptions, add_lora, merge_lora
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone
@@ -666,15 +667,8 @@ def test_lora_on_a_2to4_base_keeps_the_base_sparse_and_runs_the_way_the_base_run
     assert fields["speedup_mechanism"] == "none" and "CUDA-only" in fields["speedup_mechanism_reason"]
 
 
-def _sparse_tensor_cores() -> str | None:
-    if not torch.cuda.is_available():
-        return "CUDA is not available"
-    major, minor = torch.cuda.get_device_capability()
-    return None if (major, minor) >= (8, 0) else f"compute capability {major}.{minor} < 8.0 has no sparse tensor cores"
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_sparse_tensor_cores() is not None, reason=str(_sparse_tensor_cores()))
+@pytest.mark.skipif(sparse_tensor_cores_missing() is not None, reason=str(sparse_tensor_cores_missing()))
 def test_lora_on_a_2to4_base_runs_its_base_on_sparse_tensor_cores(tmp_path):
     from bench.backends import Target, prepare
     from bench.build.methods import realize

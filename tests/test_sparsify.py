@@ -11,6 +11,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import XGLMConfig, XGLMModel
 
+from capabilities import sparse_tensor_cores_missing
 from bench.build import artifacts
 from bench.backends import Target
 from bench.config import TrainConfig, VariantConfig, parse_config
@@ -301,15 +302,8 @@ def test_2to4_kernel_shapes_are_checked_against_torchs_table():
     assert "fp32" not in problems[0] and kernel_shape_problems(odd, torch.float32)  # fp32 has no 2:4 kernel at all
 
 
-def _sparse_tensor_cores() -> str | None:
-    if not torch.cuda.is_available():
-        return "CUDA is not available"
-    major, minor = torch.cuda.get_device_capability()
-    return None if (major, minor) >= (8, 0) else f"compute capability {major}.{minor} < 8.0 has no sparse tensor cores"
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_sparse_tensor_cores() is not None, reason=str(_sparse_tensor_cores()))
+@pytest.mark.skipif(sparse_tensor_cores_missing() is not None, reason=str(sparse_tensor_cores_missing()))
 @pytest.mark.parametrize("backend", ["eager", "compile"])
 def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     from bench.backends import prepare
