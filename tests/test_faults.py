@@ -215,7 +215,10 @@ def test_retry_failed_measures_failed_cells_again_and_resume_alone_does_not(tmp_
 def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "min_time_s": 600.0, "max_time_s": 600.0,
                                               "min_iters": 10**9})
-    writer = _bench("run", config, start_new_session=True)  # its own process group, as a terminal's job
+    # Its own process group, as a terminal's job, with Ctrl-C's default action even where this test runs as a
+    # background job (whose commands start with SIGINT ignored, and Python then installs no handler for it).
+    writer = _bench("run", config, start_new_session=True,
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parent = psutil.Process(writer.pid)
     _wait_for(lambda: cell_processes(parent), writer, "cell process")
     time.sleep(2.0)  # the cell is running

@@ -195,8 +195,12 @@ def test_resume_finishes_a_ray_run_cut_off_mid_way(local_run, root):
 
     data = config(root, "cut", kind="ray")
     data["measure"]["threads"] = 2
-    with pytest.raises(Interrupted) as cut:
-        sweep(data, react)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, also when the
+    try:                                                                 # suite runs as a background job
+        with pytest.raises(Interrupted) as cut:
+            sweep(data, react)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     path = cut.value.run_dir
     first = RunStore.open(path)
     assert first.manifest()["status"] == "incomplete"
