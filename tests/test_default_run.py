@@ -54,6 +54,9 @@ def test_the_default_config_is_the_study_in_miniature():
         ("structured", 0.5, None)}
     assert cfg.measure.backends == ["eager", "compile", "onnxruntime"] and cfg.measure.min_rounds > 1
     assert cfg.model.source.startswith("random:") and cfg.measure.device == "cpu"
+    # Its 5-minute budget: compile builds one dynamic graph per cell (measured: compile_graphs 1, no recompile),
+    # and the latency shape fits the model's positions.
+    assert cfg.backend.compile.dynamic is True and max(cfg.measure.seq_lens) <= cfg.model.max_length
 
 
 def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
