@@ -160,6 +160,10 @@ class MeasureConfig(_Strict):
     target_ci_pct: float | None = Field(
         None, gt=0, description="also go on until every paired ratio's 95% CI half-width is within this %")
     round_order: Literal["rotate", "shuffle"] = Field("rotate", description="cell order from round to round")
+    reference_every: int = Field(
+        2, ge=0, description="the dense reference runs again after every k of its cells in a round, so each is timed "
+                             "beside a reference block (bench.measure.rounds); 0: once per round")
+    max_rounds: int | None = Field(None, ge=2, description="stop the rounds after this many, whatever else is unmet")
     max_live_workers: int | None = Field(
         None, ge=2, description="cells alive at once (default: what fits in memory); larger groups run in batches")
     threads: int | None = Field(None, ge=1, description="torch and ONNX Runtime intra-op threads; default: physical cores")
@@ -190,6 +194,13 @@ class MeasureConfig(_Strict):
         if repeated:
             raise ValueError(f"repeated entries: {', '.join(repeated)}")
         return values
+
+    @model_validator(mode="after")
+    def _rounds_cap(self) -> "MeasureConfig":
+        if self.max_rounds is not None and self.max_rounds < self.min_rounds:
+            raise ValueError(f"max_rounds ({self.max_rounds}) is below min_rounds ({self.min_rounds}): "
+                             "raise max_rounds or lower min_rounds")
+        return self
 
 
 class SweepConfig(_Strict):

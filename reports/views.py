@@ -97,9 +97,9 @@ def summary_view(records: list[Record]) -> TableData | None:
                Column("peak MB"), Column("accuracy %"), Column("vs dense"), Column("ideal"), Column("% peak"),
                Column("J/sample")]
     explained = ["p50 with the bootstrap 95% CI of the median below it",
-                 "vs dense: the dense variant on the same backend and dtype, measured in the same interleaved rounds; "
-                 "the median of per-round ratios with a bootstrap 95% CI over rounds (green or red only where it "
-                 "excludes 1.0)",
+                 "vs dense: the dense variant on the same backend and dtype, measured in the same interleaved rounds "
+                 "(beside each cell where reference_every > 0); the median of per-round ratios with a bootstrap 95% "
+                 "CI over rounds (green or red only where it excludes 1.0)",
                  "p99 only from 662 samples or more, '-' below (MLPerf LoadGen's minimum)",
                  "ideal: the speedup the variant's FLOPs would allow" if any(r["ideal"].text != "-" for r in rows)
                  else "",

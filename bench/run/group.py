@@ -91,7 +91,8 @@ def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, 
     if progress is not None:
         progress.expect(len(todo))
     for batch in todo:
-        info = {"group_batch": batches.index(batch) + 1, "group_batches": len(batches), "max_live_workers": max_live}
+        info = {"group_batch": batches.index(batch) + 1, "group_batches": len(batches), "max_live_workers": max_live,
+                "reference_every": cfg.reference_every if reference else None}
         _run_batch([by_cell[c] for c in batch], reference, cfg, peaks, sink, done, info, seed, progress)
 
 
@@ -126,8 +127,11 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
         if ready and "latency" in cfg.scenarios:
             shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
             sink.announce(f"timing {len(ready)} cells in interleaved rounds at {len(shapes)} shape(s)")
-            result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=_pairs(tasks, reference),
-                                order=cfg.round_order, seed=seed, on_round=_round_clock(progress))
+            pairs = _pairs(tasks, reference)
+            result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=[p for p, _ in pairs],
+                                order=cfg.round_order, seed=seed, on_round=_round_clock(progress),
+                                references={cell: ref for (ref, cell), vs in pairs if vs == "dense"},
+                                reference_every=cfg.reference_every)
             sink.announce(f"{result.rounds} rounds in {result.seconds:.0f} s (stopped by {result.stopped_by})")
         finished = [task for task in tasks if task.emit_prepared]
         for task in finished:
@@ -154,15 +158,16 @@ def _round_clock(progress: Progress | None) -> Callable[[RoundsResult], None] | 
     return tick
 
 
-def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[str, str]]:
-    """(reference cell id, cell id) of every ratio a precision target applies to: vs dense, and vs eager."""
+def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[tuple[str, str], str]]:
+    """((reference cell id, cell id), "dense" | "eager") of every paired ratio: vs dense on the same backend, and
+    vs the same variant on eager. The precision target applies to all; the dense ones shape the rounds."""
     ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
     pairs = []
     for (variant, backend), cell in ids.items():
         if reference and variant != reference and (reference, backend) in ids:
-            pairs.append((ids[(reference, backend)], cell))
+            pairs.append(((ids[(reference, backend)], cell), "dense"))
         if backend != "eager" and (variant, "eager") in ids:
-            pairs.append((ids[(variant, "eager")], cell))
+            pairs.append(((ids[(variant, "eager")], cell), "eager"))
     return pairs
 
 

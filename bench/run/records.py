@@ -169,10 +169,11 @@ def paired_fields(name: str, result, reference_id: str | None, cell_id: str, sha
 def rounds_fields(result, cell_id: str, shape, reference_id: str) -> dict[str, Any]:
     """How this cell was measured: in how many rounds, why they stopped, and the drift of its reference over them
     (the median of the reference's last quarter of blocks over its first quarter: 1.10 = 10% slower at the end)."""
-    from bench.measure.rounds import drift
+    from bench.measure.rounds import drift, rounds_of
 
     blocks = result.blocks[cell_id][shape]
-    return {"measure_scheme": "interleaved rounds", "rounds": len(blocks), "rounds_stopped_by": result.stopped_by,
+    return {"measure_scheme": "interleaved rounds", "rounds": rounds_of(blocks), "blocks": len(blocks),
+            "rounds_stopped_by": result.stopped_by,
             "block_iters_median": float(np.median([b.samples_ns.size for b in blocks])),
             "latency_drift": drift(blocks), "reference_drift": drift(result.blocks.get(reference_id, {}).get(shape, []))}
 
