@@ -27,7 +27,7 @@ def prefix_overhead(records: list[Record]):
     panels = list(dict.fromkeys((k[0], k[2]) for k, _ in prompts))
     backends = list(dict.fromkeys(b for _, b in panels))
     fig, grid = new_figure(len(tasks), len(backends), panel=(4.8, 3.8), sharey=True)
-    values: list[tuple[float, float, float]] = []  # (overhead, bar end below, bar end above), all panels
+    values: list[tuple] = []  # (axes, x, overhead, bar end below, bar end above), all panels
     for t, task in enumerate(tasks):
         for b, backend in enumerate(backends):
             ax = grid[t * len(backends) + b]
@@ -40,7 +40,9 @@ def prefix_overhead(records: list[Record]):
             ax.set_xlabel("prompt length P (virtual tokens)")
         grid[t * len(backends)].set_ylabel("latency overhead vs dense (%, bars: 95% CI)")
     if values:  # shared y: one very wide interval runs off the edge instead of flattening every panel
-        grid[0].set_ylim(*near_limits([v for v, _, _ in values], [e for _, *ends in values for e in ends]))
+        low, high = near_limits([v[2] for v in values], [e for v in values for e in v[3:]])
+        grid[0].set_ylim(low, high)
+        _label_clipped(values, low, high)
     untimed = sorted({r.get("task") for r in records if r.get("method") in _PROMPTS} - set(tasks) - {None})
     absent = [t for t in TASKS if t not in {r.get("task") for r in records}]
     notes = [f"{t}: its prompt variants have no latency records" for t in untimed]
@@ -68,10 +70,21 @@ def _panel(ax, cells, latency, dense, ids) -> list[tuple[float, float, float]]:
         ax.errorbar([x + nudge for x in lengths], overheads, yerr=[below, above], capsize=3,
                     linestyle=LINESTYLES[seqs.index(seq) % len(LINESTYLES)], color=method_style(method).colour,
                     marker=_KIND_MARKERS.get(name, "v"), label=f"{name} · T = {seq}", **hollow)
-        drawn += [(v, v - lo, v + hi) for v, lo, hi in zip(overheads, below, above)]
+        drawn += [(ax, x + nudge, v, v - lo, v + hi) for x, v, lo, hi in zip(lengths, overheads, below, above)]
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.legend(loc="best", title="prompt · sequence length")
     return drawn
+
+
+def _label_clipped(values: list[tuple], low: float, high: float) -> None:
+    """An error bar that runs off the shared axis says where it ends, so a clipped interval never reads as short."""
+    for ax, x, _, below, above in values:
+        if above > high:
+            ax.annotate(f"CI to {above:+.0f} %", (x, high), xytext=(-4, -10), textcoords="offset points",
+                        ha="right", fontsize=7, color="0.3", gid="clipped")
+        if below < low:
+            ax.annotate(f"CI to {below:+.0f} %", (x, low), xytext=(-4, 4), textcoords="offset points",
+                        ha="right", fontsize=7, color="0.3", gid="clipped")
 
 
 def _prompt_kind(identity: Record) -> tuple[str, str]:

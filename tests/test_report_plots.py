@@ -176,3 +176,16 @@ def test_language_groups_keep_their_resource_order():
               "el": 0.3, "xx": 0.2}, "language_groups": {"high": ["en"], "low": ["sw"], "medium": ["el"]}}
     assert language_layout([record], "xnli") == [("high", ["en"]), ("medium", ["el"]), ("low", ["sw"]),
                                                   ("other", ["xx"])]
+
+
+def test_an_interval_that_runs_off_the_prompt_axis_says_where_it_ends(records):
+    wide = copy.deepcopy(records)
+    for r in wide:
+        if r["variant"] == "prompt-p16" and r["scenario"] == "latency" and r["task"] == "xnli" and r["backend"] == "eager":
+            r |= {"prefix_overhead_vs_dense": 1.03, "prefix_overhead_vs_dense_ci95_low": 0.5,
+                  "prefix_overhead_vs_dense_ci95_high": 2.4, "speedup_vs_dense": 1 / 1.03,
+                  "speedup_vs_dense_ci95_low": 1 / 2.4, "speedup_vs_dense_ci95_high": 2.0}
+    fig = rendered(prefix_overhead, wide)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "clipped"]
+    assert "CI to +140 %" in labels and "CI to -50 %" in labels
+    assert not [t for ax in rendered(prefix_overhead, records).axes for t in ax.texts if t.get_gid() == "clipped"]
