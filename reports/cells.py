@@ -86,6 +86,13 @@ class Speedup:
     def excludes_one(self) -> bool:
         return self.low is not None and self.high is not None and not self.low <= 1.0 <= self.high
 
+    def bounds_text(self) -> str:
+        """'0.96–0.98': two decimals, three where an interval that excludes 1.0 would print a bound as 1.00."""
+        if self.low is None or self.high is None:
+            return ""
+        digits = 3 if self.excludes_one and "1.00" in (f"{self.low:.2f}", f"{self.high:.2f}") else 2
+        return f"{self.low:.{digits}f}–{self.high:.{digits}f}"
+
 
 def speedup(record: Record, dense: Record | None) -> Speedup | None:
     """dense p50 / this p50. Its interval is the record's own: the bootstrap over interleaved rounds of the paired

@@ -15,7 +15,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from reports.cells import Record, accuracy_rows, per_cell, reference_backend, row_key
+from reports.cells import Record, Speedup, accuracy_rows, per_cell, reference_backend, row_key
 
 TITLE = "Findings"
 _SPARSE = ("structured", "semi24", "unstructured")
@@ -191,8 +191,7 @@ def _grouped(measured: list[tuple[str, tuple[float, float, float]]], show, verdi
 
 def _x(ci: tuple[float, float, float]) -> str:
     """'1.93x (1.83–1.96)': two decimals, three on a bound that excludes 1.0 but would print as 1.00."""
-    digits = 3 if _excludes_one(ci) and "1.00" in (f"{ci[1]:.2f}", f"{ci[2]:.2f}") else 2
-    return f"{ci[0]:.2f}x ({ci[1]:.{digits}f}–{ci[2]:.{digits}f})"
+    return f"{ci[0]:.2f}x ({Speedup(*ci).bounds_text()})"
 
 
 def _pct(ratio: float) -> str:

@@ -81,7 +81,7 @@ def _stray_controls(ax, cells, latency, shape, base, nudge, backend) -> list[str
         if gain and gain.excludes_one:
             ax.plot(sparsity * 100 + nudge, latency[(key, shape)]["latency_ms_p50"], marker="o", markersize=16,
                     markerfacecolor="none", markeredgecolor=FLAG, markeredgewidth=1.4, linestyle="none")
-            lines.append(f"! {key[1]} · {backend}: {gain.value:.2f}x dense ({gain.low:.2f}–{gain.high:.2f}); "
+            lines.append(f"! {key[1]} · {backend}: {gain.value:.2f}x dense ({gain.bounds_text()}); "
                          "a masked-dense control should give 1.00x")
     return lines
 

@@ -39,7 +39,7 @@ def speedup_text(value: Speedup | None, control: bool) -> Cell:
     """Measured speedup with its interval; a masked-dense control whose interval excludes 1.0 gets a '!'."""
     if value is None:
         return Cell("-")
-    sub = interval(value.low, value.high)
+    sub = value.bounds_text()
     if control and value.excludes_one:
         return Cell(f"{value.value:.2f}x !", sub, "worse")
     tone = None if not value.excludes_one or control else ("better" if value.value > 1 else "worse")
@@ -67,7 +67,7 @@ def summary_view(records: list[Record]) -> TableData | None:
         control = ident.get("method") == _CONTROL_METHOD
         if control and gain and gain.excludes_one:
             flags.append(f"! {variant} {backend} {task}: a masked-dense control should run at 1.00x dense; "
-                         f"{gain.value:.2f}x {interval(gain.low, gain.high)} excludes 1.0, so noise or a backend "
+                         f"{gain.value:.2f}x {gain.bounds_text()} excludes 1.0, so noise or a backend "
                          "difference colours the timings of this run")
         acc = accuracy.get(key)
         counters = lat or memory.get((key, shape)) or {}

@@ -189,3 +189,11 @@ def test_an_interval_that_runs_off_the_prompt_axis_says_where_it_ends(records):
     labels = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "clipped"]
     assert "CI to +140 %" in labels and "CI to -50 %" in labels
     assert not [t for ax in rendered(prefix_overhead, records).axes for t in ax.texts if t.get_gid() == "clipped"]
+
+
+def test_a_stray_control_never_prints_an_interval_that_looks_like_it_holds_one(records):
+    from reports.cells import Speedup
+
+    assert Speedup(1.015, 1.005, 1.048).bounds_text() == "1.005–1.048"  # "1.00–1.05" would read as containing 1
+    assert Speedup(1.015, 0.995, 1.048).bounds_text() == "0.99–1.05"
+    assert Speedup(1.9, 1.83, 1.96).bounds_text() == "1.83–1.96"
