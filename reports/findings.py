@@ -71,7 +71,7 @@ def _sparse_sentence(name: str, rows: list[Record]) -> str:
         if first.get("method") == "semi24" and torch_row:
             detail += ": " + str(torch_row.get("speedup_mechanism_reason") or "").split(": ", 1)[-1]
         sentence = f"{name} {said}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
-        outside = [(b, ci) for b, ci in measured if _excludes_one(ci)]
+        outside = [(b, ci) for b, ci in measured if Speedup(*ci).excludes_one]
         if outside and first.get("method") == "unstructured":
             where = ", ".join(f"{b} {_x(ci)}" for b, ci in outside)
             sentence += (f" As the masked-dense control it should give 1.0x, but is outside 1.0 on {where}: "
@@ -170,10 +170,6 @@ def _ci(record: Record, key: str) -> tuple[float, float, float] | None:
     if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
         return (value, value, value) if value == 1.0 else None  # the reference itself; else no interval: no claim
     return value, low, high
-
-
-def _excludes_one(ci: tuple[float, float, float]) -> bool:
-    return not ci[1] <= 1.0 <= ci[2]
 
 
 def _grouped(measured: list[tuple[str, tuple[float, float, float]]], show, verdicts: dict[str, str],

@@ -52,7 +52,8 @@ def prefix_overhead(records: list[Record]):
     return fig
 
 
-def _panel(ax, cells, latency, dense, ids) -> list[tuple[float, float, float]]:
+def _panel(ax, cells, latency, dense, ids) -> list[tuple]:
+    """Draws one panel; returns (axes, x, overhead, bar end below, bar end above) of every point."""
     seqs = sorted({s[1] for _, s in cells}, key=lambda t: t or 0)
     kinds = list(dict.fromkeys(_prompt_kind(ids[k]) for k, _ in cells))
     series = [(kind, seq) for kind in kinds for seq in seqs]

@@ -191,7 +191,7 @@ def test_an_interval_that_runs_off_the_prompt_axis_says_where_it_ends(records):
     assert not [t for ax in rendered(prefix_overhead, records).axes for t in ax.texts if t.get_gid() == "clipped"]
 
 
-def test_a_stray_control_never_prints_an_interval_that_looks_like_it_holds_one(records):
+def test_a_stray_control_never_prints_an_interval_that_looks_like_it_holds_one():
     from reports.cells import Speedup
 
     assert Speedup(1.015, 1.005, 1.048).bounds_text() == "1.005–1.048"  # "1.00–1.05" would read as containing 1
