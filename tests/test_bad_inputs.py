@@ -8,24 +8,19 @@ Most cases run in-process with typer's CliRunner; SUBPROCESS cases run `python -
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import tomli_w
-from typer.testing import CliRunner
 
-from bench.cli import app
+from helpers import Outcome, assert_user_error, bench_process, invoke
 from tinydata import tiny_sweep, write_layouts
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
-FINISHED = {"complete", "complete_with_failures", "running"}  # a run dir left like this would pass for a result
+pytestmark = pytest.mark.usefixtures("bench_env")  # no hub, caches in tmp dirs
 
 
 @dataclass
@@ -61,6 +56,7 @@ class Case:
     argv: Callable[[Ctx], list[str]]
     needles: tuple[str, ...]
     code: int | None = 2  # the exit status expected, or None for "any non-zero"
+    prefix: str = "error: "  # how the line starts
     subprocess: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
@@ -68,9 +64,10 @@ class Case:
 CASES: list[Case] = []
 
 
-def case(*needles: str, code: int | None = 2, subprocess: bool = False, env: dict[str, str] | None = None):
+def case(*needles: str, code: int | None = 2, prefix: str = "error: ", subprocess: bool = False,
+         env: dict[str, str] | None = None):
     def register(fn: Callable[[Ctx], list[str]]) -> Callable[[Ctx], list[str]]:
-        CASES.append(Case(fn.__name__, fn, needles, code, subprocess, env or {}))
+        CASES.append(Case(fn.__name__, fn, needles, code, prefix, subprocess, env or {}))
         return fn
     return register
 
@@ -314,7 +311,7 @@ def model_dir_with_corrupt_weights(ctx):
     XGLMConfig(**PRESETS["tiny"]).save_pretrained(ctx.tmp / "model")
     (ctx.tmp / "model" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
     return run_with(ctx, model={"source": str(ctx.tmp / "model")})
-@case("nothing was measured", "4 skipped", "fp16", code=1)
+@case("nothing was measured", "4 skipped", "fp16", code=1, prefix="failed: ")
 def every_cell_skipped(ctx): return run_with(ctx, measure={"backends": ["onnxruntime"], "dtypes": ["fp16"]})
 @case("variant 'pt': prefix_artifact", "not a readable artifact")
 def prefix_artifact_missing(ctx): return run_with(ctx, variants=[{"name": "pt", "method": "prompt", "prefix_artifact": str(ctx.tmp / "gone")}])
@@ -373,11 +370,6 @@ def shared(tmp_path_factory):
     return write_layouts(root / "data"), root / "cache"
 
 
-@pytest.fixture(autouse=True)
-def _offline(bench_env):
-    """No hub, caches in tmp dirs."""
-
-
 def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 60 and sum(c.subprocess for c in CASES) >= 3
     assert len({c.name for c in CASES}) == len(CASES)
@@ -390,20 +382,5 @@ def test_bad_input_is_one_line_and_leaves_nothing_that_looks_finished(item, shar
     argv = item.argv(ctx)
     for key, value in item.env.items():
         monkeypatch.setenv(key, value)
-    if item.subprocess:
-        done = subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, timeout=300)
-        code, stdout, stderr = done.returncode, done.stdout, done.stderr
-    else:
-        result = CliRunner().invoke(app, argv)
-        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-        code, stdout, stderr = result.exit_code, result.stdout, result.stderr
-    stderr, stdout = ANSI.sub("", stderr), ANSI.sub("", stdout)
-    assert code != 0 and (item.code is None or code == item.code), f"exit {code}\n{stdout}\n{stderr}"
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
-    assert "Traceback" not in stderr + stdout
-    for needle in item.needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    for run in ctx.out.iterdir() if ctx.out.is_dir() else []:
-        status = json.loads((run / "run.json").read_text()).get("status")
-        assert status not in FINISHED, f"{run} looks finished: {status}"
+    outcome = bench_process(*argv) if item.subprocess else Outcome.of(invoke(*argv))
+    assert_user_error(outcome, ctx.out, *item.needles, code=item.code, prefix=item.prefix)

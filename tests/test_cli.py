@@ -17,13 +17,9 @@ from typer.testing import CliRunner
 import bench.measure.passes
 import bench.run.sweep
 from bench.cli import app
+from helpers import assert_user_error, plain
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture(autouse=True)
-def _offline(bench_env):
-    """Every test here runs offline with its caches in tmp dirs."""
+pytestmark = pytest.mark.usefixtures("bench_env")  # offline, caches in tmp dirs
 
 
 @pytest.fixture
@@ -43,31 +39,10 @@ def write_config(tiny_config, tmp_path, out_dir):
     def write(name: str = "sweep.toml", cache_dir: Path | None = None, **sections) -> Path:
         path = tmp_path / name
         config = tiny_config(out_dir, cache_dir or tmp_path / "cache", **sections)
-        path.write_text(tomli_w.dumps(config), encoding="utf-8")
+        path.writeplain(tomli_w.dumps(config), encoding="utf-8")
         return path
 
     return write
-
-
-def _text(value: str) -> str:
-    return ANSI.sub("", value)
-
-
-def assert_user_error(result, out_dir: Path, *needles: str) -> str:
-    """Exit != 0 through the CLI's own error path, exactly one line saying what is wrong, no run directory."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"uncaught {type(result.exception).__name__}: {result.exception}"
-    )
-    assert result.exit_code != 0
-    lines = [line for line in _text(result.output).splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{result.output}"
-    line = lines[0]
-    assert line.startswith("error: "), line
-    assert line in _text(result.stderr)
-    for needle in needles:
-        assert needle in line, f"{needle!r} not in {line!r}"
-    assert not out_dir.exists() or not any(out_dir.iterdir()), f"a run directory was created: {list(out_dir.iterdir())}"
-    return line
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -101,7 +76,7 @@ def test_model_directory_without_config_json(runner, write_config, out_dir, tmp_
 def test_model_directory_of_another_architecture(runner, write_config, out_dir, tmp_path):
     folder = tmp_path / "bert-model"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 100}))
+    (folder / "config.json").writeplain(json.dumps({"model_type": "bert", "vocab_size": 100}))
     result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
     assert_user_error(result, out_dir, "bert", "XGLM")
 
@@ -109,7 +84,7 @@ def test_model_directory_of_another_architecture(runner, write_config, out_dir, 
 def test_model_directory_with_a_broken_config_json(runner, write_config, out_dir, tmp_path):
     folder = tmp_path / "broken-model"
     folder.mkdir()
-    (folder / "config.json").write_text("{not json")
+    (folder / "config.json").writeplain("{not json")
     result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
     assert_user_error(result, out_dir, "config.json")
 
@@ -128,9 +103,9 @@ def test_malformed_tsv_row_names_file_and_line(runner, write_config, out_dir, tm
     data = tmp_path / "data"
     shutil.copytree(generated_data_dir / "XNLI-1.0", data / "XNLI-1.0")
     test_file = data / "XNLI-1.0" / "xnli.test.tsv"
-    text = test_file.read_text(encoding="utf-8").rstrip("\n")
+    text = test_file.readplain(encoding="utf-8").rstrip("\n")
     bad_line = text.count("\n") + 2
-    test_file.write_text(f"{text}\nen\tneutral\tonly three fields\n", encoding="utf-8")
+    test_file.writeplain(f"{text}\nen\tneutral\tonly three fields\n", encoding="utf-8")
     config = write_config(data={"data_dir": str(data)})
     result = runner.invoke(app, ["run", str(config)])
     assert_user_error(result, out_dir, "xnli.test.tsv", f"line {bad_line}")
@@ -162,11 +137,11 @@ def test_output_dir_that_cannot_be_created(runner, write_config, out_dir):
 
 def test_output_dir_under_a_file(runner, write_config, out_dir, tmp_path):
     a_file = tmp_path / "a-file"
-    a_file.write_text("x")
+    a_file.writeplain("x")
     target = a_file / "runs"
     result = runner.invoke(app, ["run", str(write_config()), "--output-dir", str(target)])
     assert_user_error(result, out_dir, str(target))
-    assert a_file.read_text() == "x"
+    assert a_file.readplain() == "x"
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -210,7 +185,7 @@ def test_config_path_is_a_directory(runner, out_dir, tmp_path):
 
 def test_invalid_toml(runner, out_dir, tmp_path):
     config = tmp_path / "broken.toml"
-    config.write_text("[measure\ndevice = 'cpu'\n")
+    config.writeplain("[measure\ndevice = 'cpu'\n")
     result = runner.invoke(app, ["run", str(config), "--output-dir", str(out_dir)])
     assert_user_error(result, out_dir, str(config), "not valid TOML")
 
@@ -226,13 +201,13 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
     assert result.exit_code == 0, result.output
     (run_dir,) = out_dir.iterdir()
     assert run_dir.name.endswith("-from-cli")
-    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest = json.loads((run_dir / "run.json").readplain())
     assert manifest["status"] == "complete"
-    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").readplain().splitlines()]
     assert {r["backend"] for r in records} == {"eager"}
     assert {r["model"] for r in records} == {"random:tiny"}
     assert all(r["status"] == "ok" for r in records)
-    output = _text(result.output)
+    output = plain(result.output)
     assert "results:" in output and "results.jsonl" in output
     assert "Latency" in output and "Accuracy" in output
 
@@ -250,9 +225,9 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
     result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager", "onnxruntime"]}))])
     assert result.exit_code == 130
     (run_dir,) = out_dir.iterdir()
-    assert "interrupted" in _text(result.stderr) and run_dir.name in _text(result.stderr)
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
-    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert "interrupted" in plain(result.stderr) and run_dir.name in plain(result.stderr)
+    assert json.loads((run_dir / "run.json").readplain())["status"] == "incomplete"
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").readplain().splitlines()]
     # The first cell was prepared and its records are kept; the cut-off cell wrote nothing. No latency was timed
     # (the rounds start once every cell is prepared), so no cell is done: --resume measures both again.
     assert {r["backend"] for r in records} == {"eager"}
@@ -261,7 +236,7 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
     # The interrupted run still renders, saying what it is.
     report = runner.invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
-    assert "incomplete" in _text(report.output) and "interrupted" in _text(report.output)
+    assert "incomplete" in plain(report.output) and "interrupted" in plain(report.output)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -282,7 +257,7 @@ def test_report_on_a_missing_directory(runner, tmp_path):
 def test_report_renders_the_sweep(runner, tiny_sweep):
     result = runner.invoke(app, ["report", str(tiny_sweep.path)])
     assert result.exit_code == 0, result.output
-    text = _text(result.output)
+    text = plain(result.output)
     assert tiny_sweep.path.name in text
     assert "complete" in text
     for backend in ("eager", "compile", "onnxruntime"):
@@ -297,10 +272,10 @@ def test_report_on_a_truncated_results_file(runner, tiny_sweep, tmp_path):
     shutil.copytree(tiny_sweep.path, copy)
     with open(copy / "results.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"status": "ok", "scen')
-    lines = len((copy / "results.jsonl").read_text().splitlines())
+    lines = len((copy / "results.jsonl").readplain().splitlines())
     result = runner.invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output  # read up to the last complete line, and said
-    text = " ".join(_text(result.output).split())
+    text = " ".join(plain(result.output).split())
     assert "incomplete" in text and f"line {lines} was cut off" in text and "--resume" in text
 
 
@@ -312,7 +287,7 @@ def test_env_prints_the_fingerprint_as_json(runner):
 
     result = runner.invoke(app, ["env"])
     assert result.exit_code == 0, result.output
-    env = json.loads(_text(result.stdout))
+    env = json.loads(plain(result.stdout))
     assert env["torch_version"] == torch.__version__
     assert "cuda_available" in env
 

@@ -4,26 +4,19 @@ cpu-dense with every latency exactly 1.25 times longer), the regression gate, an
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.measure.stats import ratio_ci95
+from helpers import invoke, plain, squashed
 from reports.compare import compare_runs, regressions, unclear
 from reports.compare_view import comparison_views
 from reports.load import load_run
 
 RUNS = Path(__file__).parent / "fixtures" / "recorded"
 BASE, SLOWER = RUNS / "cpu-dense", RUNS / "cpu-dense-x1.25"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _invoke(*args: str):
-    return CliRunner().invoke(app, ["compare", *map(str, args)])
 
 
 def _records(path: Path) -> list[dict]:
@@ -64,27 +57,27 @@ def test_only_statistically_clear_slowdowns_count():
 
 
 def test_fail_on_regression_10_fails_with_one_line_per_regression():
-    result = _invoke(BASE, SLOWER, "--fail-on-regression", "10")
+    result = invoke("compare", BASE, SLOWER, "--fail-on-regression", "10")
     assert result.exit_code == 1, result.output
-    lines = [line for line in ANSI.sub("", result.stderr).splitlines() if line.strip()]
+    lines = [line for line in plain(result.stderr).splitlines() if line.strip()]
     assert len(lines) == 2 and all(line.startswith("regression: dense-ft xnli ") for line in lines)
     assert "compile fp32 cpu 8x128: p50 226.09 ms" in lines[0] and "1.250x (95% CI 1.106-1.412, ci bounds)" in lines[0]
     assert "onnxruntime" in lines[1] and "beyond +10%" in lines[1]
-    out = " ".join(ANSI.sub("", result.stdout).split())
+    out = squashed(result.stdout)
     assert "2 clear latency regression(s) beyond +10% (3 ratios compared; 1 beyond +10% but not clear)" in out
     assert "1.250x !" in out
 
 
 def test_fail_on_regression_30_passes_and_no_flag_never_fails():
-    result = _invoke(BASE, SLOWER, "--fail-on-regression", "30")
+    result = invoke("compare", BASE, SLOWER, "--fail-on-regression", "30")
     assert result.exit_code == 0, result.output
-    assert "no latency regression beyond +30% is statistically clear" in ANSI.sub("", result.stdout)
-    assert _invoke(BASE, SLOWER).exit_code == 0
+    assert "no latency regression beyond +30% is statistically clear" in plain(result.stdout)
+    assert invoke("compare", BASE, SLOWER).exit_code == 0
 
 
 def test_side_by_side_output_names_both_runs_and_their_hardware():
-    result = _invoke(BASE, SLOWER)
-    text = ANSI.sub("", result.stdout)
+    result = invoke("compare", BASE, SLOWER)
+    text = plain(result.stdout)
     for needle in ("20261120-233917-default", "20261120-235500-default", "Intel(R) Xeon(R)", "231.81", "289.76",
                    "1.250x", "1.097–1.425", "B/A", "B-A pts", "+0.00"):
         assert needle in text, needle
@@ -103,7 +96,7 @@ def test_bootstrap_interval_from_raw_samples(tmp_path):
     expected = ratio_ci95([s * 1.25 for s in samples], samples)
     assert (row.ratios[0].value, row.ratios[0].low, row.ratios[0].high) == pytest.approx(expected)
     assert row.ratios[0].method == "bootstrap" and row.ratios[0].low > 1.2
-    assert _invoke(a, b, "--fail-on-regression", "20").exit_code == 1
+    assert invoke("compare", a, b, "--fail-on-regression", "20").exit_code == 1
 
 
 def test_missing_counterparts_are_listed_not_crashed_on(tmp_path):
@@ -119,17 +112,17 @@ def test_missing_counterparts_are_listed_not_crashed_on(tmp_path):
     assert {row.key[2] for row in comparison.by_scenario("latency")} == {"eager", "compile"}
     missing = next(v for v in comparison_views(comparison) if v.key == "compare-missing")
     assert len(missing.rows) == 4
-    result = _invoke(BASE, partial, "--fail-on-regression", "10")
+    result = invoke("compare", BASE, partial, "--fail-on-regression", "10")
     assert result.exit_code == 1 and "Cells without a counterpart" in result.stdout
 
 
 def test_runs_on_different_machines_share_no_cells_and_say_so():
-    result = _invoke(BASE, RUNS / "synthetic-study", "--fail-on-regression", "10")
+    result = invoke("compare", BASE, RUNS / "synthetic-study", "--fail-on-regression", "10")
     assert result.exit_code == 2, result.output  # a gate that compared nothing does not pass
-    text = " ".join(ANSI.sub("", result.stdout).split())
+    text = squashed(result.stdout)
     assert "different hardware" in text and "NVIDIA H100 80GB HBM3" in text
     assert "Cells without a counterpart in every run" in text and "0 cells compared" in text
-    (line,) = ANSI.sub("", result.stderr).splitlines()
+    (line,) = plain(result.stderr).splitlines()
     assert line.startswith("error: the runs share no measured cell")
 
 
@@ -142,12 +135,12 @@ def test_three_runs_are_each_compared_to_the_first(tmp_path):
 
 def test_unknown_future_schema_is_refused_in_one_line(tmp_path):
     future = _write(tmp_path / "future", [dict(r, schema_version=3) for r in _records(SLOWER)])
-    result = _invoke(BASE, future)
+    result = invoke("compare", BASE, future)
     assert result.exit_code == 2
-    lines = [line for line in ANSI.sub("", result.output).splitlines() if line.strip()]
+    lines = [line for line in plain(result.output).splitlines() if line.strip()]
     assert len(lines) == 1 and "schema_version 3 is newer than this xglm-bench reads (known: 1)" in lines[0]
 
 
 def test_compare_needs_two_runs():
-    result = _invoke(BASE)
-    assert result.exit_code == 2 and "compare needs two or more run directories, got 1" in ANSI.sub("", result.output)
+    result = invoke("compare", BASE)
+    assert result.exit_code == 2 and "compare needs two or more run directories, got 1" in plain(result.output)

@@ -14,13 +14,8 @@ from bench.data.tasks import TASKS, get_task
 
 XNLI_LANGUAGES = TASKS["xnli"].languages
 PAWSX_LANGUAGES = TASKS["pawsx"].languages
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """No test may depend on the network or on the caller's data directory."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+# No test may depend on the network or on the caller's data directory (shared_data_dir reads it first).
+pytestmark = pytest.mark.usefixtures("bench_env")
 
 
 @pytest.fixture(scope="module")

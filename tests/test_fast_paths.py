@@ -27,15 +27,9 @@ from bench.errors import BenchError
 from bench.model.attention import causal_attention
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import ModelSource, load_backbone
+from helpers import padded
 
 PREFIX = 5
-
-
-def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()  # [B, T], right padded
-    return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
 
 
 BATCHES = [[23, 5, 11, 1, 7], [1], [16, 16], [64, 3, 40, 9, 64, 2, 33, 12]]

@@ -31,11 +31,7 @@ from reports.summary import RANDOM_WARNING, render_run
 BACKENDS = ("eager", "compile", "onnxruntime")
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 LANGUAGES = ["en", "sw"]
-
-
-@pytest.fixture(autouse=True)
-def _offline(bench_env):
-    """Every test here runs offline with its caches in tmp dirs."""
+pytestmark = pytest.mark.usefixtures("bench_env")  # offline, caches in tmp dirs
 
 
 def _by(records, **match):
