@@ -20,6 +20,8 @@ SLOW_FIXTURES = frozenset({
     "default_run",  # test_default_run.py: configs/default.toml end to end, then `bench report`
     "cluster",  # test_ray.py: a local Ray cluster, and every sweep run on it
     "local_run",  # test_ray.py: the local executor's reference sweep
+    "peft_sweep",  # test_peft.py: a sweep of PEFT variants on a sparse base
+    "sparse_records",  # test_sparsity_sweep.py: the sparse methods' sweep
 })
 
 

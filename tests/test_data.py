@@ -11,6 +11,7 @@ from bench.data.load import load_task_data
 from bench.data.local import resolve_data_dir
 from bench.errors import BenchError
 from bench.data.tasks import TASKS, get_task
+from tinydata import write_layouts
 
 XNLI_LANGUAGES = TASKS["xnli"].languages
 PAWSX_LANGUAGES = TASKS["pawsx"].languages
@@ -43,7 +44,7 @@ def _append(path: Path, line: str) -> int:
 def test_xnli_test_split_has_5010_balanced_rows_per_language(xnli_test):
     assert xnli_test.source == "local"
     assert xnli_test.eval_split == "test"
-    assert list(xnli_test.eval) == ["en", "es", "sw", "ur"]  # "all" = every language in the file
+    assert sorted(xnli_test.eval) == sorted(XNLI_LANGUAGES)  # "all" = every language in the file: all 15 here
     for lang, examples in xnli_test.eval.items():
         assert examples.language == lang
         assert len(examples) == len(examples.premise) == len(examples.hypothesis) == 5010
@@ -112,11 +113,10 @@ def test_training_file_is_used_when_present(tiny_xnli_copy):
 
 @pytest.fixture
 def pawsx_dir(shared_data_dir, tmp_path) -> Path:
-    """The real de/zh files plus the tiny English rows (the full set has no English), linked not copied."""
+    """The real PAWS-X files the shared folder holds in full (de, en, zh), linked not copied."""
     (tmp_path / "x-final").mkdir()
-    for lang in ("de", "zh"):
+    for lang in ("de", "en", "zh"):
         (tmp_path / "x-final" / lang).symlink_to(shared_data_dir / "x-final" / lang)
-    (tmp_path / "x-final" / "en").symlink_to(shared_data_dir / "tiny" / "x-final" / "en")
     return tmp_path
 
 
@@ -138,9 +138,12 @@ def test_pawsx_tiny_has_all_7_languages(shared_data_dir):
     assert all(len(ex) == 4 and set(ex.label) <= {0, 1} for ex in data.eval.values())
 
 
-def test_pawsx_without_english_says_what_is_missing(shared_data_dir):
+def test_pawsx_without_english_says_what_is_missing(shared_data_dir, tmp_path):
+    (tmp_path / "x-final").mkdir()
+    for lang in ("de", "zh"):  # the real files, without English
+        (tmp_path / "x-final" / lang).symlink_to(shared_data_dir / "x-final" / lang)
     with pytest.raises(BenchError, match=r"no English training data .*x-final/en/dev_2k.tsv"):
-        load_task_data("pawsx", source="local", data_dir=shared_data_dir)
+        load_task_data("pawsx", source="local", data_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -163,9 +166,10 @@ def test_local_without_a_directory_says_how_to_set_one():
         load_task_data("xnli", source="local")
 
 
-def test_unknown_language_lists_the_available_ones(shared_data_dir, pawsx_dir):
-    with pytest.raises(BenchError, match=r"'fr' is not in .*xnli.test.tsv; available: en, es, sw, ur$"):
-        load_task_data("xnli", source="local", data_dir=shared_data_dir, languages=["en", "fr"])
+def test_unknown_language_lists_the_available_ones(pawsx_dir, tmp_path):
+    generated = write_layouts(tmp_path / "generated")  # XNLI en and sw only
+    with pytest.raises(BenchError, match=r"'fr' is not in .*xnli.test.tsv; available: en, sw$"):
+        load_task_data("xnli", source="local", data_dir=generated, languages=["en", "fr"])
     with pytest.raises(BenchError, match=r"'ja' is not in .*x-final/ja/test_2k.tsv not found; available: de, en, zh"):
         load_task_data("pawsx", source="local", data_dir=pawsx_dir, languages=["ja"])
 

@@ -192,6 +192,7 @@ def test_compile_mode_comes_from_the_backend_name(monkeypatch, tmp_path):
     assert prepare("compile", model, Target("cpu", "fp32", 2), example, options, tmp_path).info["compile_mode"] == "max-autotune"
 
 
+@pytest.mark.slow
 def test_a_sweep_measures_compile_modes_as_separate_backends(monkeypatch, tmp_path, bench_env):
     """Records and reports keep compile:<mode> apart from compile, each paired with eager. (The compile backend
     runs its module uncompiled here: what is tested is the naming and pairing, not inductor.)"""

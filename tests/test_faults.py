@@ -74,6 +74,7 @@ def _cell_ids(run: Path) -> list[str]:
 # ------------------------------------------------------------------------------------ the writer dies
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path, data):
     config = _config(tmp_path, data, variants=TWO_CELLS, measure={"min_time_s": 600.0, "max_time_s": 600.0,
                                                                   "min_iters": 10**9})
@@ -111,6 +112,7 @@ def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path,
     assert json.loads((run / "run.json").read_text())["writer"]["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_a_cut_last_line_is_read_up_to_and_measured_again_on_resume(tmp_path, data):
     config = _config(tmp_path, data, variants=TWO_CELLS)
     assert invoke("run", config).exit_code == 0
@@ -137,6 +139,7 @@ def test_a_cut_last_line_is_read_up_to_and_measured_again_on_resume(tmp_path, da
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_damaged_line_in_the_middle_stays_an_error_naming_it(tmp_path, data):
     assert invoke("run", _config(tmp_path, data)).exit_code == 0
     run = _only_run(tmp_path)
@@ -150,6 +153,7 @@ def test_a_damaged_line_in_the_middle_stays_an_error_naming_it(tmp_path, data):
 # ------------------------------------------------------------------------------- cells that die or fail
 
 
+@pytest.mark.slow
 def test_a_cell_killed_by_sigkill_fails_retryably_and_resume_measures_it_again(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "min_time_s": 600.0, "max_time_s": 600.0,
                                               "min_iters": 10**9})
@@ -177,6 +181,7 @@ def test_a_cell_killed_by_sigkill_fails_retryably_and_resume_measures_it_again(t
     assert {r["status"] for r in RunStore(run).records()} == {"ok"}
 
 
+@pytest.mark.slow
 def test_retry_failed_measures_failed_cells_again_and_resume_alone_does_not(tmp_path, data, monkeypatch):
     def broken_memory(runner, batch):
         raise MemoryError("sampler broke")
@@ -200,6 +205,7 @@ def test_retry_failed_measures_failed_cells_again_and_resume_alone_does_not(tmp_
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "min_time_s": 600.0, "max_time_s": 600.0,
                                               "min_iters": 10**9})
@@ -222,6 +228,7 @@ def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path,
 # -------------------------------------------------------------------------------------------- the cache
 
 
+@pytest.mark.slow
 def test_a_damaged_artifact_is_found_by_verify_and_rebuilt_with_a_note(tmp_path, data):
     config = _config(tmp_path, data)
     cache = tmp_path / "cache"
@@ -255,6 +262,7 @@ def _unshare_works() -> bool:
         ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o ro,size=64k none /mnt"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_read_only_cache_is_one_line_naming_path_and_cause(tmp_path, data):
     cache = tmp_path / "ro-cache"
     cache.mkdir()
@@ -309,6 +317,7 @@ def test_a_full_disk_is_one_line_and_the_run_is_marked_failed_without_temporary_
 # ------------------------------------------------------------------------------------ values and errors
 
 
+@pytest.mark.slow
 def test_nan_and_inf_become_null_with_a_note_and_the_run_completes(tmp_path, data, monkeypatch):
     real_parity = bench.measure.passes.parity
 
