@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench.build.spec import ModelSpec, build_model, realize_for
+from bench.variants.model_spec import ModelSpec, build_model, realize_for
 
 if TYPE_CHECKING:
     import numpy as np

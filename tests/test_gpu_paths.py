@@ -417,7 +417,7 @@ def test_cuda_n_is_a_device_name_and_checked_before_the_run():
 
 
 def test_semi24_model_spec_goes_through_the_sweeps_realisation(xglm_bench):
-    from bench.build.spec import ModelSpec
+    from bench.variants.model_spec import ModelSpec
 
     runner, _ = xglm_bench.runner(ModelSpec(method="semi24"), "eager", batch_size=2, seq_len=16, device="cpu")
     assert runner.info["speedup_mechanism"] == "none" and "CUDA-only" in runner.info["speedup_mechanism_reason"]

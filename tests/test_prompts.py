@@ -16,9 +16,9 @@ from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
 from bench.data.tasks import get_task
-from bench.build.context import BuildContext
+from bench.variants.context import BuildContext
 from prompts.encoder import PrefixEncoder
-from prompts.method import build, load, trainable_share
+from prompts.ptuning import build, load, trainable_share
 
 
 def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +129,7 @@ def test_mlp_is_folded_away(tmp_path):
 
 @pytest.fixture(scope="module")
 def prompt_artifact(tmp_path_factory):
-    from bench.build import artifacts
+    from bench.variants import artifacts
     from bench.data.tokenization import trained_tokenizer
 
     tmp = tmp_path_factory.mktemp("prompt")

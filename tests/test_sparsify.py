@@ -12,19 +12,19 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import XGLMConfig, XGLMModel
 
 from capabilities import sparse_tensor_cores_missing
-from bench.build import artifacts
+from bench.variants import artifacts
 from bench.backends import Target
 from bench.config import TrainConfig, VariantConfig, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
 from bench.data.tasks import get_task
-from bench.build.context import BuildContext
-from bench.build.methods import builder, realize
+from bench.variants.context import BuildContext
+from bench.variants.registry import builder, realize
 from sparsify import structured
 from sparsify.accounting import count
 from sparsify.masks import MaskKeeper, is_semi24, semi24_masks, unstructured_masks
-from sparsify.method import GradualPruner, SparseOptions
+from sparsify.variants import GradualPruner, SparseOptions
 from sparsify.realize import kernel_shape_problems
 from sparsify.schedule import CubicSchedule, cubic_sparsity
 from sparsify.scores import magnitude
@@ -379,7 +379,7 @@ def test_structured_level_is_refused_before_the_run_exists(tmp_path):
 
 
 def test_2to4_on_a_backbone_whose_input_dims_are_not_multiples_of_4_is_refused():
-    from sparsify.method import check
+    from sparsify.variants import check
 
     variant = VariantConfig(name="t", method="semi24")
     check(variant, preset_config("tiny"))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.build.artifacts import remove, sha256
+from bench.variants.artifacts import remove, sha256
 from bench.measure.timing import stopwatch
 
 EXPORTS = "exports"

@@ -26,7 +26,7 @@ def settings_for(*, device: str | None, backends: str, dtypes: str | None, model
     import psutil
     import torch
 
-    from bench.build.artifacts import default_cache_dir
+    from bench.variants.artifacts import default_cache_dir
     from bench.errors import BenchError
     from bench.measure.calibrate import sweep_peaks
     from bench.run.plan import check_device

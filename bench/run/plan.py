@@ -13,8 +13,8 @@ import psutil
 import torch
 from rich.console import Console
 
-from bench.build import artifacts
-from bench.build.methods import check_variant
+from bench.variants import artifacts
+from bench.variants.registry import check_variant
 from bench.config import SweepConfig, VariantConfig
 from bench.config_backends import backend_kind
 from bench.data.examples import TaskData
@@ -116,7 +116,7 @@ def _check_writable(cache_dir: Path) -> None:
 
 def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
     """What can be checked without loading weights: a prompt artifact, for a backbone of this shape."""
-    from prompts.method import shape_mismatch
+    from prompts.ptuning import shape_mismatch
 
     try:
         artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))

@@ -24,9 +24,9 @@ from rich.console import Console
 
 from bench.backends import Target
 from bench.backends.export_cache import keep
-from bench.build.artifacts import Artifact
-from bench.build.graph import build_order
-from bench.build.variant import BuildInputs, base_chain
+from bench.variants.artifacts import Artifact
+from bench.variants.graph import build_order
+from bench.variants.variant import BuildInputs, base_chain
 from bench.config import SweepConfig, VariantConfig
 from bench.data.evalset import EvalSet, build_evalset
 from bench.data.examples import TaskData

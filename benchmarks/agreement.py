@@ -1,4 +1,4 @@
-"""Does the harness time what an independent timer times? `python -m bench.measure.agreement`
+"""Does the harness time what an independent timer times? `python -m benchmarks.agreement`
 
 On one model, shape, thread count and prepared runner, the harness's block timing (bench.measure.passes.time_block)
 is compared with torch.utils.benchmark.Timer (its own loop and clock, blocked autorange). Both are cells of the

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from bench.build import artifacts
-from bench.build.bases import base_identity
-from bench.build.context import BuildContext
-from bench.build.methods import builder
+from bench.variants import artifacts
+from bench.variants.bases import base_identity
+from bench.variants.context import BuildContext
+from bench.variants.registry import builder
 from bench.config import SweepConfig, TrainConfig, VariantConfig
 from bench.data.examples import TaskData
 from bench.model.source import ModelSource
@@ -74,7 +74,7 @@ def base_chain(cfg: SweepConfig, variant: VariantConfig, seed: int) -> tuple[Bas
 def base_artifact(inputs: BuildInputs, chain: tuple[BaseStep, ...], data: TaskData, train_ids: list,
                   console: Console) -> artifacts.Artifact | None:
     """The artifact a variant is trained on (None without a base). The sweep builds bases first
-    (bench.build.graph.build_order), so this is a cache hit; otherwise the base is built now."""
+    (bench.variants.graph.build_order), so this is a cache hit; otherwise the base is built now."""
     if not chain:
         return None
     step, parent = chain[0], base_artifact(inputs, chain[1:], data, train_ids, console)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from bench.build.context import BuildContext, BuiltVariant
-from bench.build.train import train_classifier
+from bench.variants.context import BuildContext, BuiltVariant
+from bench.variants.train import train_classifier
 from bench.model.classifier import XGLMClassifier, count_parameters
 from bench.model.source import load_backbone
 

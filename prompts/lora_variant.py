@@ -1,7 +1,7 @@
 """LoRA as a variant method (`lora`): freeze the backbone (or a base variant's model), train low-rank adapters on
 the chosen decoder linears and the head, then merge them for inference (`lora_merge`, default) or keep them.
 
-The artifact stores only the adapters and the head, plus what they were trained on (bench.build.bases):
+The artifact stores only the adapters and the head, plus what they were trained on (bench.variants.bases):
 loading rebuilds that model, refuses another, adds the adapters and merges them if the variant says so.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 
 from safetensors.torch import load_file
 
-from adapters.lora import LoraOptions, add_lora, adapter_state, merge_lora
-from bench.build.bases import base_fields, frozen_model, load_frozen
-from bench.build.context import BuildContext, BuiltVariant
-from bench.build.train import train_classifier
+from prompts.lora import LoraOptions, add_lora, adapter_state, merge_lora
+from bench.variants.bases import base_fields, frozen_model, load_frozen
+from bench.variants.context import BuildContext, BuiltVariant
+from bench.variants.train import train_classifier
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from bench.build.artifacts import Artifact
-from bench.build.train import TrainResult
+from bench.variants.artifacts import Artifact
+from bench.variants.train import TrainResult
 from bench.config import TrainConfig, VariantConfig
 from bench.data.tasks import TaskSpec
 from bench.model.classifier import XGLMClassifier

@@ -13,27 +13,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.build.context import BuildContext, BuiltVariant
+    from bench.variants.context import BuildContext, BuiltVariant
     from bench.config import VariantConfig
     from bench.model.classifier import XGLMClassifier
 
 # method -> "module:builder"; method names are what records carry in `method`.
 METHODS: dict[str, str] = {
-    "dense": "bench.build.dense:build",
-    "prompt": "prompts.method:build",
-    "unstructured": "sparsify.method:build_unstructured",
-    "semi24": "sparsify.method:build_semi24",
-    "structured": "sparsify.method:build_structured",
+    "dense": "bench.variants.dense:build",
+    "prompt": "prompts.ptuning:build",
+    "unstructured": "sparsify.variants:build_unstructured",
+    "semi24": "sparsify.variants:build_semi24",
+    "structured": "sparsify.variants:build_structured",
     "soft_prompt": "prompts.soft:build",
-    "lora": "adapters.method:build",
+    "lora": "prompts.lora_variant:build",
 }
 # architecture kind (in an artifact's meta.json) -> "module:loader(weights_path, architecture)"
 LOADERS: dict[str, str] = {
-    "classifier": "bench.build.dense:load",
-    "prompt": "prompts.method:load",
-    "structured": "sparsify.method:load_structured",
+    "classifier": "bench.variants.dense:load",
+    "prompt": "prompts.ptuning:load",
+    "structured": "sparsify.variants:load_structured",
     "soft_prompt": "prompts.soft:load",
-    "lora": "adapters.method:load",
+    "lora": "prompts.lora_variant:load",
 }
 # method -> "module:realize(model, target, backend) -> (model, fields)": how the method's weights run on one
 # backend and target (the `speedup_mechanism` and its reason). Methods not listed run dense weights as they are;
@@ -45,8 +45,8 @@ REALIZERS: dict[str, str] = {
 }
 # method -> "module:check(variant, backbone_config)": refusals that need only the backbone's config (preflight).
 CHECKS: dict[str, str] = {
-    "semi24": "sparsify.method:check",
-    "structured": "sparsify.method:check",
+    "semi24": "sparsify.variants:check",
+    "structured": "sparsify.variants:check",
 }
 
 
@@ -61,7 +61,7 @@ def builder(method: str) -> Callable[[BuildContext], BuiltVariant]:
 
 def realize(model, method: str, target, backend: str) -> tuple[Any, dict[str, Any]]:
     """The module a backend should prepare for this method and target, and the record fields that say how."""
-    method = getattr(model, "base_method", None) or method  # set by bench.build.bases.load_frozen
+    method = getattr(model, "base_method", None) or method  # set by bench.variants.bases.load_frozen
     if method not in REALIZERS:
         return model, {"speedup_mechanism": "none", "speedup_mechanism_reason": f"method '{method}' runs dense weights"}
     return _resolve(REALIZERS, method)(model, target, backend)

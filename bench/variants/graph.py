@@ -2,7 +2,7 @@
 variants in (bases first). Pure Python over config objects, so config validation can call it.
 
 - A base is a full model, dense or sparse fine-tuning: its artifact holds every weight.
-- Built on a base are the methods that freeze what they are given (bench.build.options.ON_BASE_METHODS).
+- Built on a base are the methods that freeze what they are given (bench.variants.options.ON_BASE_METHODS).
 - LoRA merged into a masked base (unstructured, semi24) would fill the pruned zeros (W + BA is dense): refused.
 """
 

@@ -2,7 +2,7 @@
 
 A builder returns a matplotlib Figure, or a string saying why the records cannot support the plot (a
 dense-only run has no sparsity axis). `write_plots` saves PNG and SVG into RUN_DIR/plots/. Every plot colours a
-method the same way (reports.methods) and marks a backend the same way (reports.plotting).
+method the same way (reports.method_style) and marks a backend the same way (reports.plots.figure).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from reports.cells import Record
-from reports.plot_accuracy import accuracy_heatmap, accuracy_vs_sparsity
-from reports.plot_latency import latency_vs_sparsity, throughput_vs_batch
-from reports.plot_pareto import pareto
-from reports.plot_prompts import prefix_overhead
-from reports.plotting import rendered, save
+from reports.plots.accuracy import accuracy_heatmap, accuracy_vs_sparsity
+from reports.plots.latency import latency_vs_sparsity, throughput_vs_batch
+from reports.plots.pareto import pareto
+from reports.plots.prompts import prefix_overhead
+from reports.plots.figure import rendered, save
 
 __all__ = ["PLOTS", "Plot", "accuracy_heatmap", "accuracy_vs_sparsity", "latency_vs_sparsity", "pareto",
            "prefix_overhead", "throughput_vs_batch", "write_plots"]

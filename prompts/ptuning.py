@@ -1,7 +1,7 @@
 """Prompt tuning as a variant method: freeze the backbone, train a P-tuning v2 prefix and the head, fold.
 
 The artifact holds only what was learned (the folded prefix and the head, ~0.13% of xglm-564M) plus the
-identity of what it was trained on (bench.build.bases): the pretrained backbone (source, shape and a
+identity of what it was trained on (bench.variants.bases): the pretrained backbone (source, shape and a
 fingerprint of its weights) or a base variant's artifact (key and weights fingerprint). Loading rebuilds that
 model and refuses another one. On a structurally pruned base, each layer's prefix has that layer's heads.
 """
@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.build.bases import base_fields, check_backbone, frozen_model, load_frozen, same_base, shape_mismatch
-from bench.build.context import BuildContext, BuiltVariant
-from bench.build.train import train_classifier
+from bench.variants.bases import base_fields, check_backbone, frozen_model, load_frozen, same_base, shape_mismatch
+from bench.variants.context import BuildContext, BuiltVariant
+from bench.variants.train import train_classifier
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from prompts.encoder import PrefixEncoder
@@ -87,7 +87,7 @@ def _built(ctx: BuildContext, model: XGLMClassifier, identity: dict[str, Any], *
 
 def _reuse(ctx: BuildContext, model: XGLMClassifier, identity: dict[str, Any]) -> BuiltVariant:
     """A prefix trained elsewhere (variant option prefix_artifact), joined to this sweep's backbone or base."""
-    from bench.build.artifacts import MODEL_FILE, Artifact
+    from bench.variants.artifacts import MODEL_FILE, Artifact
 
     artifact = Artifact.open(Path(ctx.variant.prefix_artifact))
     where = f"{WHAT} '{artifact.path}'"

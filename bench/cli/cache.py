@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from bench.cli_errors import Guard, console, error
+from bench.cli.errors import Guard, console, error
 
 cache_app = typer.Typer(help="The cache ($BENCH_CACHE_DIR): its size per part; verify it, or clear it.",
                         invoke_without_command=True)
@@ -22,7 +22,7 @@ _CACHE_DIR = typer.Option(None, "--cache-dir", help="default: $BENCH_CACHE_DIR, 
 
 
 def _root(cache_dir: Optional[Path]) -> Path:
-    from bench.build.artifacts import default_cache_dir
+    from bench.variants.artifacts import default_cache_dir
 
     return default_cache_dir(str(cache_dir) if cache_dir else None)
 
@@ -38,7 +38,7 @@ def cache_main(ctx: typer.Context) -> None:
 def cache_size(cache_dir: Optional[Path] = _CACHE_DIR) -> None:
     """Entries and disk use of each part of the cache: artifacts, exports, tokenizers, calibration..."""
     with Guard():
-        from bench.build.artifacts import cache_sizes
+        from bench.variants.artifacts import cache_sizes
 
         root = _root(cache_dir)
         sizes = cache_sizes(root)
@@ -62,7 +62,7 @@ def cache_verify(
     any is damaged."""
     with Guard():
         from bench.backends.export_cache import verify_exports
-        from bench.build.artifacts import remove, verify_cache
+        from bench.variants.artifacts import remove, verify_cache
 
         root = _root(cache_dir)
         artifacts, exports = verify_cache(root), verify_exports(root)
@@ -92,7 +92,7 @@ def cache_clear(
     """Delete everything bench keeps in the cache (artifacts, exports, trained tokenizers, calibrated peaks), or with
     --exports only the ONNX exports."""
     with Guard():
-        from bench.build.artifacts import CACHE_PARTS, clear_cache
+        from bench.variants.artifacts import CACHE_PARTS, clear_cache
 
         root = _root(cache_dir)
         count, size = clear_cache(root, ("exports",) if exports else CACHE_PARTS)

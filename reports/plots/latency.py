@@ -1,5 +1,5 @@
 """The timing plots: latency vs sparsity (with the FLOP-ideal lines and the masked-dense control's 1.00x) and
-throughput vs batch size. Colour is the method's (reports.methods), marker and line style the backend's."""
+throughput vs batch size. Colour is the method's (reports.method_style), marker and line style the backend's."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import textwrap
 from collections import defaultdict
 
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, shape_label, speedup
-from reports.methods import method_style
-from reports.plot_axes import dodge
-from reports.plotting import LINESTYLES, MARKERS, backend_line, backend_marker, error_bars, new_figure
+from reports.method_style import method_style
+from reports.plots.axes import dodge
+from reports.plots.figure import LINESTYLES, MARKERS, backend_line, backend_marker, error_bars, new_figure
 
 SPARSE = ("unstructured", "semi24", "structured")
 CONTROL = "unstructured"  # masked dense: zeros in dense kernels, expected at 1.00x dense (as the summary view)

@@ -5,11 +5,11 @@ the axis."""
 from __future__ import annotations
 
 from reports.cells import Record, accuracy_rows, identities, per_cell, reference_shape, shape_label
-from reports.methods import method_style
-from reports.plot_axes import (
+from reports.method_style import method_style
+from reports.plots.axes import (
     INTERVAL_NOTE, accuracy_interval, accuracy_ylim, chance_or_note, clip_x, near_limits, outliers,
 )
-from reports.plotting import (
+from reports.plots.figure import (
     backend_marker, error_bars, label_points, legend_handle, new_figure, pareto_front, random_weights_note,
 )
 

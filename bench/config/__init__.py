@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
                       model_validator)
 
-from bench.build.options import PEFT_OPTIONS, SPARSITY_OPTIONS, peft_problem, sparsity_problem
+from bench.variants.options import PEFT_OPTIONS, SPARSITY_OPTIONS, peft_problem, sparsity_problem
 from bench.config_backends import BackendName, BackendOptions, CompileOptions, OnnxRuntimeOptions  # noqa: F401
-from bench.config_cluster import CostConfig, ExecutorConfig
-from bench.config_input import first_error, read_toml, with_overrides
+from bench.config.toml import first_error, read_toml, with_overrides
 from bench.data.tasks import xglm_language_groups
 from bench.errors import BenchError, did_you_mean
 
@@ -66,7 +65,7 @@ TrainOverrides = create_model(
 
 
 def _registered_method(name: str) -> str:
-    from bench.build.methods import METHODS as registered
+    from bench.variants.registry import METHODS as registered
 
     if name not in registered:
         raise ValueError(did_you_mean(name, list(registered), "method"))
@@ -113,7 +112,7 @@ class VariantConfig(_Strict):
 
     @model_validator(mode="after")
     def _method_options(self) -> "VariantConfig":
-        problem = peft_problem(self) or sparsity_problem(self)  # bench.build.options: which option fits which method
+        problem = peft_problem(self) or sparsity_problem(self)  # bench.variants.options: which option fits which method
         if problem:
             raise ValueError(problem)
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
@@ -132,7 +131,7 @@ class VariantConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        from bench.build.methods import METHODS as registered
+        from bench.variants.registry import METHODS as registered
 
         if value not in registered:
             raise ValueError(f"unknown method '{value}'; available: {', '.join(registered)}")
@@ -203,6 +202,32 @@ class MeasureConfig(_Strict):
         return self
 
 
+class ExecutorConfig(_Strict):
+    """Where the comparison groups run: on this machine (local), or as Ray tasks on a cluster (pip extra 'ray')."""
+
+    kind: Literal["local", "ray"] = Field("local", description="local: this machine; ray: a Ray cluster, one group per device")
+    address: str | None = Field(None, description="ray: the cluster to join ('auto', 'ray://host:10001', host:port); "
+                                                  "default $RAY_ADDRESS, else a Ray instance on this machine")
+    max_retries: int = Field(1, ge=0, le=10, description="ray: a group whose worker or node is lost runs again this often")
+    artifacts: Literal["auto", "shared", "object-store"] = Field(
+        "auto", description="ray: how artifacts reach the groups: the cache directory when every node sees it "
+                            "(auto checks), or Ray's object store")
+
+    @model_validator(mode="after")
+    def _ray_options(self) -> "ExecutorConfig":
+        if self.kind == "local" and self.address is not None:
+            raise ValueError("address applies to kind 'ray' (bench run --executor ray --ray-address ADDR)")
+        return self
+
+
+class CostConfig(_Strict):
+    """What the hardware of a run costs, recorded with the run for `bench compare` (which --price overrides)."""
+
+    usd_per_hour: float | None = Field(None, gt=0, description="price of what one group occupies (a GPU, or the CPU "
+                                                              "cores of measure.threads), US dollars per hour")
+    note: str | None = Field(None, description="where the price comes from, e.g. 'on-demand, 1 of 8 GPUs'")
+
+
 class SweepConfig(_Strict):
     name: str = Field("sweep", pattern=r"^[\w.+-]+$")
     seed: int = 0
@@ -234,7 +259,7 @@ class SweepConfig(_Strict):
             raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
         for v in self.variants:
             self.train_for(v)  # validates the overrides now, not mid-sweep
-        from bench.build.graph import base_problem
+        from bench.variants.graph import base_problem
 
         problem = base_problem(self.variants)  # unknown base, cycle, a base that is not a full model
         on_base = next((v.name for v in self.variants if v.base), None)
@@ -271,8 +296,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
 
 def packaged_config(name: str = "default") -> Path:
     """A config shipped with the project: bench/configs in a wheel, configs/ in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "configs", here.parent / "configs"):
+    package = Path(__file__).resolve().parents[1]  # bench/
+    for folder in (package / "configs", package.parent / "configs"):
         candidate = folder / f"{name}.toml"
         if candidate.is_file():
             return candidate

@@ -20,8 +20,8 @@ import torch
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier, count_parameters
 from bench.model.source import load_backbone
-from bench.build.train import TrainResult, planned_steps, train_classifier
-from bench.build.context import BuildContext, BuiltVariant
+from bench.variants.train import TrainResult, planned_steps, train_classifier
+from bench.variants.context import BuildContext, BuiltVariant
 from sparsify import scores as scoring
 from sparsify import structured
 from sparsify.masks import MaskKeeper, semi24_masks, unstructured_masks
@@ -112,7 +112,7 @@ def _build_masked(ctx: BuildContext, method: str) -> BuiltVariant:
         keeper.set(masks_for(method, _scores(ctx, model, keeper.params, opts.importance), opts))
     model.cpu()
     keeper.apply()
-    from bench.build.dense import classifier_architecture
+    from bench.variants.dense import classifier_architecture
 
     _, trainable = count_parameters(model)
     return BuiltVariant(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelSpec:
     """What to benchmark. source: `random:<preset>`, a hub id or save_pretrained directory (untrained head), or an
-    artifact directory written by `bench run` (loaded as trained). method: a bench.build.methods.METHODS name; other
+    artifact directory written by `bench run` (loaded as trained). method: a bench.variants.registry.METHODS name; other
     than dense it is built by its registered builder after one training step on random ids, with `options`
     (VariantConfig fields, e.g. {"prompt_length": 16}). prefix_length: fill every layer's prefix slot with random
     K/V of that length, the inference cost of a folded P-tuning v2 prefix."""
@@ -39,7 +39,7 @@ class ModelSpec:
 def build_model(spec: ModelSpec) -> tuple[XGLMClassifier, dict[str, Any]]:
     import torch
 
-    from bench.build.artifacts import META_FILE, Artifact
+    from bench.variants.artifacts import META_FILE, Artifact
     from bench.errors import BenchError
     from bench.model.classifier import XGLMClassifier, count_parameters
     from bench.model.source import ModelSource, load_backbone
@@ -81,8 +81,8 @@ def _variant_model(spec: ModelSpec, source: ModelSource) -> XGLMClassifier:
     from bench.errors import BenchError, did_you_mean
     from bench.model.source import backbone_config
     from bench.data.tasks import TaskSpec
-    from bench.build.context import BuildContext
-    from bench.build.methods import METHODS, builder
+    from bench.variants.context import BuildContext
+    from bench.variants.registry import METHODS, builder
 
     if spec.method not in METHODS:
         raise BenchError(did_you_mean(spec.method, list(METHODS), "method"))
@@ -110,8 +110,8 @@ def fill_prefix(model: XGLMClassifier, length: int, seed: int) -> None:
 
 def realize_for(model: XGLMClassifier, method: str, target: Any, backend: str) -> tuple[Any, dict[str, Any]]:
     """The module a backend should prepare for this method and target, as the sweep's cells get it: the same
-    registered realisation step (bench.build.methods.realize), so a 2:4 model meets sparse tensor cores on CUDA
+    registered realisation step (bench.variants.registry.realize), so a 2:4 model meets sparse tensor cores on CUDA
     instead of running dense zeros; with the record fields that say how it runs (`speedup_mechanism`)."""
-    from bench.build.methods import realize
+    from bench.variants.registry import realize
 
     return realize(model, method, target, backend)

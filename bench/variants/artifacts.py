@@ -76,7 +76,7 @@ class Artifact:
 
     def load_model(self):
         """Rebuild the classifier from JSON metadata and load the safetensors weights (per architecture kind)."""
-        from bench.build.methods import load_artifact_model
+        from bench.variants.registry import load_artifact_model
 
         problem = self.problem(hashes=False)
         if problem and not problem.startswith(UNVERIFIED):

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from bench.build.artifacts import META_FILE, MODEL_FILE, Artifact
-from bench.build.context import BuildContext
+from bench.variants.artifacts import META_FILE, MODEL_FILE, Artifact
+from bench.variants.context import BuildContext
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier, weights_fingerprint
 from bench.model.source import ModelSource, load_backbone
@@ -81,7 +81,7 @@ def frozen_model(ctx: BuildContext) -> tuple[XGLMClassifier, dict[str, Any]]:
 
 def load_frozen(architecture: dict[str, Any], weights: Path, what: str) -> XGLMClassifier:
     """The model an artifact's architecture names, checked to be the one it was trained on (else one line).
-    A model on a base carries `base_method`: it runs the way its base runs (bench.build.methods.realize)."""
+    A model on a base carries `base_method`: it runs the way its base runs (bench.variants.registry.realize)."""
     where = weights.parent
     base = architecture.get("base")
     if base is None:

@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import typer
 
-from bench.cli_cache import cache_app
-from bench.cli_errors import Guard, OneLineErrors, console, err_console, error
+from bench.cli.cache import cache_app
+from bench.cli.errors import Guard, OneLineErrors, console, err_console, error
 from bench.errors import BenchError
 
 
@@ -168,7 +168,7 @@ def calibrate(
     with Guard():
         import psutil
 
-        from bench.build.artifacts import default_cache_dir
+        from bench.variants.artifacts import default_cache_dir
         from bench.measure.calibrate import load_or_measure
         from bench.run.plan import check_device
 
