@@ -124,13 +124,15 @@ def test_a_plugin_package_adds_a_backend_and_a_method_to_a_real_sweep(plugin_pat
 
 
 def test_a_plugins_options_and_names_are_validated_like_the_builtins(plugin_path, tmp_path):
-    """A typo in the plug-in's backend name or in its method's option gets the same one line as a built-in's."""
+    """A typo in the plug-in's backend name or its method's option, or a device its declaration does not list, gets
+    the same one line as a built-in's."""
     code = textwrap.dedent("""\
         from bench.config import parse_config
         from bench.errors import BenchError
         for bad in ({"measure": {"backends": ["toi"]}},
                     {"variants": [{"name": "r", "method": "random_mask", "dorp": 0.3}]},
-                    {"variants": [{"name": "r", "method": "dense", "drop": 0.3}]}):
+                    {"variants": [{"name": "r", "method": "dense", "drop": 0.3}]},
+                    {"measure": {"device": "cuda", "backends": ["eager", "toy"]}}):
             try:
                 parse_config(bad)
             except BenchError as exc:
@@ -141,10 +143,11 @@ def test_a_plugins_options_and_names_are_validated_like_the_builtins(plugin_path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(plugin_path)})
     lines = done.stdout.splitlines()
-    assert done.returncode == 0 and len(lines) == 3, done.stdout + done.stderr
+    assert done.returncode == 0 and len(lines) == 4, done.stdout + done.stderr
     assert "unknown backend 'toi'; did you mean 'toy'?" in lines[0]
     assert "unknown option 'dorp'; did you mean 'drop'?" in lines[1]
     assert "drop applies to method random_mask, not 'dense'" in lines[2]
+    assert "backend 'toy' runs on cpu, not cuda" in lines[3]  # what its declaration says it can run
 
 
 def test_builtins_are_declared_once_and_every_list_derives_from_the_traits():

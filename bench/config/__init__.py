@@ -170,6 +170,19 @@ class MeasureConfig(_Strict):
                              "raise max_rounds or lower min_rounds")
         return self
 
+    @model_validator(mode="after")
+    def _backends_serve(self) -> "MeasureConfig":
+        """Each backend's declaration says which devices and dtypes it runs (BackendSpec.devices / dtypes)."""
+        device = self.device.partition(":")[0]
+        for name in self.backends:
+            spec = plugins.backend(name)
+            if device not in spec.devices:
+                raise ValueError(f"backend '{name}' runs on {', '.join(spec.devices)}, not {device}")
+            missing = [d for d in self.dtypes if d not in spec.dtypes]
+            if missing:
+                raise ValueError(f"backend '{name}' runs {', '.join(spec.dtypes)}, not {', '.join(missing)}")
+        return self
+
 
 class ExecutorConfig(_Strict):
     """Where the comparison groups run: on this machine (local), or as Ray tasks on a cluster (pip extra 'ray')."""
