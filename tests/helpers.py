@@ -33,7 +33,7 @@ def padded(lengths: list[int], seed: int = 0, vocab: int = 1024) -> tuple[torch.
 def tiny_context(variant, *, steps: int, rows: int = 32, seed: int = 0, base=None, **train: Any):
     """A BuildContext on random:tiny for XNLI with `rows` random training sequences (6 to 19 tokens, labels i % 3);
     `train` overrides the TrainConfig fields set here (batch 16, lr 3e-2, no weight decay, a loss logged every 5)."""
-    from bench.build.context import BuildContext
+    from bench.variants.context import BuildContext
     from bench.config import TrainConfig
     from bench.data.tasks import get_task
     from bench.model.source import ModelSource

@@ -11,14 +11,12 @@ from peft import PrefixTuningConfig, TaskType, get_peft_model
 from transformers import XGLMConfig, XGLMForCausalLM, XGLMModel
 
 from bench.backends import Target, prepare
-from bench.config import BackendOptions, TrainConfig, VariantConfig, parse_config
+from bench.config import BackendOptions, make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
-from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
-from bench.data.tasks import get_task
-from bench.build.context import BuildContext
+from bench.model.source import PRESETS, load_backbone, preset_config
 from prompts.encoder import PrefixEncoder
-from prompts.method import build, load, trainable_share
+from prompts.ptuning import build, load, trainable_share
 from helpers import padded, tiny_context
 
 
@@ -84,7 +82,7 @@ def test_trainable_share_of_the_564m_architecture(prefix, share):
 
 
 def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
-    ctx = tiny_context(VariantConfig(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
     frozen = load_backbone(ctx.source, seed=0).state_dict()
     built = build(ctx)
     for name, tensor in built.model.backbone.state_dict().items():
@@ -104,7 +102,7 @@ def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
 
 
 def test_mlp_is_folded_away(tmp_path):
-    ctx = tiny_context(VariantConfig(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
     built = build(ctx)
     assert built.extra["params_trainable"] > built.extra["params_prefix"] == 4 * 2 * 2 * 64
     assert not any("transform" in k for k in built.state_dict)
@@ -112,10 +110,10 @@ def test_mlp_is_folded_away(tmp_path):
 
 @pytest.fixture(scope="module")
 def prompt_artifact(tmp_path_factory, tokenizer):
-    from bench.build import artifacts
+    from bench.variants import artifacts
 
     tmp = tmp_path_factory.mktemp("prompt")
-    ctx = tiny_context(VariantConfig(name="pt", method="prompt", prompt_length=5), steps=3)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=5), steps=3)
     built = build(ctx)
     meta = {"architecture": built.architecture, "params_trainable": 1, "extra": {}, "train": None}
     recipe = {"variant": "pt", "task": "xnli", "seed": 0}
@@ -167,7 +165,7 @@ def test_folded_prefix_exports_with_dynamic_shapes(prompt_artifact, tmp_path, ba
         ({"name": "p", "method": "prompt", "prompt_length": 0}, "prompt_length"),
         ({"name": "p", "method": "prompt", "prompt_length": 129}, "less than or equal to 128"),
         ({"name": "p", "method": "prompt"}, "needs prompt_length"),
-        ({"name": "d", "method": "dense", "prompt_length": 8}, "apply to method 'prompt'"),
+        ({"name": "d", "method": "dense", "prompt_length": 8}, "applies to methods prompt, soft_prompt, not 'dense'"),
     ],
 )
 def test_bad_prompt_options(variant, message):
@@ -183,7 +181,6 @@ def test_prompt_training_policy_sits_between_train_and_variant():
     assert cfg.train_for(cfg.variants[1]).lr == 1e-2
 
 
-@pytest.mark.slow
 def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, generated_data_dir, monkeypatch):
     import io
     import json
