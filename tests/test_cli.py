@@ -39,7 +39,7 @@ def write_config(tiny_config, tmp_path, out_dir):
     def write(name: str = "sweep.toml", cache_dir: Path | None = None, **sections) -> Path:
         path = tmp_path / name
         config = tiny_config(out_dir, cache_dir or tmp_path / "cache", **sections)
-        path.writeplain(tomli_w.dumps(config), encoding="utf-8")
+        path.write_text(tomli_w.dumps(config), encoding="utf-8")
         return path
 
     return write
@@ -76,7 +76,7 @@ def test_model_directory_without_config_json(runner, write_config, out_dir, tmp_
 def test_model_directory_of_another_architecture(runner, write_config, out_dir, tmp_path):
     folder = tmp_path / "bert-model"
     folder.mkdir()
-    (folder / "config.json").writeplain(json.dumps({"model_type": "bert", "vocab_size": 100}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 100}))
     result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
     assert_user_error(result, out_dir, "bert", "XGLM")
 
@@ -84,7 +84,7 @@ def test_model_directory_of_another_architecture(runner, write_config, out_dir, 
 def test_model_directory_with_a_broken_config_json(runner, write_config, out_dir, tmp_path):
     folder = tmp_path / "broken-model"
     folder.mkdir()
-    (folder / "config.json").writeplain("{not json")
+    (folder / "config.json").write_text("{not json")
     result = runner.invoke(app, ["run", str(write_config()), "--model", str(folder)])
     assert_user_error(result, out_dir, "config.json")
 
@@ -103,9 +103,9 @@ def test_malformed_tsv_row_names_file_and_line(runner, write_config, out_dir, tm
     data = tmp_path / "data"
     shutil.copytree(generated_data_dir / "XNLI-1.0", data / "XNLI-1.0")
     test_file = data / "XNLI-1.0" / "xnli.test.tsv"
-    text = test_file.readplain(encoding="utf-8").rstrip("\n")
+    text = test_file.read_text(encoding="utf-8").rstrip("\n")
     bad_line = text.count("\n") + 2
-    test_file.writeplain(f"{text}\nen\tneutral\tonly three fields\n", encoding="utf-8")
+    test_file.write_text(f"{text}\nen\tneutral\tonly three fields\n", encoding="utf-8")
     config = write_config(data={"data_dir": str(data)})
     result = runner.invoke(app, ["run", str(config)])
     assert_user_error(result, out_dir, "xnli.test.tsv", f"line {bad_line}")
@@ -137,11 +137,11 @@ def test_output_dir_that_cannot_be_created(runner, write_config, out_dir):
 
 def test_output_dir_under_a_file(runner, write_config, out_dir, tmp_path):
     a_file = tmp_path / "a-file"
-    a_file.writeplain("x")
+    a_file.write_text("x")
     target = a_file / "runs"
     result = runner.invoke(app, ["run", str(write_config()), "--output-dir", str(target)])
     assert_user_error(result, out_dir, str(target))
-    assert a_file.readplain() == "x"
+    assert a_file.read_text() == "x"
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -185,7 +185,7 @@ def test_config_path_is_a_directory(runner, out_dir, tmp_path):
 
 def test_invalid_toml(runner, out_dir, tmp_path):
     config = tmp_path / "broken.toml"
-    config.writeplain("[measure\ndevice = 'cpu'\n")
+    config.write_text("[measure\ndevice = 'cpu'\n")
     result = runner.invoke(app, ["run", str(config), "--output-dir", str(out_dir)])
     assert_user_error(result, out_dir, str(config), "not valid TOML")
 
@@ -201,9 +201,9 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
     assert result.exit_code == 0, result.output
     (run_dir,) = out_dir.iterdir()
     assert run_dir.name.endswith("-from-cli")
-    manifest = json.loads((run_dir / "run.json").readplain())
+    manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "complete"
-    records = [json.loads(line) for line in (run_dir / "results.jsonl").readplain().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert {r["backend"] for r in records} == {"eager"}
     assert {r["model"] for r in records} == {"random:tiny"}
     assert all(r["status"] == "ok" for r in records)
@@ -226,8 +226,8 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
     assert result.exit_code == 130
     (run_dir,) = out_dir.iterdir()
     assert "interrupted" in plain(result.stderr) and run_dir.name in plain(result.stderr)
-    assert json.loads((run_dir / "run.json").readplain())["status"] == "incomplete"
-    records = [json.loads(line) for line in (run_dir / "results.jsonl").readplain().splitlines()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     # The first cell was prepared and its records are kept; the cut-off cell wrote nothing. No latency was timed
     # (the rounds start once every cell is prepared), so no cell is done: --resume measures both again.
     assert {r["backend"] for r in records} == {"eager"}
@@ -272,7 +272,7 @@ def test_report_on_a_truncated_results_file(runner, tiny_sweep, tmp_path):
     shutil.copytree(tiny_sweep.path, copy)
     with open(copy / "results.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"status": "ok", "scen')
-    lines = len((copy / "results.jsonl").readplain().splitlines())
+    lines = len((copy / "results.jsonl").read_text().splitlines())
     result = runner.invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output  # read up to the last complete line, and said
     text = " ".join(plain(result.output).split())

@@ -129,7 +129,7 @@ def test_pawsx_real_rows(pawsx_dir):
     # Rows with the untranslated placeholder are kept, as the official loader keeps them.
     assert "de test: 32 rows hold the untranslated placeholder 'NS' (kept, as the official loader does)" in data.notes
     assert sum("NS" in pair for pair in zip(de.premise, de.hypothesis)) == 32
-    assert data.train_split == "dev" and len(data.train) == 4
+    assert data.train_split == "dev" and len(data.train) == 2000  # the real English dev rows
 
 
 def test_pawsx_tiny_has_all_7_languages(shared_data_dir):
