@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import ConfigDict, ValidationError, create_model
@@ -307,10 +308,25 @@ REQUIRED_KEYS: tuple[str, ...] = tuple(k.name for k in KEYS if k.required)
 if len(FIELDS) != len(KEYS):  # a key declared twice would silently take the second declaration
     raise RuntimeError(f"bench/records.py declares a key twice: {sorted({k.name for k in KEYS if [j.name for j in KEYS].count(k.name) > 1})}")
 
-_Model = create_model(
-    "Record", __config__=ConfigDict(strict=True, extra="forbid"),
-    **{k.name: (k.type | None, None) for k in KEYS},  # type: ignore[call-overload]
-)
+
+
+@cache
+def schema() -> tuple[dict[str, Key], Any]:
+    """Every key a record may carry, the built-in ones and those each plug-in declares (MethodSpec.record_keys,
+    BackendSpec.record_keys), with the pydantic model that checks their types."""
+    from bench import plugins
+
+    fields = dict(FIELDS)
+    for spec in [*plugins.methods().values(), *plugins.backends().values()]:
+        for key in spec.record_keys:
+            if key.name in fields and fields[key.name] != key:
+                raise RuntimeError(f"plug-in {spec.name} declares record key '{key.name}', which is already declared")
+            fields[key.name] = Key(key.name, key.type, key.unit, key.doc, False, key.section or f"Plug-in {spec.name}")
+    model = create_model(
+        "Record", __config__=ConfigDict(strict=True, extra="forbid"),
+        **{k.name: (k.type | None, None) for k in fields.values()},  # type: ignore[call-overload]
+    )
+    return fields, model
 
 
 class RecordError(ValueError):
@@ -320,25 +336,27 @@ class RecordError(ValueError):
 def validate(record: dict[str, Any]) -> None:
     """Raise RecordError naming the first unknown key, missing required key or value of the wrong type."""
     where = _where(record)
-    unknown = [k for k in record if k not in FIELDS]
+    fields, model = schema()
+    unknown = [k for k in record if k not in fields]
     if unknown:
         key = unknown[0]
-        near = difflib.get_close_matches(key, FIELDS, n=1)
+        near = difflib.get_close_matches(key, fields, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
         raise RecordError(f"record {where}: key '{key}' is not in the record schema{hint}; "
-                          "add it to bench/records.py (one Key line: type, unit, description) beside its producer")
+                          "add it to bench/records.py (one Key line: type, unit, description) beside its producer, "
+                          "or to its plug-in's record_keys")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise RecordError(f"record {where}: required key(s) {', '.join(missing)} missing; build records with "
                           "bench.run.records.make_record")
     try:
-        _Model.model_validate(record)
+        model.model_validate(record)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0])
         value = json.dumps(record.get(key), default=str)
         value = value if len(value) <= 60 else value[:57] + "..."
-        raise RecordError(f"record {where}: key '{key}' must be {type_name(FIELDS[key].type)} or null, got {value} "
+        raise RecordError(f"record {where}: key '{key}' must be {type_name(fields[key].type)} or null, got {value} "
                           f"({error['msg']}); fix its producer, or its type in bench/records.py") from None
 
 

@@ -58,6 +58,7 @@ class MethodSpec:
     adds_prompt: bool = False  # puts P positions in front of the input (prefix or soft prompt)
     trains_on_base: bool = False  # `base` may name another variant whose frozen model it is trained on
     style: Style = field(default_factory=lambda: Style("other"))
+    record_keys: tuple[Any, ...] = ()  # bench.records.Key of each record field its hooks add
 
     @property
     def full_model(self) -> bool:
@@ -86,6 +87,7 @@ class BackendSpec:
     available: str | None = None
     uses_export_cache: bool = False
     style: Style = field(default_factory=lambda: Style("other"))
+    record_keys: tuple[Any, ...] = ()  # bench.records.Key of each record field its runner adds
 
     def names(self) -> list[str]:
         """Every name `measure.backends` accepts for it: the backend and each of its modes."""
