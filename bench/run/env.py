@@ -112,6 +112,7 @@ def git_state(package_dir: Path) -> dict[str, Any]:
 def fingerprint() -> dict[str, Any]:
     """A flat, JSON-serialisable description of the machine, software stack and code version."""
     import bench
+    from bench import plugins
 
     memory = _safe(psutil.virtual_memory)
     gpus = _safe(device.torch_gpus)  # None (unknown) when the probe fails, [] when there are no GPUs
@@ -136,5 +137,7 @@ def fingerprint() -> dict[str, Any]:
         "onnxruntime_version": _safe(version, "onnxruntime") or _safe(version, "onnxruntime-gpu"),
         "onnxruntime_providers": _safe(_ort_providers),
         "bench_version": bench.__version__,
+        # the methods and backends this run could use, and the module that declares each (plug-ins included)
+        "plugins": _safe(plugins.inventory),
         **git_state(Path(bench.__file__).parent),
     }
