@@ -25,6 +25,7 @@ import bench.measure.passes
 import bench.run.store
 import bench.run.sweep
 from bench.cli import app
+from bench.run.records import make_record
 from bench.run.store import RunStore
 from processes import cell_processes
 from tinydata import tiny_sweep, write_layouts
@@ -395,7 +396,7 @@ def test_resume_keeps_whole_cells_and_redoes_cut_dead_and_with_retry_failed_fail
         for cell, status, extra in (("ok", "ok", {}), ("died", "failed", {"failure_retryable": True}),
                                     ("broke", "failed", {}), ("last", "ok", {})):
             for scenario in ("latency", "memory"):
-                store.append({"cell_id": cell, "status": status, "scenario": scenario, **extra})
+                store.append(make_record(cell_id=cell, status=status, scenario=scenario, **extra))
             store.mark_done(cell)
 
     for retry_failed, expected in ((False, ["ok", "broke"]), (True, ["ok"])):
