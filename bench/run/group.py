@@ -113,7 +113,7 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
     try:
         prepared: dict[str, Prepared] = {}
         for task in [*tasks, *twins.values()]:
-            task.emit_prepared = task.cell_id not in done
+            task.emit_prepared = task.cell_id not in done and not task.base.get("aa_twin")  # a twin writes none
             where = "in its own process" if cfg.isolation == "process" else "in this process"
             sink.announce(f"{_label(task)}: preparing {where}")
             started = time.perf_counter()
