@@ -61,7 +61,7 @@ def cache_verify(
     """Check every cached artifact and ONNX export against the sizes and hashes recorded when it was saved; exit 1 if
     any is damaged."""
     with Guard():
-        from bench.backends.export_cache import verify_exports
+        from bench.backends.onnxruntime.export_cache import verify_exports
         from bench.variants.artifacts import remove, verify_cache
 
         root = _root(cache_dir)
