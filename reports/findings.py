@@ -84,7 +84,7 @@ def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule) -> str:
         return _control_sentence(name, rows, measured, rule, ideal_text, reason)
     said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
                                    "same": "gives no measurable difference from dense",
-                                   "unresolved": "differs from dense by less than this run can claim"},
+                                   "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"},
                     rule, "speedup_vs_dense")
     return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
 
@@ -103,7 +103,7 @@ def _control_sentence(name: str, rows: list[Record], measured: list, rule: Claim
     claimed = [(r, ci) for r, ci in measured if rule.verdict(r, "speedup_vs_dense", ci).claimed]
     said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], _x,
                     {"same": "gives no measurable difference from dense",
-                     "unresolved": "differs from dense by less than this run can claim"}, rule, "speedup_vs_dense")
+                     "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"}, rule, "speedup_vs_dense")
     sentence = f"{name} {said or 'is a control'}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
     if claimed:
         where = ", ".join(f"{_x(ci)} on {r['backend']}" for r, ci in claimed)
@@ -121,7 +121,7 @@ def _prefix_sentence(name: str, rows: list[Record], shape: tuple, rule: ClaimRul
         return f"{name}: its cost vs dense was not measured{trains}."
     said = _grouped(measured, lambda ci: f"{_pct(ci[0])} ({_pct(ci[1])} to {_pct(ci[2])})",
                     {"faster": "saves", "slower": "costs", "same": "has no measurable cost",
-                     "unresolved": "has a cost smaller than this run can claim"}, rule, "prefix_overhead_vs_dense",
+                     "unresolved": "has a cost this run cannot claim (its floor, or Holm)"}, rule, "prefix_overhead_vs_dense",
                     inverse=True)
     return f"{name} at {shape[0]}×{shape[1]} {said}{trains}."
 
@@ -132,7 +132,7 @@ def _backends(rows: list[Record], dense: str, rule: ClaimRule) -> list[str]:
     if not measured:
         return []
     words = {"faster": "faster", "slower": "slower", "same": "no measurable difference",
-             "unresolved": "a difference smaller than this run can claim"}
+             "unresolved": "a difference this run cannot claim (its floor, or Holm)"}
     parts = "; ".join(f"{r['backend']} {_x(ci)}, {words[rule.verdict(r, 'speedup_vs_eager', ci).kind]}"
                       for r, ci in measured)
     return [f"Backends vs eager, on {dense}: {parts}."]

@@ -88,7 +88,7 @@ def test_holm_keeps_a_marginal_interval_from_being_claimed():
     records = _paired(study(control_onnx=(0.85, 0.95)), {"structured-50": 0.002, "unstructured-50": 0.02})
     lines = findings(records)
     (control,) = [f for f in lines if f.startswith("unstructured 50 %")]
-    assert "differs from dense by less than this run can claim: 0.90x (0.85–0.95) on onnxruntime" in control
+    assert "differs from dense by no more than this run can claim (its floor, or Holm): 0.90x (0.85–0.95) on onnxruntime" in control
     assert "bias" not in control
     assert any(f.startswith("structured 50 % runs faster than dense: 2.00x") for f in lines)
     assert "Holm's procedure over the 6 paired sign tests keeps the family-wise error at 5%" in lines[0]
@@ -101,7 +101,7 @@ def test_an_effect_within_the_floor_is_never_claimed_and_the_floor_is_stated():
     assert lines[1].startswith("This run resolves about ±3.0 %: its A/A twin (the dense reference again, in a worker of "
                                "its own) gave 1.002x (0.97–1.03, 97.7%) on eager")
     (prefix,) = [f for f in lines if "prefix" in f]
-    assert "has a cost smaller than this run can claim: +2 %" in prefix  # +2 % is inside the ±3 % floor
+    assert "has a cost this run cannot claim (its floor, or Holm): +2 %" in prefix  # +2 % is inside the ±3 % floor
     assert any(f.startswith("structured 50 % runs faster") for f in lines)
     assert not any(f.startswith("Flag:") for f in lines)
 
