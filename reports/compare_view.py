@@ -62,8 +62,11 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
             for i, (name, ratio) in enumerate(zip(changes, row.ratios), 1):
                 cells[name] = _difference(row, i) if scenario == "accuracy" else \
                     _ratio(ratio, scenario, (id(row), i) in flagged)
+                if scenario == "latency":
+                    cells[f"{name} MDE"] = Cell("-" if ratio.mde_pct is None else f"±{ratio.mde_pct:.1f}%")
             table_rows.append(cells)
-        columns = [Column(n, False) for n in _KEY_COLUMNS] + [Column(n) for n in names + changes]
+        mde = [f"{n} MDE" for n in changes] if scenario == "latency" else []
+        columns = [Column(n, False) for n in _KEY_COLUMNS] + [Column(n) for n in names + changes + mde]
         notes = _notes(scenario, fail_on_regression)
         views.append(build_table(f"compare-{scenario}", title, columns, table_rows, notes=notes,
                                  constant=("task", "dtype", "device", "shape")))
@@ -119,9 +122,11 @@ def _hardware(run) -> tuple:
 def _notes(scenario: str, fail_on_regression: float | None) -> list[str]:
     if scenario != "latency":
         return ["ratios without intervals: these records carry no spread"] if scenario != "accuracy" else []
-    notes = ["ratio of medians with its 95% interval below: bootstrap where records carry latency_samples_ms, "
-             "else the two runs' CIs of the median divided end to end (conservative); red: slower beyond the "
-             "interval, green: faster"]
+    notes = ["ratio of medians with its interval below, of at least 95 % coverage: each run's order-statistic "
+             "interval of its median (latency_samples_ms), else the records' intervals, divided end to end "
+             "(distribution-free); red: slower beyond the interval, green: faster",
+             "MDE: the smallest change each ratio could have shown at these sample counts (the wider side of its "
+             "interval); a change smaller than that is not resolved by these runs"]
     if fail_on_regression is not None:
         notes.append(f"!: slower than +{fail_on_regression:g}% with the whole interval above it (a clear regression)")
     return notes

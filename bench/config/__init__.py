@@ -126,7 +126,12 @@ class MeasureConfig(_Strict):
     min_time_s: float = Field(1.0, ge=0, description="timed seconds per cell and shape over all rounds, at least")
     max_time_s: float = Field(60.0, gt=0, description="stop the rounds once a cell has this much timed at a shape")
     target_ci_pct: float | None = Field(
-        None, gt=0, description="also go on until every paired ratio's 95% CI half-width is within this %")
+        None, gt=0, description="also go on until every paired ratio (vs dense and vs eager) resolves this %: its "
+                                "minimum detectable effect (the wider side of its >= 95 % interval) within it")
+    aa_control: Literal["one", "all", "off"] = Field(
+        "one", description="A/A twin of the dense reference (same artifact, a worker of its own) in every group: on "
+                           "the group's first backend (one), on every backend (all), or none (off); its interval "
+                           "half-width is the run's resolution floor (resolution_pct)")
     round_order: Literal["rotate", "shuffle"] = Field("rotate", description="cell order from round to round")
     reference_every: int = Field(
         2, ge=0, description="the dense reference runs again after every k of its cells in a round, so each is timed "
