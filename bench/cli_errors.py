@@ -6,6 +6,7 @@ bench.run.outcome.EXIT_CODES."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,14 @@ from typer.exceptions import TyperException
 
 from bench.errors import BenchError, one_line
 
-# Piped or captured output (CI logs, files) would default to 80 columns and squeeze the tables.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Piped or captured output (CI logs, files) would default to 80 columns: 160 there, unless COLUMNS says otherwise
+# (Rich reads it), so `COLUMNS=80 bench run | less` renders for the terminal that shows it.
+def _width(stream) -> int | None:
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit() else 160
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def error(message: str, label: str = "error", style: str = "bold red") -> None:
