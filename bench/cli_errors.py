@@ -25,8 +25,21 @@ def _width(stream) -> int | None:
     return None if stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit() else 160
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+class PipeSafeConsole(Console):
+    """A console whose reader went away (`bench run | head -1`) goes quiet instead of ending the process: Rich's
+    default raises SystemExit(1) from whatever print hit the broken pipe, which failed a run that was measuring
+    well. The run goes on, writes its records and files, and its exit status still says how it ended."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stream = sys.stderr if self.stderr else sys.stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # later writes, and the flush at exit, go nowhere instead of failing
+        os.close(devnull)
+
+
+console = PipeSafeConsole(width=_width(sys.stdout))
+err_console = PipeSafeConsole(stderr=True, width=_width(sys.stderr))
 
 
 def error(message: str, label: str = "error", style: str = "bold red") -> None:
