@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.compare import Comparison, Ratio, Row, regressions
+from reports.compare_differences import NOT_COMPARABLE, Difference, accuracy_comparable, differences
 from reports.summary import to_rich
 from reports.table import Cell, Column, TableData, build_table, interval, label
 
@@ -50,7 +51,9 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
     names = letters(comparison)
     found = regressions(comparison, fail_on_regression) if fail_on_regression is not None else []
     flagged = {(id(r.row), r.run) for r in found}
-    views = []
+    found_differences = differences(comparison.runs)
+    comparable = accuracy_comparable(found_differences)
+    views = [differences_view(found_differences, names)] if found_differences else []
     for scenario, title in _TITLES.items():
         rows = comparison.by_scenario(scenario)
         if not rows:
@@ -60,7 +63,7 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
         for row in rows:
             cells = _key_cells(row.key) | {n: _value(v, scenario) for n, v in zip(names, row.values)}
             for i, (name, ratio) in enumerate(zip(changes, row.ratios), 1):
-                cells[name] = _difference(row, i) if scenario == "accuracy" else \
+                cells[name] = (_difference(row, i) if comparable else Cell("n/c")) if scenario == "accuracy" else \
                     _ratio(ratio, scenario, (id(row), i) in flagged)
                 if scenario == "latency":
                     cells[f"{name} MDE"] = Cell("-" if ratio.mde_pct is None else f"±{ratio.mde_pct:.1f}%")
@@ -68,6 +71,10 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
         mde = [f"{n} MDE" for n in changes] if scenario == "latency" else []
         columns = [Column(n, False) for n in _KEY_COLUMNS] + [Column(n) for n in names + changes + mde]
         notes = _notes(scenario, fail_on_regression)
+        if scenario == "accuracy" and not comparable:
+            kinds = sorted({d.bears_on for d in found_differences if d.bears_on in NOT_COMPARABLE})
+            notes = [f"n/c: not comparable, the runs differ in {', '.join(kinds)} (see 'What differs'); an accuracy "
+                     "difference would measure the inputs, not the change", *notes]
         views.append(build_table(f"compare-{scenario}", title, columns, table_rows, notes=notes,
                                  constant=("task", "dtype", "device", "shape")))
     if comparison.missing:
@@ -78,6 +85,15 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
         views.append(build_table("compare-missing", "Cells without a counterpart in every run (not compared)",
                                  columns, rows))
     return views
+
+
+def differences_view(found: list[Difference], names: list[str]) -> TableData:
+    rows = [{"what": label(d.label), "bears on": label(d.bears_on)} | {n: label(v) for n, v in zip(names, d.values)}
+            for d in found]
+    columns = [Column("what", False), Column("bears on", False)] + [Column(n, False) for n in names]
+    return build_table("compare-differences", "What differs between the runs, besides the code", columns, rows,
+                       notes=["cells are joined by variant name: the figures below compare these as well"],
+                       constant=())
 
 
 def _ratio(ratio: Ratio, scenario: str, flagged: bool) -> Cell:

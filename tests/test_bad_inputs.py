@@ -224,6 +224,12 @@ def report_without_a_directory(ctx): return ["report"]
 # --------------------------------------------------------------------------------------------------- data
 @case("does not exist", "BENCH_DATA_DIR")
 def local_data_dir_missing(ctx): return run_with(ctx, data={"source": "local", "data_dir": str(ctx.tmp / "nowhere")})
+@case("$BENCH_DATA_DIR = '../no-such-data'", "does not exist", "resolved from", env={"BENCH_DATA_DIR": "../no-such-data"})
+def environment_data_dir_missing_with_auto(ctx): return ["run", ctx.config(data_dir=None, data={"source": "auto"})]
+@case("$BENCH_DATA_DIR", "does not exist", subprocess=True, env={"BENCH_DATA_DIR": "/no/such/data"})
+def environment_data_dir_missing_from_the_command_line(ctx): return ["run", ctx.config(data_dir=None, data={"source": "auto"})]
+@case("x-final not found", "so it is not skipped")
+def auto_with_a_data_dir_that_lacks_the_task(ctx): return run_with(ctx, data={"source": "auto", "tasks": ["pawsx"], "languages": ["en", "de"], "data_dir": str(ctx.tmp)})
 @case("xnli.test.tsv, line 26", "5 tab-separated fields", subprocess=True)
 def row_with_an_extra_field(ctx):
     data = ctx.data_copy()

@@ -172,3 +172,40 @@ def test_unknown_future_schema_is_refused_in_one_line(tmp_path):
 def test_compare_needs_two_runs():
     result = _invoke(BASE)
     assert result.exit_code == 2 and "compare needs two or more run directories, got 1" in ANSI.sub("", result.output)
+
+
+def test_runs_with_different_data_name_every_difference_and_accuracy_is_not_compared(tmp_path):
+    """The issue's case: dense-ft on synthetic rows, 8 steps, en/es/sw/ur against real rows, 32 steps, en/fr/zh."""
+    import tomllib
+
+    import tomli_w
+
+    other = Path(shutil.copytree(BASE, tmp_path / "other"))
+    config = tomllib.loads((other / "config.toml").read_text())
+    config["data"] |= {"source": "synthetic", "languages": ["en", "fr", "zh"]}
+    config["train"]["steps"] = 8
+    (other / "config.toml").write_text(tomli_w.dumps(config))
+    records = _records(other)
+    for record in records:
+        record["data_source"] = "synthetic"
+        record["train_steps"] = 8
+        if record.get("accuracy") is not None:
+            record["accuracy"] += 0.0286
+    _write(other, records)
+    result = _invoke(BASE, other)
+    text = ANSI.sub("", result.stdout)
+    assert "What differs between the runs" in text
+    for needle in ("data source", "synthetic", "languages", "en, fr, zh", "training steps (as run)"):
+        assert needle in text, needle
+    assert "n/c" in text and "not comparable, the runs differ in data, languages" in text
+    assert "+2.86" not in text  # the accuracy delta is not shown as a change
+    view = next(v for v in comparison_views(compare_runs([load_run(BASE), load_run(other)]))
+                if v.key == "compare-differences")
+    rows = {row[0].text: [cell.text for cell in row[2:]] for row in view.rows}
+    assert rows["data source"] == ["auto", "synthetic"] and rows["data source (as loaded)"] == ["local", "synthetic"]
+    assert rows["languages"] == ["en, es, sw, ur", "en, fr, zh"] and rows["training steps (as run)"] == ["64", "8"]
+
+
+def test_identical_recipes_list_no_difference():
+    views = comparison_views(compare_runs([load_run(BASE), load_run(SLOWER)]))
+    assert all(v.key != "compare-differences" for v in views)

@@ -19,7 +19,7 @@ from bench.config import SweepConfig, VariantBase
 from bench.plugins import backend_kind
 from bench.data.examples import TaskData
 from bench.data.load import load_task_data
-from bench.data.local import resolve_data_dir
+from bench.data.local import require_data_dir
 from bench.data.tokenization import load_tokenizer
 from bench.errors import BenchError
 from bench.model.source import ModelSource, backbone_config
@@ -49,7 +49,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
         if getattr(variant, "prefix_artifact", None):
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
-    data_dir = resolve_data_dir(cfg.data.data_dir)
+    data_dir = require_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
         data[task] = load_task_data(
