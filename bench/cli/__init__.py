@@ -133,7 +133,7 @@ def compare(
         from reports.compare import compare_runs, compared_line, gate_verdict, no_shared_cell, regressions
         from reports.compare_view import render_comparison
         from reports.cost import run_prices
-        from reports.cost_view import render_targets
+        from reports.cost_view import compares_targets, render_targets
         from reports.load import load_run
 
         if len(run_dirs) < 2:
@@ -146,7 +146,7 @@ def compare(
         console.print(compared_line(comparison), highlight=False)
         # A gate that compared nothing must not pass; without one, runs on different hardware may share no cell and
         # still be compared as targets (--price).
-        if not comparison.rows and (fail_on_regression is not None or not prices):
+        if not comparison.rows and (fail_on_regression is not None or not compares_targets(runs, prices, plots)):
             raise BenchError(no_shared_cell(comparison))
         if fail_on_regression is None:
             return

@@ -23,7 +23,8 @@ SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: inf and nan are refused in every float field (an lr of inf trains to NaN).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
