@@ -23,6 +23,7 @@ from bench.data.local import resolve_data_dir
 from bench.data.tokenization import load_tokenizer
 from bench.errors import BenchError
 from bench.model.source import ModelSource, backbone_config
+from bench.run.memory_estimate import check_fits
 
 
 @dataclass
@@ -49,6 +50,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
         if variant.prefix_artifact:
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
+    check_fits(cfg, backbone)  # a cell that cannot fit in memory, refused before anything is built
     data_dir = resolve_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
