@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.variants.options import LORA_TARGETS
+from prompts.methods import LORA_TARGETS
 from bench.model.classifier import XGLMClassifier
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")  # on SdpaAttention; fc1, fc2 on the decoder layer

@@ -1,5 +1,5 @@
-"""How reports name and colour each fine-tuning method: the one mapping every table label, legend and plot colour
-comes from. Restyling the plots means editing METHOD_STYLES here, nowhere else.
+"""How reports name and colour each fine-tuning method: every table label, legend and plot colour comes from the
+method's declaration (MethodSpec.style, bench.plugins), so a plug-in method is drawn like a built-in one.
 
 A variant's label says its method, the options that matter for cost (prompt length, how a soft prompt runs,
 LoRA rank and whether it is merged, sparsity) and, for a variant trained on another one, that base.
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench import plugins
+
 Record = dict[str, Any]
 
 
@@ -19,18 +21,12 @@ class MethodStyle:
     colour: str
 
 
-# Okabe-Ito colours (distinguishable with colour-vision deficiency); black for the full fine-tuning reference.
-METHOD_STYLES: dict[str, MethodStyle] = {
-    "dense": MethodStyle("full fine-tuning", "#000000"),
-    "prompt": MethodStyle("P-tuning v2 (layer-wise)", "#0072B2"),
-    "soft_prompt": MethodStyle("soft prompt (input-only)", "#56B4E9"),
-    "lora": MethodStyle("LoRA", "#009E73"),
-    "unstructured": MethodStyle("unstructured sparse", "#D55E00"),
-    "semi24": MethodStyle("2:4 sparse", "#E69F00"),
-    "structured": MethodStyle("structured pruning", "#CC79A7"),
-}
+# Okabe-Ito colours in the declarations (distinguishable with colour-vision deficiency); black for the reference.
+METHOD_STYLES: dict[str, MethodStyle] = {n: MethodStyle(s.style.label, s.style.colour) for n, s in plugins.methods().items()}
 UNKNOWN = MethodStyle("other", "#999999")
-PEFT_METHODS = ("prompt", "soft_prompt", "lora")  # parameter-efficient: a frozen model plus what trains
+PEFT_METHODS = plugins.methods_where("parameter_efficient")  # a frozen model plus what trains
+SPARSE_METHODS = plugins.methods_where("sparse")
+PROMPT_METHODS = plugins.methods_where("adds_prompt")
 
 
 def method_style(method: Any) -> MethodStyle:

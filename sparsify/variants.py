@@ -44,10 +44,12 @@ class SparseOptions:
     @classmethod
     def of(cls, variant) -> SparseOptions:
         level = 0.5 if variant.method == "semi24" else variant.sparsity
+        option = lambda name: getattr(variant, name, None)  # noqa: E731 (each method has its own options)
+        include = option("sparsity_include")
         given = {
-            "scope": variant.sparsity_scope, "importance": variant.importance, "schedule": variant.schedule,
-            "gradual_fraction": variant.gradual_fraction, "iterative_steps": variant.structured_iterative_steps,
-            "include": tuple(variant.sparsity_include) if variant.sparsity_include is not None else None,
+            "scope": option("sparsity_scope"), "importance": option("importance"), "schedule": option("schedule"),
+            "gradual_fraction": option("gradual_fraction"), "iterative_steps": option("structured_iterative_steps"),
+            "include": tuple(include) if include is not None else None,
         }
         return cls(level=level, **{k: v for k, v in given.items() if v is not None})
 

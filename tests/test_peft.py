@@ -243,7 +243,7 @@ def tokenizer(tmp_path_factory):
 def on_base(tmp_path_factory, tokenizer):
     """A structured base, and a P-tuning v2 prefix, a soft prompt and unmerged LoRA trained on it, saved."""
     from bench.variants.registry import builder
-    from bench.config import VariantConfig
+    from bench.config import make_variant
 
     cache = tmp_path_factory.mktemp("cache")
     base, kept = pruned_base(cache, tokenizer)
@@ -251,7 +251,7 @@ def on_base(tmp_path_factory, tokenizer):
     for name, options in [("pt", {"method": "prompt", "prompt_length": 4, "prompt_dropout": 0.0}),
                           ("soft", {"method": "soft_prompt", "prompt_length": 4}),
                           ("lora", {"method": "lora", "lora_targets": ["q_proj", "fc2"], "lora_merge": False})]:
-        variant = VariantConfig(name=name, base="st", **options)
+        variant = make_variant(name=name, base="st", **options)
         built = builder(variant.method)(tiny_context(variant, base=base))
         out[name] = (built, save_built(cache, name, variant.method, built, tokenizer))
     return out
@@ -347,11 +347,11 @@ def test_another_base_is_refused_in_one_line(on_base, tokenizer, tmp_path):
 
 def test_artifacts_on_the_backbone_refuse_another_shape_or_other_weights(tmp_path, tokenizer):
     from bench.variants.registry import builder, load_artifact_model
-    from bench.config import VariantConfig
+    from bench.config import make_variant
     from bench.errors import BenchError
 
     for name, options in [("soft", {"method": "soft_prompt", "prompt_length": 3}), ("lora", {"method": "lora"})]:
-        variant = VariantConfig(name=name, **options)
+        variant = make_variant(name=name, **options)
         built = builder(variant.method)(tiny_context(variant, steps=1))
         artifact = save_built(tmp_path, name, variant.method, built, tokenizer)
         assert "base" not in artifact.meta["architecture"] and artifact.meta["architecture"]["backbone_fingerprint"]
@@ -365,11 +365,11 @@ def test_artifacts_on_the_backbone_refuse_another_shape_or_other_weights(tmp_pat
 
 def test_a_reused_prefix_must_come_from_the_same_base(on_base, tmp_path):
     from bench.variants.registry import builder
-    from bench.config import VariantConfig
+    from bench.config import make_variant
     from bench.errors import BenchError
 
     _, prefix = on_base["pt"]
-    variant = VariantConfig(name="reuse", method="prompt", prefix_artifact=str(prefix.path))
+    variant = make_variant(name="reuse", method="prompt", prefix_artifact=str(prefix.path))
     with pytest.raises(BenchError, match="was trained on base 'st' .*this variant is built on the pretrained backbone"):
         builder("prompt")(tiny_context(variant))
     built = builder("prompt")(tiny_context(variant.model_copy(update={"base": "st"}), base=on_base["base"]))
@@ -387,7 +387,7 @@ MASKED = {"name": "un", "method": "unstructured", "sparsity": 0.5}
     ("variants", "message"),
     [
         ([DENSE, {"name": "pt", "method": "prompt", "prompt_length": 4, "base": "stt"}],
-         r"variant 'pt': unknown base variant 'stt' available: ft \(base names another \[\[variants\]\] entry\)"),
+         r"variant 'pt': unknown base variant 'stt'; available: ft \(base names another \[\[variants\]\] entry\)"),
         ([{**STRUCTURED, "name": "st-50"}, {"name": "pt", "method": "prompt", "prompt_length": 4, "base": "st-5"}],
          "unknown base variant 'st-5'; did you mean 'st-50'?"),
         ([{"name": "a", "method": "lora", "base": "b"}, {"name": "b", "method": "soft_prompt", "prompt_length": 4, "base": "a"}],
@@ -401,10 +401,10 @@ MASKED = {"name": "un", "method": "unstructured", "sparsity": 0.5}
         ([{"name": "l", "method": "lora", "lora_targets": ["q_proj", "qkv_proj"]}],
          "variant 'l': unknown LoRA target 'qkv_proj'; did you mean 'v_proj'\\? available: q_proj, k_proj, v_proj, out_proj, fc1, fc2"),
         ([{"name": "l", "method": "lora", "lora_targets": ["fc1", "fc1"]}], "repeated LoRA targets fc1"),
-        ([{"name": "p", "method": "prompt", "prompt_length": 4, "lora_rank": 4}], "lora_rank apply to method 'lora', not 'prompt'"),
+        ([{"name": "p", "method": "prompt", "prompt_length": 4, "lora_rank": 4}], "lora_rank applies to method lora, not 'prompt'"),
         ([{"name": "s", "method": "soft_prompt"}], "method 'soft_prompt' needs prompt_length"),
-        ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "prompt_mlp": True}], "prompt_mlp and prefix_artifact apply to method 'prompt'"),
-        ([{"name": "l", "method": "lora", "soft_prompt_inference": "kv"}], "soft_prompt_inference apply to method 'soft_prompt'"),
+        ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "prompt_mlp": True}], "prompt_mlp applies to method prompt, not 'soft_prompt'"),
+        ([{"name": "l", "method": "lora", "soft_prompt_inference": "kv"}], "soft_prompt_inference applies to method soft_prompt, not 'lora'"),
         ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "soft_prompt_inference": "cache"}], "'input' or 'kv'"),
     ],
 )
@@ -447,7 +447,7 @@ def test_a_soft_prompt_longer_than_the_position_table_is_refused_before_the_run(
 def test_bases_are_built_first_and_recipes_without_peft_options_are_unchanged():
     import tomllib
 
-    from bench.variants.graph import build_order
+    from bench.config.bases import build_order
     from bench.config import parse_config
 
     cfg = parse_config({"variants": [
@@ -617,9 +617,9 @@ def test_every_method_has_one_name_and_colour_and_is_a_point_on_the_pareto_plot(
     from reports.plots import pareto
     from reports.plots.figure import rendered
 
-    from bench.variants.registry import METHODS
+    from bench import plugins
 
-    assert set(METHODS) <= set(METHOD_STYLES)
+    assert set(plugins.methods()) <= set(METHOD_STYLES)
     assert len({s.colour for s in METHOD_STYLES.values()}) == len(METHOD_STYLES)  # one colour per method
     records = []
     for i, method in enumerate(METHOD_STYLES):

@@ -21,8 +21,8 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs forget the modules first imported inside them, and torch refuses to register an
 # operator library twice when one comes back: what the plugin imports lazily is imported once, out here.
 HARNESS_MODULES = (
-    "onnxruntime", "bench.model.source", "bench.model.classifier", "bench.backends.eager",
-    "bench.backends.onnxruntime", "bench.variants.artifacts", "bench.variants.registry", "bench.run.env",
+    "onnxruntime", "bench.model.source", "bench.model.classifier", "bench.backends.eager.runner",
+    "bench.backends.onnxruntime.runner", "bench.variants.artifacts", "bench.variants.registry", "bench.run.env",
     "bench.measure.passes", "bench.measure.memory", "bench.measure.timing", "bench.data.tokenization",
 )
 

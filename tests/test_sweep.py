@@ -22,7 +22,7 @@ import bench.variants.registry
 from bench.config import load_config, parse_config
 from bench.model.classifier import XGLMClassifier, count_parameters
 from bench.model.source import ModelSource, load_backbone
-from bench.run.records import REQUIRED_KEYS, SCHEMA_VERSION
+from bench.records import REQUIRED_KEYS, SCHEMA_VERSION
 from bench.run.store import RunStore
 from bench.run.sweep import Interrupted, run_sweep
 from bench.data.tasks import TASKS

@@ -61,7 +61,7 @@ def cache_verify(
     """Check every cached artifact and ONNX export against the sizes and hashes recorded when it was saved, and every
     calibration file is whole; exit 1 if any is damaged."""
     with Guard():
-        from bench.backends.export_cache import verify_exports
+        from bench.backends.onnxruntime.export_cache import verify_exports
         from bench.measure.calibrate import verify_calibrations
         from bench.variants.artifacts import remove, verify_cache
 

@@ -6,25 +6,20 @@ A bad value is reported as one line naming the field, what is allowed and what w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, Tag, TypeAdapter, ValidationError,
+                      create_model, field_validator, model_validator)
 
-from bench.variants.options import PEFT_OPTIONS, SPARSITY_OPTIONS, peft_problem, sparsity_problem
-from bench.config_backends import BackendName, BackendOptions, CompileOptions, OnnxRuntimeOptions  # noqa: F401
+from bench import plugins
 from bench.config.toml import first_error, read_toml, toml_path, with_overrides
+from bench.plugins.variant import TrainConfig, TrainOverrides, VariantBase
+from bench.plugins.spec import Strict as _Strict
 from bench.data.tasks import xglm_language_groups
 from bench.errors import BenchError, did_you_mean
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
-BACKENDS = ("eager", "compile", "onnxruntime")
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan=False: inf and nan are refused in every float field (an lr of inf trains to NaN).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -46,103 +41,76 @@ class DataConfig(_Strict):
     language_groups: dict[str, list[str]] = Field(default_factory=lambda: xglm_language_groups())
 
 
-class TrainConfig(_Strict):
-    steps: int | None = Field(None, ge=0, description="optimiser steps; overrides epochs; 0 = untrained (speed-only)")
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    log_every: int = Field(10, ge=1)
-
-
-# Any [train] field, each optional, with the same bounds: a method's policy or a variant's own overrides. A typed
-# model (not a dict) so that a bad value is named by its full path, e.g. variants[2].train.lr.
-TrainOverrides = create_model(
-    "TrainOverrides", __base__=_Strict,
-    **{name: (Annotated[field.annotation, *field.metadata] | None, None) for name, field in TrainConfig.model_fields.items()},
-)
-
-
 def _registered_method(name: str) -> str:
-    from bench.variants.registry import METHODS as registered
-
-    if name not in registered:
-        raise ValueError(did_you_mean(name, list(registered), "method"))
+    if name not in plugins.methods():
+        raise ValueError(did_you_mean(name, list(plugins.methods()), "method"))
     return name
 
 
-class VariantConfig(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[\w.+-]+$")
-    method: str = "dense"
-    train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of [train] for this variant")
-    seeds: list[int] | None = Field(None, min_length=1, description="training seeds; default: the sweep's seed")
-    # method = "prompt" (P-tuning v2)
-    prompt_length: int | None = Field(None, ge=1, le=128, description="prefix length P")
-    prompt_mlp: bool = Field(False, description="train the prefix through an MLP, folded away afterwards")
-    prompt_mlp_hidden: int = Field(512, ge=1)
-    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the prefix during training")
-    prefix_artifact: str | None = Field(None, description="reuse a trained prompt artifact instead of training")
-    # methods unstructured, semi24, structured (sparsify/). Unset (None) means the default in the description,
-    # so a dense or prompt variant carries none of them and its recipe hash is unchanged.
-    sparsity: float | None = Field(None, description="fraction removed, in [0, 1): weights (unstructured), heads and FFN channels (structured); semi24: 0.5")
-    sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank within each tensor/layer or across all (default layer)")
-    importance: Literal["magnitude", "taylor"] | None = Field(None, description="|w| or |w * grad| on training batches (default magnitude)")
-    schedule: Literal["oneshot", "gradual"] | None = Field(None, description="unstructured: prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
-    gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
-    structured_iterative_steps: int | None = Field(None, ge=1, le=64, description="structured: prune-then-fine-tune rounds (default 1)")
-    sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
-    # method = "soft_prompt" (prompt_length embeddings at the input, Lester et al.), method = "lora" (Hu et al.), and
-    # `base`; unset (None) means the default in the description, left out of recipes like the sparsity options.
-    base: str | None = Field(None, description="the variant whose artifact this one is trained on, frozen (prompt, soft_prompt, lora)")
-    soft_prompt_inference: Literal["input", "kv"] | None = Field(None, description="input: run the P embeddings through every layer (default); kv: fold them into per-layer keys and values")
-    soft_prompt_init: Literal["vocab", "random"] | None = Field(None, description="embeddings of P sampled vocabulary tokens (default) or N(0, 1)")
-    lora_rank: int | None = Field(None, ge=1, le=4096, description="r (default 8)")
-    lora_alpha: float | None = Field(None, gt=0, description="the update is scaled by alpha / r (default 8, PEFT's)")
-    lora_dropout: float | None = Field(None, ge=0, lt=1, description="dropout on the adapters' input while training (default 0)")
-    lora_targets: list[str] | None = Field(None, min_length=1, description="of q_proj, k_proj, v_proj, out_proj, fc1, fc2 (default q_proj, v_proj)")
-    lora_merge: bool | None = Field(None, description="merge W + scaling x BA into the weights for inference (default true)")
+def _variant_union():
+    """One `[[variants]]` entry: the variant model of the method it names (default dense), so each method's
+    options are its own and a typo is answered with that method's fields."""
+    specs = plugins.methods()
+    members = tuple(Annotated[spec.variant, Tag(name)] for name, spec in specs.items())
+    return Annotated[Union[members], Discriminator(_method_of), BeforeValidator(_known_options)]  # noqa: UP007
 
-    @field_validator("sparsity")
-    @classmethod
-    def _sparsity_range(cls, value: float | None) -> float | None:
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ValueError("sparsity must be in [0, 1): the fraction removed (1 would remove everything)")
+
+def _method_of(value: Any) -> str:
+    return value.get("method", "dense") if isinstance(value, dict) else getattr(value, "method", "dense")
+
+
+def _known_options(value: Any) -> Any:
+    """Refuse an unknown method, or an option of another method, in one line that says which would take it."""
+    if not isinstance(value, dict):
         return value
+    name, method = value.get("name", "?"), _method_of(value)
+    specs = plugins.methods()
+    if method not in specs:
+        raise ValueError(f"variant '{name}': " + did_you_mean(str(method), list(specs), "method"))
+    own = specs[method].variant.model_fields
+    for key in value:
+        if key in own:
+            continue
+        takers = [m for m, spec in specs.items() if key in spec.variant.model_fields]
+        if takers:
+            raise ValueError(f"variant '{name}': {key} applies to method{'s' if len(takers) > 1 else ''} "
+                             f"{', '.join(takers)}, not '{method}'")
+        raise ValueError(f"variant '{name}' (method '{method}'): " + did_you_mean(str(key), list(own), "option"))
+    return value
 
-    @model_validator(mode="after")
-    def _method_options(self) -> "VariantConfig":
-        problem = peft_problem(self) or sparsity_problem(self)  # bench.variants.options: which option fits which method
-        if problem:
-            raise ValueError(problem)
-        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"variant '{self.name}': repeated seeds {self.seeds}")
-        return self
 
-    def recipe_options(self) -> dict[str, Any]:
-        """The options that determine the weights; unset sparsity options are left out, so the recipes (and cached
-        artifacts) of dense and prompt variants are what they were before sparsity existed."""
-        options = self.model_dump(exclude={"name", "train", "method", "seeds"})
-        return {k: v for k, v in options.items() if not (k in (*SPARSITY_OPTIONS, *PEFT_OPTIONS) and v is None)}
+VariantConfig = _variant_union()
+_VARIANT = TypeAdapter(VariantConfig)
 
-    def seeds_or(self, default: int) -> list[int]:
-        return self.seeds or [default]
 
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        from bench.variants.registry import METHODS as registered
+def make_variant(**fields: Any) -> VariantBase:
+    """A variant from its fields, validated as a `[[variants]]` entry is: make_variant(name="p16", method="prompt",
+    prompt_length=16)."""
+    return _VARIANT.validate_python(fields)
 
-        if value not in registered:
-            raise ValueError(f"unknown method '{value}'; available: {', '.join(registered)}")
-        return value
+
+def _backend_options():
+    """[backend]: the attention path every backend runs, and one section per backend that declares options."""
+    sections = {name: (spec.options, Field(default_factory=spec.options, description=spec.description))
+                for name, spec in plugins.backends().items() if spec.options is not None}
+    return create_model(
+        "BackendOptions", __base__=_Strict,
+        # causal: no padding mask where none is needed (right padding, last real token pooled): is_causal, or the
+        # bottom-right causal mask with a prefix. masked: the [B, 1, T, P+T] padding mask on every path.
+        attention=(Literal["causal", "masked"], Field("causal", description="causal: no padding mask where right "
+                                                      "padding needs none; masked: the padding mask on every path")),
+        **sections,
+    )
+
+
+BackendOptions = _backend_options()
+BackendName = Annotated[str, AfterValidator(plugins.check_backend_name)]
 
 
 class MeasureConfig(_Strict):
     device: str = Field("cpu", pattern=r"^(cpu|cuda|cuda:\d+)$", description="cpu, cuda or cuda:N (torch's CUDA index)")
     dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    backends: list[BackendName] = Field(default_factory=lambda: list(BACKENDS), min_length=1)
+    backends: list[BackendName] = Field(default_factory=lambda: ["eager", "compile", "onnxruntime"], min_length=1)
     scenarios: list[Literal["latency", "throughput", "memory", "accuracy"]] = Field(default_factory=lambda: list(SCENARIOS))
     batch_sizes: list[int] = Field(default_factory=lambda: [8], min_length=1)
     seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
@@ -202,6 +170,19 @@ class MeasureConfig(_Strict):
                              "raise max_rounds or lower min_rounds")
         return self
 
+    @model_validator(mode="after")
+    def _backends_serve(self) -> "MeasureConfig":
+        """Each backend's declaration says which devices and dtypes it runs (BackendSpec.devices / dtypes)."""
+        device = self.device.partition(":")[0]
+        for name in self.backends:
+            spec = plugins.backend(name)
+            if device not in spec.devices:
+                raise ValueError(f"backend '{name}' runs on {', '.join(spec.devices)}, not {device}")
+            missing = [d for d in self.dtypes if d not in spec.dtypes]
+            if missing:
+                raise ValueError(f"backend '{name}' runs {', '.join(spec.dtypes)}, not {', '.join(missing)}")
+        return self
+
 
 class ExecutorConfig(_Strict):
     """Where the comparison groups run: on this machine (local), or as Ray tasks on a cluster (pip extra 'ray')."""
@@ -246,7 +227,7 @@ class SweepConfig(_Strict):
                                  "soft_prompt": TrainOverrides(lr=3e-2, epochs=3.0, weight_decay=0.0),
                                  "lora": TrainOverrides(lr=5e-4, epochs=3.0, weight_decay=0.0)}
     )
-    variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="dense-ft")], min_length=1)
+    variants: list[VariantConfig] = Field(default_factory=lambda: [make_variant(name="dense-ft")], min_length=1)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     backend: BackendOptions = Field(default_factory=BackendOptions)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -270,10 +251,10 @@ class SweepConfig(_Strict):
             raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
         for v in self.variants:
             self.train_for(v)  # validates the overrides now, not mid-sweep
-        from bench.variants.graph import base_problem
+        from bench.config.bases import base_problem
 
         problem = base_problem(self.variants)  # unknown base, cycle, a base that is not a full model
-        on_base = next((v.name for v in self.variants if v.base), None)
+        on_base = next((v.name for v in self.variants if getattr(v, "base", None)), None)
         if not problem and on_base and self.executor.kind == "ray":  # Ray builds every seed at once, bases included
             problem = (f"variant '{on_base}': base needs executor.kind = 'local' for now (on Ray a base would be trained "
                        "again beside the variants built on it)")
@@ -281,7 +262,7 @@ class SweepConfig(_Strict):
             raise ValueError(problem)
         return self
 
-    def train_for(self, variant: VariantConfig) -> TrainConfig:
+    def train_for(self, variant: VariantBase) -> TrainConfig:
         """[train], then the method's policy ([method_train.<method>]), then the variant's own overrides."""
         policy = self.method_train.get(variant.method) or TrainOverrides()
         return TrainConfig.model_validate({**self.train.model_dump(), **policy.model_dump(exclude_none=True),

@@ -65,7 +65,7 @@ def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 def first_error(exc: ValidationError, root: type[BaseModel]) -> str:
     err = exc.errors()[0]
-    loc = tuple(part for part in err["loc"] if part != "[key]")  # a dict key's own error names the key
+    loc = _without_tags(tuple(part for part in err["loc"] if part != "[key]"))  # a dict key's own error names the key
     field = toml_path(loc) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
@@ -75,6 +75,15 @@ def first_error(exc: ValidationError, root: type[BaseModel]) -> str:
         msg = "not permitted, " + (did_you_mean(str(loc[-1]), known, "key") if known else f"unknown key '{loc[-1]}'")
     more = f" [and {len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
     return f"field '{field}': {msg}{shown}{more}"
+
+
+def _without_tags(loc: tuple) -> tuple:
+    """Drop the union tag pydantic puts after a variant's index: ('variants', 0, 'lora', 'lora_rank') names the
+    field the TOML spells variants[0].lora_rank."""
+    from bench import plugins
+
+    tags = set(plugins.methods())
+    return tuple(part for i, part in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and part in tags))
 
 
 def toml_path(loc: tuple) -> str:

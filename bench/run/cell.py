@@ -89,7 +89,7 @@ class CellRunner:
         from bench.variants.registry import realize
         from sparsify.accounting import count
 
-        from bench.config_backends import backend_kind
+        from bench.plugins import backend_kind
         from bench.run.memory_estimate import CellMemory, free_bytes, runtime_bytes
 
         task = self.task

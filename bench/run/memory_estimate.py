@@ -146,7 +146,7 @@ def prompt_of(variant: Any) -> tuple[int, int]:
 
 def check_fits(cfg: Any, backbone: Any) -> None:
     """Refuse the sweep, in one line, when one of its cells cannot fit in the memory free now."""
-    from bench.config_backends import backend_kind
+    from bench.plugins import backend_kind
     from bench.errors import BenchError
 
     device = cfg.measure.device

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from bench.variants.artifacts import Artifact
 from bench.variants.variant import BaseStep, BuildInputs
-from bench.config import BackendOptions, TrainConfig, VariantConfig
+from bench.config import BackendOptions, TrainConfig, VariantBase
 from bench.data.evalset import EvalSet
 from bench.data.examples import TaskData
 from bench.errors import BenchError
@@ -25,7 +25,7 @@ from bench.errors import BenchError
 @dataclass
 class SeedJob:
     inputs: BuildInputs
-    variant: VariantConfig
+    variant: VariantBase
     train: TrainConfig
     data: TaskData
     train_ids: list

@@ -20,7 +20,7 @@ from bench.errors import BenchError
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
-# Everything bench keeps in its cache directory: trained variants, ONNX exports (bench.backends.export_cache),
+# Everything bench keeps in its cache directory: trained variants, ONNX exports (bench.backends.onnxruntime.export_cache),
 # artifacts a Ray node received from another, trained tokenizers, calibrated device peaks.
 CACHE_PARTS = ("artifacts", "exports", "artifacts-received", "tokenizers", "calibration")
 UNVERIFIED = "unverified"  # the start of the problem of an artifact saved before sizes and hashes were recorded

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from bench.variants.artifacts import Artifact
 from bench.variants.train import TrainResult
-from bench.config import TrainConfig, VariantConfig
+from bench.config import TrainConfig, VariantBase
 from bench.data.tasks import TaskSpec
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import ModelSource
@@ -18,7 +18,7 @@ from bench.model.source import ModelSource
 
 @dataclass
 class BuildContext:
-    variant: VariantConfig
+    variant: VariantBase
     task: TaskSpec
     source: ModelSource
     train: TrainConfig

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelSpec:
     """What to benchmark. source: `random:<preset>`, a hub id or save_pretrained directory (untrained head), or an
-    artifact directory written by `bench run` (loaded as trained). method: a bench.variants.registry.METHODS name; other
+    artifact directory written by `bench run` (loaded as trained). method: a registered method's name (bench.plugins); other
     than dense it is built by its registered builder after one training step on random ids, with `options`
     (VariantConfig fields, e.g. {"prompt_length": 16}). prefix_length: fill every layer's prefix slot with random
     K/V of that length, the inference cost of a folded P-tuning v2 prefix."""
@@ -77,22 +77,21 @@ def _variant_model(spec: ModelSpec, source: ModelSource) -> XGLMClassifier:
     """A method's own builder, trained one step on random ids: timing needs its shapes, not a useful accuracy."""
     import torch
 
-    from bench.config import TrainConfig, VariantConfig
-    from bench.errors import BenchError, did_you_mean
+    from bench.config import TrainConfig, make_variant
+    from bench import plugins
     from bench.model.source import backbone_config
     from bench.data.tasks import TaskSpec
     from bench.variants.context import BuildContext
-    from bench.variants.registry import METHODS, builder
+    from bench.variants.registry import builder
 
-    if spec.method not in METHODS:
-        raise BenchError(did_you_mean(spec.method, list(METHODS), "method"))
+    plugins.method(spec.method)  # an unknown method: one line with "did you mean"
     config = backbone_config(source)
     g = torch.Generator().manual_seed(spec.seed)
     rows = torch.randint(4, config.vocab_size, (8, 16), generator=g).tolist()  # 4: past XGLM's special tokens
     labels = torch.randint(0, spec.num_labels, (8,), generator=g).tolist()
     task = TaskSpec("benchmark", tuple(f"label{i}" for i in range(spec.num_labels)), ("en",), hub_id="")
     ctx = BuildContext(
-        variant=VariantConfig(name=spec.method, method=spec.method, **spec.options), task=task, source=source,
+        variant=make_variant(name=spec.method, method=spec.method, **spec.options), task=task, source=source,
         train=TrainConfig(steps=1, batch_size=8), seed=spec.seed, backbone_seed=spec.seed, train_ids=rows,
         train_labels=labels, pad_id=config.pad_token_id, device=torch.device("cpu"),
     )

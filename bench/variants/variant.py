@@ -17,7 +17,7 @@ from bench.variants import artifacts
 from bench.variants.bases import base_identity
 from bench.variants.context import BuildContext
 from bench.variants.registry import builder
-from bench.config import SweepConfig, TrainConfig, VariantConfig
+from bench.config import SweepConfig, TrainConfig, VariantBase
 from bench.data.examples import TaskData
 from bench.model.source import ModelSource
 
@@ -36,7 +36,7 @@ class BuildInputs:
     trust_remote_code: bool = False
 
 
-def recipe(inputs: BuildInputs, variant: VariantConfig, train: TrainConfig, data: TaskData, train_ids: list,
+def recipe(inputs: BuildInputs, variant: VariantBase, train: TrainConfig, data: TaskData, train_ids: list,
            seed: int, base: artifacts.Artifact | None = None) -> dict[str, Any]:
     train_hash = hashlib.sha256(json.dumps([train_ids, data.train.label]).encode()).hexdigest()[:16]
     wanted = {
@@ -54,17 +54,17 @@ def recipe(inputs: BuildInputs, variant: VariantConfig, train: TrainConfig, data
 class BaseStep:
     """One variant another is built on: its config, its training config and the seed whose artifact is used."""
 
-    variant: VariantConfig
+    variant: VariantBase
     train: TrainConfig
     seed: int
 
 
-def base_chain(cfg: SweepConfig, variant: VariantConfig, seed: int) -> tuple[BaseStep, ...]:
+def base_chain(cfg: SweepConfig, variant: VariantBase, seed: int) -> tuple[BaseStep, ...]:
     """What a variant's seed is built on, nearest base first (empty without a base). A base's artifact for the
     same seed when the base has that seed, else for its first seed."""
     chain = []
-    while variant.base is not None:
-        variant = next(v for v in cfg.variants if v.name == variant.base)
+    while variant.built_on is not None:
+        variant = next(v for v in cfg.variants if v.name == variant.built_on)
         seeds = variant.seeds_or(cfg.seed)
         seed = seed if seed in seeds else seeds[0]
         chain.append(BaseStep(variant, cfg.train_for(variant), seed))
@@ -74,7 +74,7 @@ def base_chain(cfg: SweepConfig, variant: VariantConfig, seed: int) -> tuple[Bas
 def base_artifact(inputs: BuildInputs, chain: tuple[BaseStep, ...], data: TaskData, train_ids: list,
                   console: Console) -> artifacts.Artifact | None:
     """The artifact a variant is trained on (None without a base). The sweep builds bases first
-    (bench.variants.graph.build_order), so this is a cache hit; otherwise the base is built now."""
+    (bench.config.bases.build_order), so this is a cache hit; otherwise the base is built now."""
     if not chain:
         return None
     step, parent = chain[0], base_artifact(inputs, chain[1:], data, train_ids, console)
@@ -84,7 +84,7 @@ def base_artifact(inputs: BuildInputs, chain: tuple[BaseStep, ...], data: TaskDa
     return artifact_for(inputs, step.variant, step.train, data, train_ids, step.seed, console, base=parent)[0]
 
 
-def artifact_for(inputs: BuildInputs, variant: VariantConfig, train: TrainConfig, data: TaskData, train_ids: list,
+def artifact_for(inputs: BuildInputs, variant: VariantBase, train: TrainConfig, data: TaskData, train_ids: list,
                  seed: int, console: Console, base: artifacts.Artifact | None = None) -> tuple[artifacts.Artifact, bool]:
     """(artifact, whether it was built now); base: the artifact the variant is trained on (base_artifact)."""
     wanted = recipe(inputs, variant, train, data, train_ids, seed, base)

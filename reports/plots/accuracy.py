@@ -6,13 +6,13 @@ from __future__ import annotations
 from reports.cells import (
     Record, accuracy_rows, dense_key, dense_variants, identities, language_layout, reference_backend,
 )
-from reports.method_style import method_label, method_style
+from reports.method_style import SPARSE_METHODS, method_label, method_style
 from reports.plots.axes import (
     INTERVAL_NOTE, MIN_ACCURACY_SPAN, accuracy_interval, accuracy_span, accuracy_ylim, dodge, draw_chance,
 )
 from reports.plots.figure import annotate_cells, backend_marker, error_bars, mark_groups, new_figure, random_weights_note
 
-SPARSE = ("unstructured", "semi24", "structured")
+SPARSE = SPARSE_METHODS
 NUDGE = 1.2  # percentage points between methods at the same sparsity
 
 

@@ -25,8 +25,14 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 
 # The backend is a marker (and, on line plots, a line style), the same in every plot; colour is the method's.
-BACKEND_MARKERS = {"eager": "o", "onnxruntime": "s", "compile": "^"}
-BACKEND_LINES = {"eager": "-", "onnxruntime": "--", "compile": ":"}
+def _backend_styles() -> tuple[dict[str, str], dict[str, str]]:
+    from bench import plugins
+
+    specs = plugins.backends()
+    return {n: s.style.marker for n, s in specs.items()}, {n: s.style.line for n, s in specs.items()}
+
+
+BACKEND_MARKERS, BACKEND_LINES = _backend_styles()  # from each backend's declaration (BackendSpec.style)
 
 
 def backend_marker(backend: Any) -> str:

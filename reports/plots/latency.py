@@ -7,11 +7,11 @@ import textwrap
 from collections import defaultdict
 
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, shape_label, speedup
-from reports.method_style import method_style
+from reports.method_style import SPARSE_METHODS, method_style
 from reports.plots.axes import dodge
 from reports.plots.figure import LINESTYLES, MARKERS, backend_line, backend_marker, error_bars, new_figure
 
-SPARSE = ("unstructured", "semi24", "structured")
+SPARSE = SPARSE_METHODS
 CONTROL = "unstructured"  # masked dense: zeros in dense kernels, expected at 1.00x dense (as the summary view)
 FLAG = "#b00020"
 IDEAL_MARKERS = ("D", "v", "^", "s")  # hollow, so a measured point under an ideal one still shows

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from bench.data.tasks import TASKS
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, speedup
-from reports.method_style import method_style
+from reports.method_style import PROMPT_METHODS, method_style
 from reports.plots.axes import near_limits
 from reports.plots.figure import LINESTYLES, new_figure
 
-_PROMPTS = ("prompt", "soft_prompt")
+_PROMPTS = PROMPT_METHODS
 _KIND_MARKERS = {"P-tuning v2 prefix": "o", "P-tuning v2 prefix, MLP": "D", "soft prompt, input": "s",
                  "soft prompt, kv": "^"}
 

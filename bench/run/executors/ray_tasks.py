@@ -136,7 +136,7 @@ def _measure(payload: GroupPayload, tasks: list[CellTask]) -> Iterator[tuple]:
 
 def _localize(payload: GroupPayload, node: dict[str, Any], scratch: Path) -> list[CellTask]:
     """The cells as this node runs them: artifacts unpacked here when they came through the object store, exports
-    in this node's cache (shared by its groups: bench.backends.export_cache), scratch files in a directory of this
+    in this node's cache (shared by its groups: bench.backends.onnxruntime.export_cache), scratch files in a directory of this
     group, and the node and device named in every record."""
     import ray
 

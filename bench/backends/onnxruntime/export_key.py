@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.backends import ort_export, ort_session
+from bench.backends.onnxruntime import export as ort_export, session as ort_session
 from bench.backends.base import Target
 
 EXPORT_SCHEMA = 1  # bump when export_for_ort writes different files for the same inputs

@@ -16,7 +16,7 @@ The steps, each measured in the README (benchmarks/ort_fusions.py):
 A directory is complete when `export.json` exists (written last): model.onnx(+.data) is step 1-2's graph,
 model.ort.onnx(+.data) step 3's, and export.json records every file's size and sha256 (`files`), so that a kept
 export can be checked before it is used. ORT's optimised graph is specific to the provider and ORT version it was
-made with; bench.backends.export_key says what else an export depends on, bench.backends.export_cache keeps them.
+made with; bench.backends.onnxruntime.export_key says what else an export depends on, bench.backends.onnxruntime.export_cache keeps them.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from bench.backends import ort_session
+from bench.backends.onnxruntime import session as ort_session
 from bench.backends.base import Target
-from bench.backends.export_cache import sha256
+from bench.backends.onnxruntime.export_cache import sha256
 from bench.measure.timing import stopwatch
 
 INPUT_NAMES = ("input_ids", "attention_mask")

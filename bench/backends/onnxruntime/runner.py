@@ -1,12 +1,12 @@
 """ONNX Runtime: export with torch.onnx.export(dynamo=True) and dynamic batch and sequence axes, fused and optimised
-offline for the cell's provider (bench.backends.ort_export), then an InferenceSession on the CPU or CUDA provider. On CUDA the inputs and outputs stay on the device through IO
+offline for the cell's provider (bench.backends.onnxruntime.export), then an InferenceSession on the CPU or CUDA provider. On CUDA the inputs and outputs stay on the device through IO
 binding, so the timed call is the session's compute, not host copies.
 
 Half precision: the exported graph ends with a cast of the logits to float32 (`Float32Logits`), so every session
 hands out float32 whatever it computes in. numpy has no bf16, and a bf16 output could not reach the host; on CUDA
 the float32 logits land in a torch buffer bound as the output. Whether ORT's CUDA provider can run the graph in a
 dtype is its kernels' business: where it cannot (bf16 on some versions), the cell is skipped with the reason
-(bench.backends.ort_session), never run on the CPU under a CUDA label.
+(bench.backends.onnxruntime.session), never run on the CPU under a CUDA label.
 
 optimum cannot export XGLM (no config; it pins transformers < 4.58), hence torch.onnx directly.
 """
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.backends import ort_session
-from bench.backends.export_cache import cached_export
-from bench.backends.export_key import export_key
-from bench.backends.ort_export import INPUT_NAMES, OUTPUT_NAME, OrtExport, export_for_ort, skip_layer_norm_wanted
+from bench.backends.onnxruntime import session as ort_session
+from bench.backends.onnxruntime.export_cache import cached_export
+from bench.backends.onnxruntime.export_key import export_key
+from bench.backends.onnxruntime.export import INPUT_NAMES, OUTPUT_NAME, OrtExport, export_for_ort, skip_layer_norm_wanted
 from bench.backends.base import Runner, SkipCell, Target, check_target, placed_copy
 from bench.config import BackendOptions
 from bench.measure.timing import stopwatch
@@ -32,7 +32,7 @@ from bench.model.dtypes import HALF, tf32_fields
 
 def prepare(model, target: Target, example, options: BackendOptions, workdir: Path,
             export_cache: Path | None = None) -> Runner:
-    """export_cache: the cache directory whose exports/ keeps this export for later runs (bench.backends.export_cache);
+    """export_cache: the cache directory whose exports/ keeps this export for later runs (bench.backends.onnxruntime.export_cache);
     None: export into `workdir`, uncached."""
     try:
         import onnxruntime as ort

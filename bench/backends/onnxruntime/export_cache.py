@@ -1,7 +1,7 @@
 """The export cache: each ONNX Runtime export kept once, in <cache>/exports/<key>/, checked before every use and
 shared by runs, cell processes and the Ray groups of one machine, so that run directories hold no exports.
 
-An entry is a directory as bench.backends.ort_export writes one; its key (bench.backends.export_key) is the hash
+An entry is a directory as bench.backends.onnxruntime.export writes one; its key (bench.backends.onnxruntime.export_key) is the hash
 of everything its files depend on. It is written into a temporary directory beside the cache and renamed into place
 when complete, so a reader never sees half an export. A lock file per key makes a second writer of the same key
 wait and then reuse the first one's export; where the filesystem has no locks (some network filesystems) the rename
@@ -25,7 +25,7 @@ from bench.variants.artifacts import remove, sha256
 from bench.measure.timing import stopwatch
 
 EXPORTS = "exports"
-MANIFEST = "export.json"  # written last by bench.backends.ort_export.export_for_ort
+MANIFEST = "export.json"  # written last by bench.backends.onnxruntime.export.export_for_ort
 _TMP, _LOCK = ".tmp-", ".lock"
 
 
