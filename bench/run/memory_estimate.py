@@ -138,9 +138,10 @@ def cell_shapes(measure: Any, max_length: int) -> list[tuple[int, int]]:
 def prompt_of(variant: Any) -> tuple[int, int]:
     """(prefix K/V positions, input prompt embeddings) of a variant: P-tuning's prefix and a folded (kv) soft prompt
     sit in front of the keys; an input soft prompt runs its P embeddings through every layer."""
-    length = variant.prompt_length or 0
+    length = getattr(variant, "prompt_length", None) or 0  # each method's variant type has its own options
     if variant.method == "soft_prompt":
-        return (0, length) if (variant.soft_prompt_inference or "input") == "input" else (length, 0)
+        mode = getattr(variant, "soft_prompt_inference", None) or "input"
+        return (0, length) if mode == "input" else (length, 0)
     return (length, 0) if variant.method == "prompt" else (0, 0)
 
 
