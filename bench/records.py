@@ -96,6 +96,7 @@ KEYS: list[Key] = [
         Key("artifact_built_this_run", bool, "", "the artifact was trained by this run (false: taken from the cache)"),
         Key("train_s", float, "s", "training time of the artifact"),
         Key("train_steps", int, "steps", "optimiser steps of the training"),
+        Key("trained", bool, "", "the variant was trained (false: train.steps = 0, a speed-only untrained variant)"),
         Key("train_final_loss", float, "nats", "mean cross-entropy of the last training steps"),
         Key("base_variant", str, "", "the variant this one was trained on, frozen (prompt, soft_prompt, lora on a base)"),
         Key("base_method", str, "", "the method of base_variant"),
@@ -305,6 +306,9 @@ KEYS: list[Key] = [
         Key("nvml_process_memory_mb", float, "MiB", "GPU memory NVML reports for this process"),
         Key("nvml_device_used_mb", float, "MiB", "GPU memory in use on the device, by NVML"),
         Key("memory_notes", str, "", "what the memory figures include or miss"),
+        Key("estimated_peak_memory_mb", float, "MiB", "the preflight estimate of this peak (bench.run.memory_estimate)"),
+        Key("memory_free_at_start_mb", float, "MiB", "available RAM (CPU) or free GPU memory when the cell started"),
+        Key("memory_estimate_parts", str, "", "the estimate by part: runtime, weights, activations"),
     ),
     *_section(
         "Accuracy",

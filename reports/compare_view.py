@@ -41,7 +41,7 @@ def runs_panel(comparison: Comparison) -> Panel:
         status = run.manifest.get("status", "unknown")
         grid.add_row(letter, Text.assemble((run.run_id, "bold"), f"  {status}{random}  {run.path}"))
         grid.add_row("", machine + (f" | measured on {', '.join(devices)}" if devices else ""))
-    if len({(tuple(_devices(run)), _hardware(run)) for run in comparison.runs}) > 1:
+    if different_hardware(comparison.runs):
         grid.add_row("", Text("different hardware: ratios compare the machines as well as the code", style="bold"))
     title = "xglm-bench compare: " + " vs ".join(letters(comparison)) + f" (ratios to {letters(comparison)[0]})"
     return Panel(grid, title=title, expand=False)
@@ -128,6 +128,14 @@ def _key_cells(key: tuple) -> dict[str, Cell]:
 
 def _devices(run) -> list[str]:
     return sorted({str(r["device_name"]) for r in run.records if r.get("device_name")})
+
+
+def different_hardware(runs) -> bool:
+    """Runs measured on different machines or devices. A run with no env.json, or none of whose records names a
+    device (every cell failed or skipped), says nothing about its hardware and so never makes the runs differ."""
+    machines = {_hardware(run) for run in runs if run.env}
+    devices = {tuple(_devices(run)) for run in runs if _devices(run)}
+    return len(machines) > 1 or len(devices) > 1
 
 
 def _hardware(run) -> tuple:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict
 class Strict(BaseModel):
     """An options model: unknown keys and bad values are errors, assignment is validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: inf and nan are refused in every float field (an lr of inf trains to NaN).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from bench.records import REQUIRED_KEYS, SCHEMA_VERSION
 
 SAMPLES_KEPT = 1000  # raw latency samples stored per record (evenly thinned beyond), for bootstrap ratios
 # Fields that belong to one seed's artifact, not to the variant as a whole.
-PER_SEED_KEYS = {"seed", "artifact_key", "artifact_built_this_run", "train_s", "train_steps", "train_final_loss"}
+PER_SEED_KEYS = {"seed", "artifact_key", "artifact_built_this_run", "train_s", "train_steps", "trained", "train_final_loss"}
 
 
 def make_record(**fields: Any) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def artifact_fields(model, artifact, built: bool) -> dict[str, Any]:
         "artifact_built_this_run": built,
         "train_s": train.get("seconds"),
         "train_steps": train.get("steps"),
+        "trained": None if train.get("steps") is None else train.get("steps", 0) > 0,
         "train_final_loss": train.get("final_loss"),
         **extra,
     }

@@ -68,7 +68,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, re
     try:
         if resume is None:
             store.write_text("config.toml", cfg.to_toml())
-            store.write_json("env.json", fingerprint())
+            store.write_json("env.json", fingerprint(onnxruntime="onnxruntime" in cfg.measure.backends))
         Sweep(cfg, plan, store, console, executor).run()
         finish(store)  # complete, complete_with_failures or failed, from the records
     except KeyboardInterrupt as exc:
