@@ -318,6 +318,7 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
 # ------------------------------------------------------------------ issue 31: writes outside the run and cache
 
 
+@pytest.mark.slow
 def test_an_eager_run_writes_nothing_outside_its_output_and_cache(tmp_path, generated_data_dir):
     """HOME is a fresh directory: onnxruntime's telemetry store (~/.cache/Microsoft/DeveloperTools/.onnxruntime) and
     anything else written under HOME would show; the env.json leaves ORT's providers null (ORT not imported)."""
@@ -367,7 +368,7 @@ def test_compare_of_one_machine_says_nothing_of_different_hardware_and_two_machi
     recorded = Path(__file__).parent / "fixtures" / "recorded"
     same = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "cpu-dense-x1.25")])
     assert same.exit_code == 0, same.output
-    assert "different hardware" not in _text(same.stdout)
+    assert "different hardware" not in plain(same.stdout)
     other = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "synthetic-study")])
     assert other.exit_code == 0, other.output  # weighed as targets (a CPU and a GPU): compared, not an error
-    assert "different hardware" in _text(other.stdout)
+    assert "different hardware" in plain(other.stdout)

@@ -423,6 +423,7 @@ def test_a_reader_sees_a_dead_writer_as_interrupted_and_a_live_one_as_running(tm
 # ------------------------------------------------------------------- issue 31: memory, caches, reports, training
 
 
+@pytest.mark.slow
 def test_an_oom_in_a_cell_is_a_failed_record_naming_the_shape_and_the_other_cells_go_on(tmp_path, data, monkeypatch):
     """MemoryError in one cell's memory pass (faked: this machine is shared and must never be run out of memory)."""
     real = bench.measure.passes.memory
@@ -446,6 +447,7 @@ def test_an_oom_in_a_cell_is_a_failed_record_naming_the_shape_and_the_other_cell
     assert len(ok) == 1 and ok[0]["estimated_peak_memory_mb"] > 0 and ok[0]["memory_free_at_start_mb"] > 0
 
 
+@pytest.mark.slow
 def test_a_cell_killed_by_sigkill_says_out_of_memory_at_its_shape(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "block_time_s": 600.0, "scenarios": ["latency"]})
     writer = _bench("run", config)

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from tinydata import tiny_sweep
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_does_not_fail_the_run(tmp_path, generated_data_dir, bench_env):
     config = tmp_path / "sweep.toml"
     config.write_text(tomli_w.dumps(tiny_sweep(tmp_path / "runs", tmp_path / "cache", generated_data_dir)))

@@ -181,6 +181,7 @@ def test_prompt_training_policy_sits_between_train_and_variant():
     assert cfg.train_for(cfg.variants[1]).lr == 1e-2
 
 
+@pytest.mark.slow
 def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, generated_data_dir, monkeypatch):
     import io
     import json

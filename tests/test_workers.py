@@ -135,6 +135,7 @@ def test_a_worker_dies_with_its_parent(tmp_path):
     assert gone, "the worker outlived its parent"
 
 
+@pytest.mark.slow
 def test_resume_measures_only_the_cells_that_were_cut_off(tiny_config, tmp_path):
     cfg = parse_config(tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]}))
     store = run_sweep(cfg, Console(file=io.StringIO()))
