@@ -48,7 +48,7 @@ def default_run(generated_data_dir, tmp_path_factory):
 
 def test_the_default_config_is_the_study_in_miniature():
     cfg = load_config(packaged_config("default"))
-    assert {(v.method, v.sparsity, v.prompt_length) for v in cfg.variants} == {
+    assert {(v.method, getattr(v, "sparsity", None), getattr(v, "prompt_length", None)) for v in cfg.variants} == {
         ("dense", None, None), ("prompt", None, 16), ("unstructured", 0.5, None), ("semi24", None, None),
         ("structured", 0.5, None)}
     assert cfg.measure.backends == ["eager", "compile", "onnxruntime"] and cfg.measure.min_rounds > 1
