@@ -92,7 +92,8 @@ def activation_bytes(shape: Shape, batch: int, seq: int, dtype: str, backend_kin
     positions in front of every layer's keys, `input_prompt` embeddings in front of the tokens."""
     tokens = seq + input_prompt
     per_row = tokens * (6 * shape.d_model + 2 * shape.ffn) + shape.heads * tokens * (tokens + prefix)
-    return ARENA_FACTOR[backend_kind] * DTYPE_BYTES[dtype] * batch * per_row
+    factor = ARENA_FACTOR.get(backend_kind, ARENA_FACTOR["eager"])  # a plug-in backend: counted like eager
+    return factor * DTYPE_BYTES[dtype] * batch * per_row
 
 
 def estimate(shape: Shape, shapes: Iterable[tuple[int, int]], dtype: str, backend_kind: str, *, runtime: int,
