@@ -103,7 +103,7 @@ def estimate(shape: Shape, shapes: Iterable[tuple[int, int]], dtype: str, backen
     largest = max(shapes, key=lambda bs: activation_bytes(shape, *bs, dtype, backend_kind, prefix, input_prompt))
     batch, seq = largest
     per_sample = activation_bytes(shape, 1, seq, dtype, backend_kind, prefix, input_prompt)
-    return Estimate(runtime=runtime, weights=WEIGHT_COPIES[backend_kind] * shape.params * size,
+    return Estimate(runtime=runtime, weights=WEIGHT_COPIES.get(backend_kind, WEIGHT_COPIES["eager"]) * shape.params * size,
                     prefix=2 * shape.layers * prefix * shape.d_model * size,
                     activations=int(per_sample * batch), per_sample=per_sample, batch=batch, seq=seq)
 
