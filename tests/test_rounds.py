@@ -111,6 +111,23 @@ def test_a_lost_cell_leaves_the_rounds_and_the_others_go_on():
     assert len(result.blocks["dense"][SHAPE]) == 4
 
 
+def test_the_rounds_end_when_only_controls_are_left():
+    """An A/A twin is timed beside the cells it calibrates: alone, it would run to max_time_s for nothing."""
+    clock = [0]
+
+    class Dies(Synthetic):
+        def block(self, shape, iters, min_time_s):
+            if self.calls:
+                raise CellLost("cell process died (killed by SIGKILL - out of memory?)")
+            return super().block(shape, iters, min_time_s)
+
+    cells = [Dies("dense", 1.0, clock), Synthetic("dense~aa", 1.0, clock)]
+    result = run_rounds(cells, [SHAPE], StopRule(min_rounds=10**6, min_iters=1, min_time_s=0, max_time_s=10**6),
+                        controls={"dense~aa"})
+    assert result.rounds == 2 and result.stopped_by == "no cell left" and set(result.lost) == {"dense"}
+    assert len(result.blocks["dense~aa"][SHAPE]) == 2
+
+
 def test_paired_ratio_needs_two_rounds_and_drift_four():
     one = [Block(np.array([MS, MS]))]
     assert paired_ratio(one, one) is None and drift(one * 3) is None

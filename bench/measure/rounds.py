@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -164,16 +164,17 @@ def round_sequence(names: Sequence[str], index: int, how: str, seed: int,
 def run_rounds(cells: Sequence[Timed], shapes: Sequence[Shape], rule: StopRule, *,
                pairs: Sequence[tuple[str, str]] = (), order: str = "rotate", seed: int = 0,
                references: Mapping[str, str] | None = None, reference_every: int = 0,
-               on_round: Callable[[RoundsResult], None] | None = None) -> RoundsResult:
+               on_round: Callable[[RoundsResult], None] | None = None,
+               controls: Collection[str] = ()) -> RoundsResult:
     """Measure `cells` in interleaved rounds until `rule` says stop. `pairs` (reference, cell) are the ratios the
     precision target applies to; `references` (cell -> the cell it is compared with) and `reference_every` place
     reference blocks beside their cells' (`round_sequence`). A cell that raises CellLost leaves the rounds; the
-    others go on."""
+    others go on. `controls` (A/A twins) are timed only beside other cells: once only they are left, the rounds end."""
     result = RoundsResult(blocks={c.name: {s: [] for s in shapes} for c in cells})
     active = {c.name: c for c in cells}
     started = time.perf_counter()
     seq = 0
-    while active:
+    while any(name not in controls for name in active):
         names = round_sequence(list(active), result.rounds, order, seed, references, reference_every)
         result.orders.append(names)
         for shape in shapes:
@@ -195,7 +196,7 @@ def run_rounds(cells: Sequence[Timed], shapes: Sequence[Shape], rule: StopRule, 
         if reason:
             result.stopped_by = reason
             break
-    if not active:
+    if not any(name not in controls for name in active):
         result.stopped_by = result.stopped_by or "no cell left"
     result.seconds = time.perf_counter() - started
     return result

@@ -114,6 +114,11 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
         prepared: dict[str, Prepared] = {}
         for task in [*tasks, *twins.values()]:
             task.emit_prepared = task.cell_id not in done and not task.base.get("aa_twin")  # a twin writes none
+            reference_status = prepared[twin_reference(task.cell_id)].status if task.base.get("aa_twin") else "ok"
+            if reference_status != "ok":  # a twin of nothing would only hold the rounds open
+                sink.announce(f"{_label(task)}: not prepared (its reference cell is {reference_status})")
+                prepared[task.cell_id] = Prepared("skipped", "its reference cell was not prepared", [], dict(task.base))
+                continue
             where = "in its own process" if cfg.isolation == "process" else "in this process"
             sink.announce(f"{_label(task)}: preparing {where}")
             started = time.perf_counter()
@@ -139,7 +144,7 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
             result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=[p for p, _ in pairs],
                                 order=cfg.round_order, seed=seed, on_round=_round_clock(progress),
                                 references={cell: ref for (ref, cell), vs in pairs if vs == "dense"},
-                                reference_every=cfg.reference_every)
+                                reference_every=cfg.reference_every, controls={t.cell_id for t in twins.values()})
             sink.announce(f"{result.rounds} rounds in {result.seconds:.0f} s (stopped by {result.stopped_by})")
         finished = [task for task in tasks if task.emit_prepared]
         for task in finished:
