@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
                       model_validator)
 
-from bench.build.options import PEFT_OPTIONS, SPARSITY_OPTIONS, peft_problem, sparsity_problem
+from bench.build.options import (PEFT_OPTIONS, REALISATION_OPTIONS, SPARSITY_OPTIONS, kernel_cells, kernel_problem,
+                                 peft_problem, sparsity_problem)
 from bench.config_backends import BackendName, BackendOptions, CompileOptions, OnnxRuntimeOptions  # noqa: F401
 from bench.config_cluster import CostConfig, ExecutorConfig
 from bench.config_input import first_error, read_toml, with_overrides
@@ -93,6 +94,11 @@ class VariantConfig(_Strict):
     gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
     structured_iterative_steps: int | None = Field(None, ge=1, le=64, description="structured: prune-then-fine-tune rounds (default 1)")
     sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
+    block_shape: tuple[int, int] | None = Field(None, description="block: the [rows, columns] of a pruned block (default [16, 16])")
+    # A realisation option, not part of the recipe: the artifact is the same whatever kernel runs it.
+    kernels: list[Literal["csr", "bsr", "2:4", "auto"]] | None = Field(
+        None, description="sparse kernels each masked variant is also measured through, beside its masked-dense control "
+                          "(cell '<name>', kernel dense): one cell '<name>@<kernel>' each (default: auto)")
     # method = "soft_prompt" (prompt_length embeddings at the input, Lester et al.), method = "lora" (Hu et al.), and
     # `base`; unset (None) means the default in the description, left out of recipes like the sparsity options.
     base: str | None = Field(None, description="the variant whose artifact this one is trained on, frozen (prompt, soft_prompt, lora)")
@@ -113,7 +119,7 @@ class VariantConfig(_Strict):
 
     @model_validator(mode="after")
     def _method_options(self) -> "VariantConfig":
-        problem = peft_problem(self) or sparsity_problem(self)  # bench.build.options: which option fits which method
+        problem = peft_problem(self) or sparsity_problem(self) or kernel_problem(self)  # bench.build.options: which option fits which method
         if problem:
             raise ValueError(problem)
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
@@ -123,8 +129,12 @@ class VariantConfig(_Strict):
     def recipe_options(self) -> dict[str, Any]:
         """The options that determine the weights; unset sparsity options are left out, so the recipes (and cached
         artifacts) of dense and prompt variants are what they were before sparsity existed."""
-        options = self.model_dump(exclude={"name", "train", "method", "seeds"})
+        options = self.model_dump(exclude={"name", "train", "method", "seeds", *REALISATION_OPTIONS})
         return {k: v for k, v in options.items() if not (k in (*SPARSITY_OPTIONS, *PEFT_OPTIONS) and v is None)}
+
+    def kernel_cells(self) -> list[tuple[str, str]]:
+        """(cell variant name, kernel) of every cell this variant is measured as: bench.build.options.kernel_cells."""
+        return kernel_cells(self)
 
     def seeds_or(self, default: int) -> list[int]:
         return self.seeds or [default]
@@ -228,7 +238,7 @@ class SweepConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_variants(self) -> "SweepConfig":
-        names = [v.name for v in self.variants]
+        names = [name for v in self.variants for name, _ in v.kernel_cells()]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")

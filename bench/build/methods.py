@@ -24,6 +24,7 @@ METHODS: dict[str, str] = {
     "unstructured": "sparsify.method:build_unstructured",
     "semi24": "sparsify.method:build_semi24",
     "structured": "sparsify.method:build_structured",
+    "block": "sparsify.method:build_block",
     "soft_prompt": "prompts.soft:build",
     "lora": "adapters.method:build",
 }
@@ -35,18 +36,21 @@ LOADERS: dict[str, str] = {
     "soft_prompt": "prompts.soft:load",
     "lora": "adapters.method:load",
 }
-# method -> "module:realize(model, target, backend) -> (model, fields)": how the method's weights run on one
-# backend and target (the `speedup_mechanism` and its reason). Methods not listed run dense weights as they are;
-# a variant trained on a base (a prompt or LoRA on a sparse model) runs the way its base runs.
+# method -> "module:realize(model, target, backend, options) -> (model, fields)": how the method's weights run on
+# one backend and target with the cell's realisation options (the sparse kernel), and the fields that say how
+# (`speedup_mechanism`, its reason, the kernel fields). Methods not listed run dense weights as they are; a variant
+# trained on a base (a prompt or LoRA on a sparse model) runs the way its base runs.
 REALIZERS: dict[str, str] = {
-    "unstructured": "sparsify.realize:realize_unstructured",
-    "semi24": "sparsify.realize:realize_semi24",
+    "unstructured": "sparsify.realize_kernels:realize_masked",
+    "semi24": "sparsify.realize_kernels:realize_masked",
+    "block": "sparsify.realize_kernels:realize_masked",
     "structured": "sparsify.realize:realize_structured",
 }
 # method -> "module:check(variant, backbone_config)": refusals that need only the backbone's config (preflight).
 CHECKS: dict[str, str] = {
     "semi24": "sparsify.method:check",
     "structured": "sparsify.method:check",
+    "block": "sparsify.method:check",
 }
 
 
@@ -59,12 +63,14 @@ def builder(method: str) -> Callable[[BuildContext], BuiltVariant]:
     return _resolve(METHODS, method)
 
 
-def realize(model, method: str, target, backend: str) -> tuple[Any, dict[str, Any]]:
-    """The module a backend should prepare for this method and target, and the record fields that say how."""
+def realize(model, method: str, target, backend: str, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The module a backend should prepare for this method and target, and the record fields that say how.
+    `options` are the cell's realisation options, which are not part of the recipe: `kernel` (sparsify.kernels),
+    with `block_shape` and `cache_dir` for it."""
     method = getattr(model, "base_method", None) or method  # set by bench.build.bases.load_frozen
     if method not in REALIZERS:
         return model, {"speedup_mechanism": "none", "speedup_mechanism_reason": f"method '{method}' runs dense weights"}
-    return _resolve(REALIZERS, method)(model, target, backend)
+    return _resolve(REALIZERS, method)(model, target, backend, options)
 
 
 def check_variant(variant: VariantConfig, backbone_config) -> None:

@@ -8,9 +8,14 @@ from typing import Any
 
 from bench.errors import did_you_mean
 
-SPARSE_METHODS = ("unstructured", "semi24", "structured")
+SPARSE_METHODS = ("unstructured", "semi24", "structured", "block")
 SPARSITY_OPTIONS = ("sparsity", "sparsity_scope", "importance", "schedule", "gradual_fraction",
-                    "structured_iterative_steps", "sparsity_include")
+                    "structured_iterative_steps", "sparsity_include", "block_shape")
+# Methods whose weights are masked in place, which sparse kernels can serve (structured has smaller dense shapes).
+MASKED_METHODS = ("unstructured", "semi24", "block")
+# Options of how a variant's weights run, not of what they are: left out of the recipe (the artifact is shared).
+REALISATION_OPTIONS = ("kernels",)
+DEFAULT_KERNELS = ("auto",)
 # The decoder-layer linears LoRA can adapt, by the names PEFT's target_modules would use on XGLM.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 # Options whose unset value (None) stands for the default, left out of recipes so older recipes keep their hash.
@@ -62,13 +67,45 @@ def sparsity_problem(v: Any) -> str | None:
     elif v.sparsity is None:
         return f"{where}: method '{v.method}' needs sparsity (a fraction in [0, 1))"
     only = {  # option -> the methods it applies to
-        "sparsity_scope": ("unstructured", "structured"), "schedule": ("unstructured",),
-        "gradual_fraction": ("unstructured",), "structured_iterative_steps": ("structured",),
-        "sparsity_include": ("unstructured", "semi24"),
+        "sparsity_scope": ("unstructured", "structured", "block"), "schedule": ("unstructured", "block"),
+        "gradual_fraction": ("unstructured", "block"), "structured_iterative_steps": ("structured",),
+        "sparsity_include": ("unstructured", "semi24"), "block_shape": ("block",),
     }
     for option, methods in only.items():
         if getattr(v, option) is not None and v.method not in methods:
             return f"{where}: {option} applies to method {' and '.join(methods)}, not '{v.method}'"
     if v.gradual_fraction is not None and v.schedule != "gradual":
         return f"{where}: gradual_fraction applies to schedule 'gradual' only"
+    if v.block_shape is not None and min(v.block_shape) < 1:
+        return f"{where}: block_shape must be two positive integers [rows, columns], got {list(v.block_shape)}"
     return None
+
+
+def kernel_problem(v: Any) -> str | None:
+    """What is wrong with a variant's `kernels` (v: a VariantConfig), or None. What depends on the device, dtype and
+    shapes (bf16 CSR on the CPU, a block that does not divide a weight) is preflight's (bench.run.plan)."""
+    if v.kernels is None:
+        return None
+    where = f"variant '{v.name}'"
+    if v.method not in MASKED_METHODS:
+        return (f"{where}: kernels apply to the masked methods {', '.join(MASKED_METHODS)}, not '{v.method}' "
+                "(structured pruning runs smaller dense shapes)")
+    repeated = sorted({k for k in v.kernels if v.kernels.count(k) > 1})
+    if repeated:
+        return f"{where}: repeated kernels {', '.join(repeated)}"
+    if "bsr" in v.kernels and v.method != "block":
+        return f"{where}: kernel bsr serves block-sparse weights (method 'block'); csr or auto serve '{v.method}'"
+    if "2:4" in v.kernels and v.method != "semi24":
+        return f"{where}: kernel 2:4 serves 2:4 masks (method 'semi24'); csr or auto serve '{v.method}'"
+    return None
+
+
+def kernel_cells(v: Any) -> list[tuple[str, str]]:
+    """(cell variant name, kernel) of every cell a variant is measured as: a masked variant as its masked-dense
+    control under its own name (kernel dense) and through each of its kernels as '<name>@<kernel>' (default: auto),
+    all from the one artifact; any other variant as itself. '@' is not allowed in a variant's name, so these never
+    collide with another variant's."""
+    if v.method not in MASKED_METHODS:
+        return [(v.name, None)]
+    kernels = v.kernels if v.kernels is not None else DEFAULT_KERNELS
+    return [(v.name, "dense"), *((f"{v.name}@{k}", k) for k in kernels)]

@@ -49,6 +49,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
         if variant.prefix_artifact:
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
+        _check_kernels(cfg, variant)
     data_dir = resolve_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
@@ -63,6 +64,16 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     tokenizer, note = load_tokenizer(source, texts=texts, cache_dir=cache_dir, trust_remote_code=cfg.model.trust_remote_code)
     threads = cfg.measure.threads or psutil.cpu_count(logical=False) or 1
     return Plan(source, data, tokenizer, note, threads, cache_dir)
+
+
+def _check_kernels(cfg: SweepConfig, variant: VariantConfig) -> None:
+    """A sparse kernel that cannot serve the variant on this device and dtype is refused now, in one line."""
+    if variant.kernels:
+        from sparsify.realize_kernels import kernel_refusal
+
+        problem = kernel_refusal(variant, cfg.measure.device, cfg.measure.dtypes, cfg.measure.backends)
+        if problem:
+            raise BenchError(problem)
 
 
 def _check_lengths(cfg: SweepConfig, positions: int) -> None:
