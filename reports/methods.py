@@ -28,6 +28,7 @@ METHOD_STYLES: dict[str, MethodStyle] = {
     "unstructured": MethodStyle("unstructured sparse", "#D55E00"),
     "semi24": MethodStyle("2:4 sparse", "#E69F00"),
     "structured": MethodStyle("structured pruning", "#CC79A7"),
+    "block": MethodStyle("block sparse", "#F0E442"),
 }
 UNKNOWN = MethodStyle("other", "#999999")
 PEFT_METHODS = ("prompt", "soft_prompt", "lora")  # parameter-efficient: a frozen model plus what trains
@@ -47,7 +48,8 @@ def method_label(record: Record) -> str:
     elif method == "lora":
         text = f"LoRA r={record.get('lora_rank')}" + (" unmerged" if record.get("lora_merged") is False else "")
     elif record.get("sparsity"):
-        return f"{method} {record['sparsity']:.0%}"
+        kernel = record.get("sparse_kernel")
+        return f"{method} {record['sparsity']:.0%}" + (f" {kernel}" if kernel and kernel != "dense" else "")
     else:
         return method
     base = record.get("base_method")

@@ -7,8 +7,10 @@ Kernels (sparsify.kernels.KERNELS):
 - `csr`, `bsr`: every decoder linear compressed and multiplied sparse (`sparse_kernel`); `bsr` takes the variant's
   block shape (method `block`);
 - `2:4`: torch's semi-structured tensors on CUDA fp16/bf16 (`sparse_tensor_cores`; sparsify.realize);
-- `auto`: per linear, the compressed layout whose break-even density on this machine (sparsify.kernel_calibration)
-  is at or above the linear's density, else dense; it never refuses and never picks a kernel measured to lose.
+- `auto`: 2:4 weights on sparse tensor cores where those run them (CUDA fp16/bf16, as before kernels existed; not
+  calibrated); otherwise, per linear, the compressed layout whose break-even density on this machine
+  (sparsify.kernel_calibration) is at or above the linear's density, else dense. It never refuses, and never
+  picks a compressed kernel measured to lose.
 
 A kernel that cannot run where the cell runs is never replaced by dense under its label: preflight refuses what
 it can see from the config (bf16 CSR on the CPU, a block that does not divide a weight, 2:4 off CUDA), and the
@@ -76,6 +78,8 @@ def realize_masked(model: nn.Module, target, backend: str, options=None) -> tupl
         reason = f"decoder linears as {layout.label} tensors with int32 indices through torch.sparse.mm"
         extra: dict[str, Any] = {}
     else:  # auto
+        if _semi24_serves(target, backend, linears):
+            return _semi24(model, target, backend, linears)
         if backend == "onnxruntime":
             return model, _fields("none", f"auto: dense kernels: {ORT_NO_SPARSE}", "auto",
                                   {name: "dense" for name in linears})
@@ -108,6 +112,14 @@ def _semi24(model, target, backend: str, linears: dict[str, nn.Linear]) -> tuple
     kernel = _kernel_class().BACKEND
     return model, _fields("sparse_tensor_cores", f"decoder linears as torch.sparse 2:4 semi-structured tensors ({kernel})",
                           "2:4", {name: "2:4" for name in linears})
+
+
+def _semi24_serves(target, backend: str, linears: dict[str, nn.Linear]) -> bool:
+    """auto on 2:4 weights where sparse tensor cores run them (CUDA, fp16/bf16, compute capability >= 8.0)."""
+    from sparsify.masks import is_semi24
+    from sparsify.realize import semi24_unsupported
+
+    return semi24_unsupported(target, backend) is None and all(is_semi24(lin.weight) for lin in linears.values())
 
 
 def _auto(linears: dict[str, nn.Linear], target, opts: RealizeOptions) -> tuple[dict[str, Layout | None], dict[str, Any]]:

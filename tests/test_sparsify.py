@@ -13,7 +13,7 @@ from transformers import XGLMConfig, XGLMModel
 
 from capabilities import sparse_tensor_cores_missing
 from bench.build import artifacts
-from bench.backends import Target
+from bench.backends import SkipCell, Target
 from bench.config import TrainConfig, VariantConfig, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
@@ -285,13 +285,14 @@ def test_realisation_per_backend_on_the_cpu():
         assert same is model and fields["speedup_mechanism"] == "none"
         same, fields = realize(model, "structured", cpu, backend)
         assert same is model and fields["speedup_mechanism"] == "smaller_gemm"
-        same, fields = realize(model, "semi24", cpu, backend)
-        assert same is model and fields["speedup_mechanism"] == "none"
-        assert ("ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only") in fields["speedup_mechanism_reason"]
+        same, fields = realize(model, "semi24", cpu, backend)  # the masked-dense control
+        assert same is model and fields["speedup_mechanism"] == "none" and fields["sparse_kernel"] == "dense"
+        with pytest.raises(SkipCell, match="ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only"):
+            realize(model, "semi24", cpu, backend, {"kernel": "2:4"})
         _, fields = realize(model, "dense", cpu, backend)
         assert fields["speedup_mechanism"] == "none"
-    _, fields = realize(model, "semi24", Target("cuda", "fp32", 1), "eager")
-    assert fields["speedup_mechanism"] == "none" and "fp16 or bf16" in fields["speedup_mechanism_reason"]
+    with pytest.raises(SkipCell, match="fp16 or bf16"):
+        realize(model, "semi24", Target("cuda", "fp32", 1), "eager", {"kernel": "2:4"})
 
 
 def test_2to4_kernel_shapes_are_checked_against_torchs_table():
@@ -313,8 +314,10 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     weights = sparse_targets(model)
     MaskKeeper(weights).set(semi24_masks(magnitude(weights)))
     target = Target("cuda", "bf16", 1)
-    realized, fields = realize(model, "semi24", target, backend)
+    realized, fields = realize(model, "semi24", target, backend, {"kernel": "2:4"})
     assert fields["speedup_mechanism"] == "sparse_tensor_cores"
+    _, auto = realize(copy.deepcopy(model), "semi24", target, backend, {"kernel": "auto"})
+    assert auto["speedup_mechanism"] == "sparse_tensor_cores" and auto["sparse_kernel_linears"] == {"2:4": 12}
     example = padded([16, 9])
     runner = prepare(backend, realized, target, example, BackendOptions(), tmp_path)
     module = getattr(runner.module, "_orig_mod", runner.module)
@@ -340,7 +343,7 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     ({"method": "structured", "sparsity": 0.5, "sparsity_include": ["head"]}, "sparsity_include applies to"),
     ({"method": "unstructured", "sparsity": 0.5, "structured_iterative_steps": 2}, "structured_iterative_steps applies to method structured"),
     ({"method": "unstructured", "sparsity": 0.5, "gradual_fraction": 0.3}, "gradual_fraction applies to schedule 'gradual'"),
-    ({"method": "dense", "sparsity": 0.5}, "sparsity apply to methods unstructured, semi24, structured, not 'dense'"),
+    ({"method": "dense", "sparsity": 0.5}, "sparsity apply to methods unstructured, semi24, structured, block, not 'dense'"),
     ({"method": "unstructured", "sparsity": 0.5, "importance": "movement"}, "importance"),
     ({"method": "prunning", "sparsity": 0.5}, "unknown method 'prunning'; available: dense, prompt, unstructured, semi24, structured"),
 ])
