@@ -177,19 +177,19 @@ def kernel_refusal(variant, device: str, dtypes: list[str], backends: list[str])
     """Preflight: why one of a variant's kernels cannot serve any of its cells on this device, dtypes and backends
     (one line saying what would serve), or None. `auto` never refuses; a backend without a sparse path
     (ONNX Runtime) makes its kernel cells skipped, not refused."""
-    from bench.config_backends import backend_kind
+    from bench.plugins import backend_kind
     from bench.model.dtypes import TORCH_DTYPES
 
     if not {"eager", "compile"} & {backend_kind(b) for b in backends}:
         return None
     where = f"variant '{variant.name}'"
-    for kernel in variant.kernels or ():
+    for kernel in getattr(variant, "kernels", None) or ():
         if kernel == "2:4" and not device.startswith("cuda"):
             return (f"{where}: kernel 2:4 runs on CUDA sparse tensor cores only, not {device}; on the CPU use "
                     "kernels = [\"csr\"] or [\"auto\"]")
         if kernel not in COMPRESSED:
             continue
-        layout = _layout(kernel, tuple(variant.block_shape or (16, 16)) if kernel == "bsr" else None)
+        layout = _layout(kernel, tuple(getattr(variant, "block_shape", None) or (16, 16)) if kernel == "bsr" else None)
         for dtype in dtypes:
             problem = unsupported(layout, device, TORCH_DTYPES[dtype], None)
             if problem and problem != "CUDA is not available":

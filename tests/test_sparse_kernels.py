@@ -13,8 +13,8 @@ import torch
 
 from test_sparsify import padded, tiny_context, tiny_model
 from bench.backends import SkipCell, Target, prepare
-from bench.build.methods import builder, realize
-from bench.config import BackendOptions, VariantConfig, parse_config
+from bench.variants.registry import builder, realize
+from bench.config import BackendOptions, make_variant
 from bench.errors import BenchError
 from bench.measure.weight_bytes import weight_bytes
 from bench.run.group import _pairs, plan_batches
@@ -22,7 +22,8 @@ from sparsify import kernel_calibration
 from sparsify.accounting import count
 from sparsify.kernels import CompressedLinear, Layout
 from sparsify.masks import MaskKeeper, block_masks, block_norms, unstructured_masks
-from sparsify.method import check
+from sparsify.methods import kernel_cells
+from sparsify.variants import check
 from sparsify.realize_kernels import kernel_refusal
 from sparsify.scores import magnitude
 from sparsify.targets import decoder_linears, sparse_targets
@@ -66,7 +67,7 @@ def test_kernel_logits_equal_the_masked_dense_control(kernel, block):
 
 
 def test_lora_and_prompt_on_a_sparse_base_run_sparse_with_the_same_logits():
-    from adapters.lora import LoRALinear, LoraOptions, add_lora
+    from prompts.lora import LoRALinear, LoraOptions, add_lora
 
     control = masked(0.9)
     add_lora(control, LoraOptions(rank=4, alpha=8.0, targets=("q_proj", "v_proj", "fc1")))
@@ -77,7 +78,7 @@ def test_lora_and_prompt_on_a_sparse_base_run_sparse_with_the_same_logits():
     for attn in control.attentions:  # a folded P-tuning v2 prefix of 5 keys and values per layer
         shape = (1, attn.num_heads, 5, attn.head_dim)
         attn.set_prefix(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
-    control.eval().base_method = "unstructured"  # what bench.build.bases.load_frozen sets
+    control.eval().base_method = "unstructured"  # what bench.variants.bases.load_frozen sets
     realized, fields = realize(copy.deepcopy(control), "lora", CPU, "eager", {"kernel": "csr"})
     wrapped = realized.backbone.layers[0].self_attn.q_proj
     assert isinstance(wrapped, LoRALinear) and isinstance(wrapped.base_layer, CompressedLinear)
@@ -155,7 +156,7 @@ def test_block_masks_remove_whole_blocks_of_lowest_norm():
 
 @pytest.mark.parametrize("schedule", ["oneshot", "gradual"])
 def test_block_variant_keeps_its_blocks_through_fine_tuning(schedule):
-    variant = VariantConfig(name="b", method="block", sparsity=0.75, block_shape=(16, 16), schedule=schedule)
+    variant = make_variant(name="b", method="block", sparsity=0.75, block_shape=(16, 16), schedule=schedule)
     built = builder("block")(tiny_context(variant, steps=6))
     for name, linear in decoder_linears(built.model).items():
         w = linear.weight.detach()
@@ -201,12 +202,12 @@ def test_auto_picks_per_linear_from_the_cached_calibration(tmp_path, monkeypatch
 
 
 def test_a_masked_variant_is_its_control_and_one_cell_per_kernel_from_one_recipe():
-    plain = VariantConfig(name="u90", method="unstructured", sparsity=0.9)
-    with_kernels = VariantConfig(name="u90", method="unstructured", sparsity=0.9, kernels=["csr", "auto"])
-    assert plain.kernel_cells() == [("u90", "dense"), ("u90@auto", "auto")]
-    assert with_kernels.kernel_cells() == [("u90", "dense"), ("u90@csr", "csr"), ("u90@auto", "auto")]
+    plain = make_variant(name="u90", method="unstructured", sparsity=0.9)
+    with_kernels = make_variant(name="u90", method="unstructured", sparsity=0.9, kernels=["csr", "auto"])
+    assert kernel_cells(plain) == [("u90", "dense"), ("u90@auto", "auto")]
+    assert kernel_cells(with_kernels) == [("u90", "dense"), ("u90@csr", "csr"), ("u90@auto", "auto")]
     assert plain.recipe_options() == with_kernels.recipe_options()  # the artifact is shared
-    assert VariantConfig(name="s", method="structured", sparsity=0.5).kernel_cells() == [("s", None)]
+    assert kernel_cells(make_variant(name="s", method="structured", sparsity=0.5)) == [("s", None)]
     cells = [("dense", "eager"), ("u90", "eager"), ("u90@csr", "eager"), ("x", "eager")]
     batches = plan_batches(cells, "dense", 3, family={"u90@csr": "u90"})
     assert [("dense", "eager"), ("u90", "eager"), ("u90@csr", "eager")] in batches
@@ -228,7 +229,7 @@ def test_kernel_cells_are_paired_with_their_control():
     (dict(method="semi24", kernels=["2:4"]), {}, "CUDA sparse tensor cores only"),
 ])
 def test_kernels_that_cannot_serve_are_refused_in_one_line(variant, measure, match):
-    v = VariantConfig(name="v", **variant)
+    v = make_variant(name="v", **variant)
     problem = kernel_refusal(v, "cpu", measure.get("dtypes", ["fp32"]), ["eager"])
     assert problem and match in problem and "\n" not in problem
     assert kernel_refusal(v.model_copy(update={"kernels": ["auto"]}), "cpu", ["bf16"], ["eager"]) is None
@@ -237,16 +238,16 @@ def test_kernels_that_cannot_serve_are_refused_in_one_line(variant, measure, mat
 
 def test_bad_kernel_and_block_options_are_refused_by_the_config():
     with pytest.raises(ValueError, match="kernel 2:4 serves 2:4 masks"):
-        VariantConfig(name="v", method="unstructured", sparsity=0.9, kernels=["2:4"])
+        make_variant(name="v", method="unstructured", sparsity=0.9, kernels=["2:4"])
     with pytest.raises(ValueError, match="kernel bsr serves block-sparse"):
-        VariantConfig(name="v", method="unstructured", sparsity=0.9, kernels=["bsr"])
-    with pytest.raises(ValueError, match="kernels apply to the masked methods"):
-        VariantConfig(name="v", method="structured", sparsity=0.5, kernels=["csr"])
-    with pytest.raises(ValueError, match="block_shape applies to method block"):
-        VariantConfig(name="v", method="unstructured", sparsity=0.5, block_shape=[16, 16])
+        make_variant(name="v", method="unstructured", sparsity=0.9, kernels=["bsr"])
+    with pytest.raises(ValueError, match="kernels"):
+        make_variant(name="v", method="structured", sparsity=0.5, kernels=["csr"])
+    with pytest.raises(ValueError, match="block_shape"):
+        make_variant(name="v", method="unstructured", sparsity=0.5, block_shape=[16, 16])
     config = tiny_model().config
     with pytest.raises(BenchError, match=r"block_shape \[24, 24\] does not divide"):
-        check(VariantConfig(name="v", method="block", sparsity=0.5, block_shape=[24, 24]), config)
+        check(make_variant(name="v", method="block", sparsity=0.5, block_shape=[24, 24]), config)
 
 
 def test_bad_kernel_is_refused_before_the_run_directory_exists(tmp_path):

@@ -23,11 +23,12 @@ import torch
 from rich.console import Console
 
 from bench.backends import Target
-from bench.backends.export_cache import keep
-from bench.build.artifacts import Artifact
-from bench.build.graph import build_order
-from bench.build.variant import BuildInputs, base_chain
-from bench.config import SweepConfig, VariantConfig
+from bench.backends.onnxruntime.export_cache import keep
+from bench.variants.artifacts import Artifact
+from sparsify.methods import kernel_cells
+from bench.config.bases import build_order
+from bench.variants.variant import BuildInputs, base_chain
+from bench.config import SweepConfig, VariantBase
 from bench.data.evalset import EvalSet, build_evalset
 from bench.data.examples import TaskData
 from bench.data.tokenization import encode_pairs
@@ -85,7 +86,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, re
 class Measured:
     """A variant ready to be measured on every backend: its first seed's artifact and what its records share."""
 
-    variant: VariantConfig
+    variant: VariantBase
     artifact: Artifact
     base: dict[str, Any]
     reference: np.ndarray  # eager fp32 logits on the evaluation set: the parity reference
@@ -106,13 +107,13 @@ class Sweep:
         self.kept: dict[str, dict[str, Any]] = {}  # cell -> where keep_exports put its export
         self.scratch = Path(tempfile.gettempdir())  # replaced by the run's own scratch directory in run()
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
-        cells = len(plan.data) * sum(len(v.kernel_cells()) for v in cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
+        cells = len(plan.data) * sum(len(kernel_cells(v)) for v in cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
                                  say=console.print)
 
     def run(self) -> None:
         # Cells' scratch files (compile caches, ORT profiles) live apart from the run directory and go with the run;
-        # ONNX exports live in the cache (bench.backends.export_cache), in the run directory only with keep_exports.
+        # ONNX exports live in the cache (bench.backends.onnxruntime.export_cache), in the run directory only with keep_exports.
         with tempfile.TemporaryDirectory(prefix="xglm-bench-cells-", ignore_cleanup_errors=True) as scratch, \
                 self.executor.session(self.store, self.console, self.plan):
             self.scratch = Path(scratch)
@@ -135,7 +136,7 @@ class Sweep:
             for dtype in self.cfg.measure.dtypes:
                 self._group(ready, dtype, evalset)
 
-    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> Measured | None:
+    def _variant(self, variant: VariantBase, data: TaskData, train_ids: list, evalset: EvalSet) -> Measured | None:
         """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
         every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
         seeds = variant.seeds_or(self.cfg.seed)
@@ -149,10 +150,10 @@ class Sweep:
             if built.error is not None:  # a variant that cannot be built fails its cells; the sweep goes on
                 self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {built.message}")
                 if index == 0:
-                    self.progress.total_cells -= len(variant.kernel_cells()) * len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
+                    self.progress.total_cells -= len(kernel_cells(variant)) * len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
                     for dtype in self.cfg.measure.dtypes:
                         for backend in self.cfg.measure.backends:
-                            for name, kernel in variant.kernel_cells():
+                            for name, kernel in kernel_cells(variant):
                                 cell = {"variant": name, "sparse_kernel": kernel} if kernel else {}
                                 self._emit_all(base | cell | {"backend": backend, "dtype": dtype}, "failed",
                                                f"build: {built.error}")
@@ -191,10 +192,10 @@ class Sweep:
     def _group(self, ready: list[Measured], dtype: str, evalset: EvalSet) -> None:
         """Every variant x backend cell of this task and dtype, measured together (bench.run.group). A masked variant
         is several cells of one artifact: its masked-dense control and one cell per sparse kernel
-        (VariantConfig.kernel_cells), all in the same rounds."""
+        (sparsify.methods.kernel_cells), all in the same rounds."""
         cfg = self.cfg.measure
         tasks = []
-        for m, name, kernel in ((m, name, kernel) for m in ready for name, kernel in m.variant.kernel_cells()):
+        for m, name, kernel in ((m, name, kernel) for m in ready for name, kernel in kernel_cells(m.variant)):
             for backend in cfg.backends:
                 base = m.base | {"backend": backend, "dtype": dtype}
                 if kernel is not None:  # the control names the variant; a kernel cell names its control
@@ -248,7 +249,7 @@ class Sweep:
         keep(Path(source), destination)
         return {"export_kept": str(destination.relative_to(self.store.path))}
 
-    def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
+    def _variant_fields(self, variant: VariantBase, data: TaskData) -> dict[str, Any]:
         return records.variant_fields(
             run_id=self.store.run_id, variant=variant, data=data, device=self.cfg.measure.device,
             device_name=device_name(self.cfg.measure.device), source=self.plan.source, threads=self.plan.threads,
