@@ -338,12 +338,12 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     ({"method": "unstructured"}, "method 'unstructured' needs sparsity"),
     ({"method": "structured"}, "method 'structured' needs sparsity"),
     ({"method": "semi24", "sparsity": 0.7}, "keeps 2 of every 4 weights, so sparsity is 0.5"),
-    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to methods unstructured, structured, not 'semi24'"),
-    ({"method": "structured", "sparsity": 0.5, "schedule": "gradual"}, "schedule applies to method unstructured"),
+    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to methods unstructured, structured, block, not 'semi24'"),
+    ({"method": "structured", "sparsity": 0.5, "schedule": "gradual"}, "schedule applies to method"),
     ({"method": "structured", "sparsity": 0.5, "sparsity_include": ["head"]}, "sparsity_include applies to"),
     ({"method": "unstructured", "sparsity": 0.5, "structured_iterative_steps": 2}, "structured_iterative_steps applies to method structured"),
     ({"method": "unstructured", "sparsity": 0.5, "gradual_fraction": 0.3}, "gradual_fraction applies to schedule 'gradual'"),
-    ({"method": "dense", "sparsity": 0.5}, "sparsity applies to methods unstructured, semi24, structured, not 'dense'"),
+    ({"method": "dense", "sparsity": 0.5}, "sparsity applies to methods unstructured, semi24, structured, block, not 'dense'"),
     ({"method": "unstructured", "sparsity": 0.5, "importance": "movement"}, "importance"),
     ({"method": "prunning", "sparsity": 0.5}, "unknown method 'prunning'; available: dense, prompt, soft_prompt, lora, unstructured, semi24, structured"),
 ])
@@ -392,11 +392,15 @@ def test_2to4_on_a_backbone_whose_input_dims_are_not_multiples_of_4_is_refused()
         check(variant, odd)
 
 
-@pytest.mark.parametrize("name", ["sparsity-cpu", "sparsity-study"])
-def test_study_configs_cover_the_whole_matrix(name):
+def test_study_configs_cover_the_whole_matrix():
     from bench.config import load_config, packaged_config
 
-    cfg = load_config(packaged_config(name))
+    cfg = load_config(packaged_config("sparsity-study"))
     levels = {(v.method, getattr(v, "sparsity", None)) for v in cfg.variants}
     assert levels == {("dense", None), ("semi24", None)} | {("unstructured", s) for s in (0.3, 0.5, 0.7, 0.9)} | {
         ("structured", s) for s in (0.25, 0.5, 0.75)}
+    # The CPU study: the levels where kernels win, each through its kernels beside its masked-dense control.
+    cpu = load_config(packaged_config("sparsity-cpu"))
+    assert {(v.method, getattr(v, "sparsity", None)) for v in cpu.variants} == {("dense", None)} | {
+        ("unstructured", s) for s in (0.5, 0.7, 0.8, 0.9, 0.95)} | {("block", s) for s in (0.5, 0.8, 0.9, 0.95)}
+    assert all(v.kernels for v in cpu.variants if v.method != "dense")
