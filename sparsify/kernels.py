@@ -30,6 +30,11 @@ COMPRESSED = ("csr", "bsr")
 CPU_DTYPES = (torch.float32, torch.float64)  # MKL sparse BLAS
 
 
+class KernelSkipped(Exception):
+    """A cell's kernel cannot run where the cell runs: the cell is `skipped` with this reason (bench.run.cell),
+    never run dense under the kernel's label."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """How a weight is compressed: CSR, or BSR with a block shape."""

@@ -29,8 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.backends import SkipCell
-from sparsify.kernels import COMPRESSED, CompressedLinear, Layout, unsupported
+from sparsify.kernels import COMPRESSED, CompressedLinear, KernelSkipped, Layout, unsupported
 from sparsify.targets import decoder_linears
 
 ORT_NO_SPARSE = ("ONNX Runtime has no sparse matmul for these weights: it densifies sparse initializers, and "
@@ -68,12 +67,12 @@ def realize_masked(model: nn.Module, target, backend: str, options=None) -> tupl
         return _semi24(model, target, backend, linears)
     if opts.kernel in COMPRESSED:
         if backend == "onnxruntime":
-            raise SkipCell(f"{opts.kernel} kernel on onnxruntime: {ORT_NO_SPARSE}")
+            raise KernelSkipped(f"{opts.kernel} kernel on onnxruntime: {ORT_NO_SPARSE}")
         layout = _layout(opts.kernel, opts.block_shape)
         for name, linear in linears.items():
             problem = unsupported(layout, target.device, target.torch_dtype, tuple(linear.weight.shape))
             if problem:
-                raise SkipCell(f"{layout.label} kernel cannot serve {name}: {problem}")
+                raise KernelSkipped(f"{layout.label} kernel cannot serve {name}: {problem}")
         served = {name: layout for name in linears}
         reason = f"decoder linears as {layout.label} tensors with int32 indices through torch.sparse.mm"
         extra: dict[str, Any] = {}
@@ -103,7 +102,7 @@ def _semi24(model, target, backend: str, linears: dict[str, nn.Linear]) -> tuple
 
     reason = semi24_unsupported(target, backend)
     if reason:
-        raise SkipCell(f"2:4 kernel: {reason}")
+        raise KernelSkipped(f"2:4 kernel: {reason}")
     check_kernel_shapes(model, target.torch_dtype)
     for name, linear in linears.items():
         if not is_semi24(linear.weight):
@@ -150,7 +149,7 @@ def _auto(linears: dict[str, nn.Linear], target, opts: RealizeOptions) -> tuple[
 def _layout(kernel: str, block_shape: tuple[int, int] | None) -> Layout:
     if kernel == "bsr":
         if block_shape is None:
-            raise SkipCell("bsr kernel: the variant has no block_shape (bsr serves method block; csr serves any pattern)")
+            raise KernelSkipped("bsr kernel: the variant has no block_shape (bsr serves method block; csr serves any pattern)")
         return Layout("bsr", tuple(block_shape))
     return Layout(kernel)
 

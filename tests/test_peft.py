@@ -665,9 +665,9 @@ def test_lora_on_a_2to4_base_keeps_the_base_sparse_and_runs_the_way_the_base_run
     assert count(model).density_linear == 0.5
     _, fields = realize(model, "lora", Target("cpu", "fp32", 1), "eager")  # the masked-dense control
     assert fields["speedup_mechanism"] == "none" and fields["sparse_kernel_linears"] == {"dense": 12}
-    from bench.backends import SkipCell
+    from sparsify.kernels import KernelSkipped
 
-    with pytest.raises(SkipCell, match="CUDA-only"):
+    with pytest.raises(KernelSkipped, match="CUDA-only"):
         realize(model, "lora", Target("cpu", "fp32", 1), "eager", {"kernel": "2:4"})
 
 

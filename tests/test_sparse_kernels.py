@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from test_sparsify import padded, tiny_context, tiny_model
-from bench.backends import SkipCell, Target, prepare
+from bench.backends import Target, prepare
+from sparsify.kernels import KernelSkipped
 from bench.variants.registry import builder, realize
 from bench.config import BackendOptions, make_variant
 from bench.errors import BenchError
@@ -100,7 +101,7 @@ def test_compile_runs_the_kernel_through_the_custom_op(tmp_path):
 
 def test_onnxruntime_kernel_cells_are_skipped_and_auto_runs_dense_there():
     model = masked(0.9)
-    with pytest.raises(SkipCell, match="SparseToDenseMatMul"):
+    with pytest.raises(KernelSkipped, match="SparseToDenseMatMul"):
         realize(copy.deepcopy(model), "unstructured", CPU, "onnxruntime", {"kernel": "csr"})
     same, fields = realize(model, "unstructured", CPU, "onnxruntime", {"kernel": "auto"})
     assert same is model and fields["speedup_mechanism"] == "none" and fields["sparse_kernel_linears"] == {"dense": 12}

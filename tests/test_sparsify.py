@@ -13,7 +13,8 @@ from transformers import XGLMConfig, XGLMModel
 
 from capabilities import sparse_tensor_cores_missing
 from bench.variants import artifacts
-from bench.backends import SkipCell, Target
+from bench.backends import Target
+from sparsify.kernels import KernelSkipped
 from bench.config import TrainConfig, make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
@@ -287,11 +288,11 @@ def test_realisation_per_backend_on_the_cpu():
         assert same is model and fields["speedup_mechanism"] == "smaller_gemm"
         same, fields = realize(model, "semi24", cpu, backend)  # the masked-dense control
         assert same is model and fields["speedup_mechanism"] == "none" and fields["sparse_kernel"] == "dense"
-        with pytest.raises(SkipCell, match="ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only"):
+        with pytest.raises(KernelSkipped, match="ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only"):
             realize(model, "semi24", cpu, backend, {"kernel": "2:4"})
         _, fields = realize(model, "dense", cpu, backend)
         assert fields["speedup_mechanism"] == "none"
-    with pytest.raises(SkipCell, match="fp16 or bf16"):
+    with pytest.raises(KernelSkipped, match="fp16 or bf16"):
         realize(model, "semi24", Target("cuda", "fp32", 1), "eager", {"kernel": "2:4"})
 
 

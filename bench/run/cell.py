@@ -67,6 +67,7 @@ class CellRunner:
         self.counter = None
 
     def prepare(self) -> Prepared:
+        from sparsify.kernels import KernelSkipped
         from bench.variants.artifacts import Artifact
         from bench.variants.registry import realize
         from sparsify.accounting import count
@@ -81,7 +82,7 @@ class CellRunner:
             counts = count(model)  # densities and MACs of exactly what is measured
             base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
             base["weight_bytes"] = _weight_bytes(model, task.target)  # values plus indices where sparse
-        except SkipCell as exc:
+        except KernelSkipped as exc:
             return self._stand_in(base, "skipped", f"realize: {exc}")
         except Exception as exc:
             return self._stand_in(base, "failed", f"realize: {type(exc).__name__}: {exc}")
