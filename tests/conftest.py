@@ -1,4 +1,5 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the one list of fixtures that make a test slow. Shared plain helpers (padded batches,
+a tiny build context, the CLI and its bad-input check) are in tests/helpers.py."""
 
 import copy
 import io
@@ -8,6 +9,26 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+
+# Fixtures that cost tens of seconds on 2 cores (a sweep with compile, ONNX export or a process per cell, a Ray
+# cluster, a subprocess `bench run`): every test that uses one, directly or through another fixture, is marked
+# `slow` at collection, so that `pytest -m "not slow"` stays a quick loop. pytest has no marks on fixtures; this list
+# is where a new slow fixture is declared.
+SLOW_FIXTURES = frozenset({
+    "tiny_sweep",  # this file: the session's full sweep (compile, ONNX export, a process per cell)
+    "default_run",  # test_default_run.py: configs/default.toml end to end, then `bench report`
+    "cluster",  # test_ray.py: a local Ray cluster, and every sweep run on it
+    "local_run",  # test_ray.py: the local executor's reference sweep
+    "peft_sweep",  # test_peft.py: a sweep of PEFT variants on a sparse base
+    "sparse_records",  # test_sparsity_sweep.py: the sparse methods' sweep
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +52,15 @@ def generated_data_dir(tmp_path_factory) -> Path:
     from tinydata import write_layouts
 
     return write_layouts(tmp_path_factory.mktemp("generated-data"), rows=64)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    """A tokenizer trained on four words (vocabulary 30), for artifacts that must hold one; trained once a session."""
+    from bench.data.tokenization import trained_tokenizer
+
+    tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp_path_factory.mktemp("tokenizer"))
+    return tok
 
 
 def _deep_merge(base: dict, overrides: dict) -> dict:

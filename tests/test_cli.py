@@ -17,13 +17,9 @@ from typer.testing import CliRunner
 import bench.measure.passes
 import bench.run.sweep
 from bench.cli import app
+from helpers import assert_user_error, plain
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture(autouse=True)
-def _offline(bench_env):
-    """Every test here runs offline with its caches in tmp dirs."""
+pytestmark = pytest.mark.usefixtures("bench_env")  # offline, caches in tmp dirs
 
 
 @pytest.fixture
@@ -47,27 +43,6 @@ def write_config(tiny_config, tmp_path, out_dir):
         return path
 
     return write
-
-
-def _text(value: str) -> str:
-    return ANSI.sub("", value)
-
-
-def assert_user_error(result, out_dir: Path, *needles: str) -> str:
-    """Exit != 0 through the CLI's own error path, exactly one line saying what is wrong, no run directory."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"uncaught {type(result.exception).__name__}: {result.exception}"
-    )
-    assert result.exit_code != 0
-    lines = [line for line in _text(result.output).splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{result.output}"
-    line = lines[0]
-    assert line.startswith("error: "), line
-    assert line in _text(result.stderr)
-    for needle in needles:
-        assert needle in line, f"{needle!r} not in {line!r}"
-    assert not out_dir.exists() or not any(out_dir.iterdir()), f"a run directory was created: {list(out_dir.iterdir())}"
-    return line
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -232,7 +207,7 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
     assert {r["backend"] for r in records} == {"eager"}
     assert {r["model"] for r in records} == {"random:tiny"}
     assert all(r["status"] == "ok" for r in records)
-    output = _text(result.output)
+    output = plain(result.output)
     assert "results:" in output and "results.jsonl" in output
     assert "Latency" in output and "Accuracy" in output
 
@@ -250,7 +225,7 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
     result = runner.invoke(app, ["run", str(write_config(measure={"backends": ["eager", "onnxruntime"]}))])
     assert result.exit_code == 130
     (run_dir,) = out_dir.iterdir()
-    assert "interrupted" in _text(result.stderr) and run_dir.name in _text(result.stderr)
+    assert "interrupted" in plain(result.stderr) and run_dir.name in plain(result.stderr)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     # The first cell was prepared and its records are kept; the cut-off cell wrote nothing. No latency was timed
@@ -261,7 +236,7 @@ def test_ctrl_c_exits_130_and_keeps_the_run_incomplete(runner, write_config, out
     # The interrupted run still renders, saying what it is.
     report = runner.invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
-    assert "incomplete" in _text(report.output) and "interrupted" in _text(report.output)
+    assert "incomplete" in plain(report.output) and "interrupted" in plain(report.output)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -282,7 +257,7 @@ def test_report_on_a_missing_directory(runner, tmp_path):
 def test_report_renders_the_sweep(runner, tiny_sweep):
     result = runner.invoke(app, ["report", str(tiny_sweep.path)])
     assert result.exit_code == 0, result.output
-    text = _text(result.output)
+    text = plain(result.output)
     assert tiny_sweep.path.name in text
     assert "complete" in text
     for backend in ("eager", "compile", "onnxruntime"):
@@ -300,7 +275,7 @@ def test_report_on_a_truncated_results_file(runner, tiny_sweep, tmp_path):
     lines = len((copy / "results.jsonl").read_text().splitlines())
     result = runner.invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output  # read up to the last complete line, and said
-    text = " ".join(_text(result.output).split())
+    text = " ".join(plain(result.output).split())
     assert "incomplete" in text and f"line {lines} was cut off" in text and "--resume" in text
 
 
@@ -312,7 +287,7 @@ def test_env_prints_the_fingerprint_as_json(runner):
 
     result = runner.invoke(app, ["env"])
     assert result.exit_code == 0, result.output
-    env = json.loads(_text(result.stdout))
+    env = json.loads(plain(result.stdout))
     assert env["torch_version"] == torch.__version__
     assert "cuda_available" in env
 
@@ -338,3 +313,62 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
     assert done.stderr.splitlines() == [
         f"error: '{missing}' is not a run directory (no results.jsonl or run.json)"
     ]
+
+
+# ------------------------------------------------------------------ issue 31: writes outside the run and cache
+
+
+@pytest.mark.slow
+def test_an_eager_run_writes_nothing_outside_its_output_and_cache(tmp_path, generated_data_dir):
+    """HOME is a fresh directory: onnxruntime's telemetry store (~/.cache/Microsoft/DeveloperTools/.onnxruntime) and
+    anything else written under HOME would show; the env.json leaves ORT's providers null (ORT not imported)."""
+    from tinydata import tiny_sweep
+
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "sweep.toml"
+    config.write_text(tomli_w.dumps(tiny_sweep(tmp_path / "runs", tmp_path / "cache", generated_data_dir,
+                                               measure={"scenarios": ["latency"]})))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    done = subprocess.run([sys.executable, "-m", "bench", "run", str(config)], capture_output=True, text=True,
+                          timeout=300, env={**env, "HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert [p for p in home.rglob("*")] == []
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "env.json").read_text())["onnxruntime_providers"] is None
+
+
+def test_importing_onnxruntime_through_bench_writes_no_telemetry_store(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    done = subprocess.run([sys.executable, "-c", "import bench, onnxruntime"], capture_output=True, text=True,
+                          timeout=120, env={**env, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_git_state_takes_no_index_lock(tmp_path, monkeypatch):
+    """The fingerprint's git query is read-only: a `git status` that refreshed the index would take
+    .git/index.lock, and so fails while one is held (a commit in progress) where the read-only one succeeds."""
+    from bench.run.env import git_state
+
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "pkg" / "a.py").write_text("x = 2\n")  # stat info changes: a refreshing status would rewrite the index
+    (repo / ".git" / "index.lock").write_text("")  # held by someone else
+    state = git_state(repo / "pkg")
+    assert state["git_dirty"] is True and state["git_commit"]
+
+
+def test_compare_of_one_machine_says_nothing_of_different_hardware_and_two_machines_do(runner, tmp_path):
+    recorded = Path(__file__).parent / "fixtures" / "recorded"
+    same = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "cpu-dense-x1.25")])
+    assert same.exit_code == 0, same.output
+    assert "different hardware" not in plain(same.stdout)
+    other = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "synthetic-study")])
+    assert other.exit_code == 0, other.output  # weighed as targets (a CPU and a GPU): compared, not an error
+    assert "different hardware" in plain(other.stdout)

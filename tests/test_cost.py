@@ -5,32 +5,24 @@ samples per joule per cell, the best target per variant, and the latency-vs-cost
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.config import parse_config
 from bench.errors import BenchError
+from helpers import invoke, squashed
 from reports.cost import Price, best_targets, cost_cells, run_prices
 from reports.cost_view import cost_views
 from reports.load import load_run
 
 RUNS = Path(__file__).parent / "fixtures" / "recorded"
 H100, A100 = RUNS / "target-h100", RUNS / "target-a100"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _runs(*paths: Path):
     return [load_run(path) for path in paths]
-
-
-def _invoke(*args) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["compare", *map(str, args)])
-    return result.exit_code, " ".join(ANSI.sub("", result.output).split())
 
 
 def test_prices_come_from_the_recorded_cost_section_or_the_flag():
@@ -48,7 +40,8 @@ def test_prices_come_from_the_recorded_cost_section_or_the_flag():
     ("target-v100=1", "'target-v100' is none of the compared runs (A: target-h100, B: target-a100)"),
 ])
 def test_a_bad_price_is_one_line_and_exit_2(given, message):
-    code, text = _invoke(H100, A100, "--price", given)
+    result = invoke("compare", H100, A100, "--price", given)
+    code, text = result.exit_code, squashed(result.output)
     assert code == 2 and message in text and text.startswith("error:")
     with pytest.raises(BenchError, match="priced twice"):
         run_prices(_runs(H100, A100), ["target-a100=1", "target-a100=2"])
@@ -115,7 +108,8 @@ def test_energy_counts_only_where_it_was_measured(tmp_path):
 
 
 def test_compare_with_prices_prints_the_targets_and_draws_latency_against_cost(tmp_path):
-    code, text = _invoke(H100, A100, "--price", "target-a100=1.80", "--plots", tmp_path / "plots")
+    result = invoke("compare", H100, A100, "--price", "target-a100=1.80", "--plots", tmp_path / "plots")
+    code, text = result.exit_code, squashed(result.output)
     assert code == 0, text
     for needle in ("Hardware targets and their prices", "4.10 config.toml [cost]", "1.80 --price",
                    "Cost per cell: $ per million samples and samples per joule", "Best target per variant",
@@ -129,7 +123,8 @@ def test_compare_with_prices_prints_the_targets_and_draws_latency_against_cost(t
 
 
 def test_compare_of_one_machine_without_prices_is_unchanged():
-    code, text = _invoke(RUNS / "cpu-dense", RUNS / "cpu-dense-x1.25")
+    result = invoke("compare", RUNS / "cpu-dense", RUNS / "cpu-dense-x1.25")
+    code, text = result.exit_code, squashed(result.output)
     assert code == 0 and "Hardware targets" not in text and "Best target" not in text
 
 

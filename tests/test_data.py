@@ -11,16 +11,12 @@ from bench.data.load import load_task_data
 from bench.data.local import resolve_data_dir
 from bench.errors import BenchError
 from bench.data.tasks import TASKS, get_task
+from tinydata import write_layouts
 
 XNLI_LANGUAGES = TASKS["xnli"].languages
 PAWSX_LANGUAGES = TASKS["pawsx"].languages
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """No test may depend on the network or on the caller's data directory."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+# No test may depend on the network or on the caller's data directory (shared_data_dir reads it first).
+pytestmark = pytest.mark.usefixtures("bench_env")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +44,7 @@ def _append(path: Path, line: str) -> int:
 def test_xnli_test_split_has_5010_balanced_rows_per_language(xnli_test):
     assert xnli_test.source == "local"
     assert xnli_test.eval_split == "test"
-    assert list(xnli_test.eval) == ["en", "es", "sw", "ur"]  # "all" = every language in the file
+    assert sorted(xnli_test.eval) == sorted(XNLI_LANGUAGES)  # "all" = every language in the file: all 15 here
     for lang, examples in xnli_test.eval.items():
         assert examples.language == lang
         assert len(examples) == len(examples.premise) == len(examples.hypothesis) == 5010
@@ -117,11 +113,10 @@ def test_training_file_is_used_when_present(tiny_xnli_copy):
 
 @pytest.fixture
 def pawsx_dir(shared_data_dir, tmp_path) -> Path:
-    """The real de/zh files plus the tiny English rows (the full set has no English), linked not copied."""
+    """The real PAWS-X files the shared folder holds in full (de, en, zh), linked not copied."""
     (tmp_path / "x-final").mkdir()
-    for lang in ("de", "zh"):
+    for lang in ("de", "en", "zh"):
         (tmp_path / "x-final" / lang).symlink_to(shared_data_dir / "x-final" / lang)
-    (tmp_path / "x-final" / "en").symlink_to(shared_data_dir / "tiny" / "x-final" / "en")
     return tmp_path
 
 
@@ -134,7 +129,7 @@ def test_pawsx_real_rows(pawsx_dir):
     # Rows with the untranslated placeholder are kept, as the official loader keeps them.
     assert "de test: 32 rows hold the untranslated placeholder 'NS' (kept, as the official loader does)" in data.notes
     assert sum("NS" in pair for pair in zip(de.premise, de.hypothesis)) == 32
-    assert data.train_split == "dev" and len(data.train) == 4
+    assert data.train_split == "dev" and len(data.train) == 2000  # the real English dev rows
 
 
 def test_pawsx_tiny_has_all_7_languages(shared_data_dir):
@@ -143,16 +138,19 @@ def test_pawsx_tiny_has_all_7_languages(shared_data_dir):
     assert all(len(ex) == 4 and set(ex.label) <= {0, 1} for ex in data.eval.values())
 
 
-def test_pawsx_without_english_says_what_is_missing(shared_data_dir):
+def test_pawsx_without_english_says_what_is_missing(shared_data_dir, tmp_path):
+    (tmp_path / "x-final").mkdir()
+    for lang in ("de", "zh"):  # the real files, without English
+        (tmp_path / "x-final" / lang).symlink_to(shared_data_dir / "x-final" / lang)
     with pytest.raises(BenchError, match=r"no English training data .*x-final/en/dev_2k.tsv"):
-        load_task_data("pawsx", source="local", data_dir=shared_data_dir)
+        load_task_data("pawsx", source="local", data_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------- errors
 
 
 def test_missing_directory_says_how_to_fix(tmp_path):
-    with pytest.raises(BenchError, match=r"nowhere does not exist; set data_dir in the config or BENCH_DATA_DIR"):
+    with pytest.raises(BenchError, match=r"nowhere' does not exist: set data_dir in the config or BENCH_DATA_DIR"):
         load_task_data("xnli", source="local", data_dir=tmp_path / "nowhere")
 
 
@@ -168,9 +166,10 @@ def test_local_without_a_directory_says_how_to_set_one():
         load_task_data("xnli", source="local")
 
 
-def test_unknown_language_lists_the_available_ones(shared_data_dir, pawsx_dir):
-    with pytest.raises(BenchError, match=r"'fr' is not in .*xnli.test.tsv; available: en, es, sw, ur$"):
-        load_task_data("xnli", source="local", data_dir=shared_data_dir, languages=["en", "fr"])
+def test_unknown_language_lists_the_available_ones(pawsx_dir, tmp_path):
+    generated = write_layouts(tmp_path / "generated")  # XNLI en and sw only
+    with pytest.raises(BenchError, match=r"'fr' is not in .*xnli.test.tsv; available: en, sw$"):
+        load_task_data("xnli", source="local", data_dir=generated, languages=["en", "fr"])
     with pytest.raises(BenchError, match=r"'ja' is not in .*x-final/ja/test_2k.tsv not found; available: de, en, zh"):
         load_task_data("pawsx", source="local", data_dir=pawsx_dir, languages=["ja"])
 
@@ -350,3 +349,22 @@ def test_every_xglm_language_has_a_resource_group():
     default = DataConfig().language_groups
     for task in TASKS.values():
         assert all(any(lang in langs for langs in default.values()) for lang in task.languages)
+
+
+# ------------------------------------------------------------------------------- a directory that was set
+
+
+def test_a_set_data_directory_that_does_not_exist_is_bad_input(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_DATA_DIR", "../shared/data")  # the README's line, from a clone elsewhere
+    with pytest.raises(BenchError, match=r"\$BENCH_DATA_DIR = '\.\./shared/data' \(resolved from .*\) does not exist"):
+        load_task_data("xnli")  # source auto: no silent fallback to synthetic rows
+    with pytest.raises(BenchError, match=r"data\.data_dir in the config = '/nowhere' does not exist"):
+        load_task_data("xnli", source="synthetic", data_dir="/nowhere")
+
+
+def test_a_set_data_directory_without_the_task_is_bad_input(monkeypatch, tmp_path):
+    (tmp_path / "XNLI-1.0").mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    with pytest.raises(BenchError, match=r"x-final.*not found.*the data directory was set, so it is not skipped"):
+        load_task_data("pawsx")

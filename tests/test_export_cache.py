@@ -176,6 +176,7 @@ print(use.hit, use.note)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("locking", ["lock", "nolock"])
 def test_two_processes_exporting_one_key_leave_one_sound_export(tmp_path, locking):
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -219,6 +220,7 @@ def ort_runs(tiny_config, tmp_path, monkeypatch):
     return run
 
 
+@pytest.mark.slow
 def test_runs_share_the_cache_and_keep_exports_only_when_asked(ort_runs, tmp_path, monkeypatch):
     first, records, _ = ort_runs("first")
     assert not (first / "exports").exists()  # the run directory holds no export
@@ -239,6 +241,7 @@ def test_runs_share_the_cache_and_keep_exports_only_when_asked(ort_runs, tmp_pat
         assert file.stat().st_ino == (cached / file.name).stat().st_ino
 
 
+@pytest.mark.slow
 def test_bench_cache_shows_sizes_verifies_and_clears_exports(ort_runs, tmp_path):
     ort_runs("sized")
     cache, cli = tmp_path / "cache", CliRunner()

@@ -27,15 +27,9 @@ from bench.errors import BenchError
 from bench.model.attention import causal_attention
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import ModelSource, load_backbone
+from helpers import padded
 
 PREFIX = 5
-
-
-def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()  # [B, T], right padded
-    return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
 
 
 BATCHES = [[23, 5, 11, 1, 7], [1], [16, 16], [64, 3, 40, 9, 64, 2, 33, 12]]
@@ -198,6 +192,7 @@ def test_compile_mode_comes_from_the_backend_name(monkeypatch, tmp_path):
     assert prepare("compile", model, Target("cpu", "fp32", 2), example, options, tmp_path).info["compile_mode"] == "max-autotune"
 
 
+@pytest.mark.slow
 def test_a_sweep_measures_compile_modes_as_separate_backends(monkeypatch, tmp_path, bench_env):
     """Records and reports keep compile:<mode> apart from compile, each paired with eager. (The compile backend
     runs its module uncompiled here: what is tested is the naming and pairing, not inductor.)"""

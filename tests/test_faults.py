@@ -19,17 +19,17 @@ from pathlib import Path
 import psutil
 import pytest
 import tomli_w
-from typer.testing import CliRunner
 
 import bench.measure.passes
 import bench.run.store
 import bench.run.sweep
-from bench.cli import app
+from bench.run.records import make_record
 from bench.run.store import RunStore
+from helpers import invoke, plain, squashed
 from processes import cell_processes
 from tinydata import tiny_sweep, write_layouts
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+pytestmark = pytest.mark.usefixtures("bench_env")  # no hub, caches in tmp dirs
 TWO_CELLS = [{"name": "dense-a", "method": "dense"}, {"name": "dense-b", "method": "dense"}]
 
 
@@ -38,25 +38,14 @@ def data(tmp_path_factory) -> Path:
     return write_layouts(tmp_path_factory.mktemp("fault-data"))
 
 
-@pytest.fixture(autouse=True)
-def _offline(bench_env):
-    """No hub, caches in tmp dirs."""
-
-
 def _config(tmp_path: Path, data: Path, name: str = "sweep.toml", **sections) -> Path:
     path = tmp_path / name
     path.write_text(tomli_w.dumps(tiny_sweep(tmp_path / "runs", tmp_path / "cache", data, **sections)))
     return path
 
 
-def _invoke(*argv: str):
-    result = CliRunner().invoke(app, [str(a) for a in argv])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
-
-
 def _one_line(stderr: str) -> str:
-    lines = [line for line in ANSI.sub("", stderr).splitlines() if line.strip()]
+    lines = [line for line in plain(stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     return lines[0]
 
@@ -86,6 +75,7 @@ def _cell_ids(run: Path) -> list[str]:
 # ------------------------------------------------------------------------------------ the writer dies
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path, data):
     config = _config(tmp_path, data, variants=TWO_CELLS, measure={"min_time_s": 600.0, "max_time_s": 600.0,
                                                                   "min_iters": 10**9})
@@ -95,7 +85,7 @@ def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path,
     _wait_for(prepared, writer, "prepared cells")  # their rounds run for ten minutes
     run = _only_run(tmp_path)
     # While its writer lives, the run is refused in one line that names the writer.
-    refused = _invoke("run", "--resume", run)
+    refused = invoke("run", "--resume", run)
     assert refused.exit_code == 2
     assert f"being written by bench process {writer.pid}" in _one_line(refused.stderr)
     writer.kill()  # kill -9: no handler runs, run.json keeps saying "running"
@@ -103,9 +93,9 @@ def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path,
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "running" and manifest["writer"]["pid"] == writer.pid and manifest["writer"]["host"]
 
-    report = _invoke("report", run)
+    report = invoke("report", run)
     assert report.exit_code == 0, report.output
-    text = " ".join(ANSI.sub("", report.stdout).split())
+    text = squashed(report.stdout)
     assert "interrupted" in text and f"pid {writer.pid}" in text and "--resume" in text
     assert "running" not in text.split("machine")[0]  # the header says interrupted, not running
 
@@ -114,18 +104,19 @@ def test_kill_9_leaves_an_interrupted_run_that_resume_finishes_at_once(tmp_path,
     (run / "config.toml").write_text((run / "config.toml").read_text().replace("min_time_s = 600.0", "min_time_s = 0.0")
                                      .replace("max_time_s = 600.0", "max_time_s = 5.0")
                                      .replace(f"min_iters = {10**9}", "min_iters = 3"))
-    resumed = _invoke("run", "--resume", run)
+    resumed = invoke("run", "--resume", run)
     assert resumed.exit_code == 0, resumed.output
-    assert ANSI.sub("", resumed.stdout).strip().splitlines()[-1].startswith("state: complete")
+    assert plain(resumed.stdout).strip().splitlines()[-1].startswith("state: complete")
     ids = _cell_ids(run)
     assert len(set(ids)) == 2 and all(ids.count(c) == 4 for c in set(ids))  # 4 scenarios per cell, none twice
     assert sorted((run / "cells.done").read_text().split()) == sorted(set(ids))
     assert json.loads((run / "run.json").read_text())["writer"]["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_a_cut_last_line_is_read_up_to_and_measured_again_on_resume(tmp_path, data):
     config = _config(tmp_path, data, variants=TWO_CELLS)
-    assert _invoke("run", config).exit_code == 0
+    assert invoke("run", config).exit_code == 0
     run = _only_run(tmp_path)
     before = RunStore(run).records()
     results = run / "results.jsonl"
@@ -134,14 +125,14 @@ def test_a_cut_last_line_is_read_up_to_and_measured_again_on_resume(tmp_path, da
     results.write_bytes(raw[: last + (len(raw) - last) // 2])  # a power cut in the middle of the last record
     cut_cell = before[-1]["cell_id"]
 
-    report = _invoke("report", run)
+    report = invoke("report", run)
     assert report.exit_code == 0, report.output
-    text = " ".join(ANSI.sub("", report.stdout).split())
+    text = squashed(report.stdout)
     assert "incomplete" in text and f"line {len(before)} was cut off" in text
 
-    resumed = _invoke("run", "--resume", run)
+    resumed = invoke("run", "--resume", run)
     assert resumed.exit_code == 0, resumed.output
-    said = " ".join(ANSI.sub("", resumed.stdout).split())
+    said = squashed(resumed.stdout)
     assert f"line {len(before)} of results.jsonl was cut off and is dropped" in said and cut_cell in said
     after = RunStore(run).records()
     assert sorted(r["cell_id"] for r in after) == sorted(r["cell_id"] for r in before)
@@ -149,19 +140,21 @@ def test_a_cut_last_line_is_read_up_to_and_measured_again_on_resume(tmp_path, da
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_damaged_line_in_the_middle_stays_an_error_naming_it(tmp_path, data):
-    assert _invoke("run", _config(tmp_path, data)).exit_code == 0
+    assert invoke("run", _config(tmp_path, data)).exit_code == 0
     run = _only_run(tmp_path)
     lines = (run / "results.jsonl").read_text().splitlines()
     lines[1] = lines[1][:40]
     (run / "results.jsonl").write_text("\n".join(lines) + "\n")
-    resumed = _invoke("run", "--resume", run)
+    resumed = invoke("run", "--resume", run)
     assert resumed.exit_code == 2 and "results.jsonl:2: not a JSON record" in _one_line(resumed.stderr)
 
 
 # ------------------------------------------------------------------------------- cells that die or fail
 
 
+@pytest.mark.slow
 def test_a_cell_killed_by_sigkill_fails_retryably_and_resume_measures_it_again(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "min_time_s": 600.0, "max_time_s": 600.0,
                                               "min_iters": 10**9})
@@ -183,12 +176,13 @@ def test_a_cell_killed_by_sigkill_fails_retryably_and_resume_measures_it_again(t
     (run / "config.toml").write_text((run / "config.toml").read_text().replace("min_time_s = 600.0", "min_time_s = 0.0")
                                      .replace("max_time_s = 600.0", "max_time_s = 5.0")
                                      .replace(f"min_iters = {10**9}", "min_iters = 3"))
-    resumed = _invoke("run", "--resume", run, "--isolation", "none")
+    resumed = invoke("run", "--resume", run, "--isolation", "none")
     assert resumed.exit_code == 0, resumed.output
-    assert "1 done cells measured again" in " ".join(ANSI.sub("", resumed.stdout).split())
+    assert "1 done cells measured again" in squashed(resumed.stdout)
     assert {r["status"] for r in RunStore(run).records()} == {"ok"}
 
 
+@pytest.mark.slow
 def test_retry_failed_measures_failed_cells_again_and_resume_alone_does_not(tmp_path, data, monkeypatch):
     def broken_memory(runner, batch):
         raise MemoryError("sampler broke")
@@ -196,22 +190,23 @@ def test_retry_failed_measures_failed_cells_again_and_resume_alone_does_not(tmp_
     config = _config(tmp_path, data)
     with monkeypatch.context() as patch:
         patch.setattr(bench.measure.passes, "memory", broken_memory)
-        first = _invoke("run", config)
+        first = invoke("run", config)
     assert first.exit_code == 3, first.output  # complete_with_failures
     assert _one_line(first.stderr).startswith("complete_with_failures: 1 of 4 records failed")
-    assert ANSI.sub("", first.stdout).strip().splitlines()[-1].startswith("state: complete_with_failures")
+    assert plain(first.stdout).strip().splitlines()[-1].startswith("state: complete_with_failures")
     run = _only_run(tmp_path)
 
-    again = _invoke("run", "--resume", run)  # not retryable (the measurement failed, not the process)
-    assert again.exit_code == 3 and "1 finished cells kept" in " ".join(ANSI.sub("", again.stdout).split())
-    retried = _invoke("run", "--resume", run, "--retry-failed")
+    again = invoke("run", "--resume", run)  # not retryable (the measurement failed, not the process)
+    assert again.exit_code == 3 and "1 finished cells kept" in squashed(again.stdout)
+    retried = invoke("run", "--resume", run, "--retry-failed")
     assert retried.exit_code == 0, retried.output
-    assert "1 done cells measured again" in " ".join(ANSI.sub("", retried.stdout).split())
+    assert "1 done cells measured again" in squashed(retried.stdout)
     records = RunStore(run).records()
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path, data):
     config = _config(tmp_path, data, measure={"isolation": "process", "min_time_s": 600.0, "max_time_s": 600.0,
                                               "min_iters": 10**9})
@@ -234,11 +229,12 @@ def test_ctrl_c_ends_the_run_without_a_traceback_from_the_cell_process(tmp_path,
 # -------------------------------------------------------------------------------------------- the cache
 
 
+@pytest.mark.slow
 def test_a_damaged_artifact_is_found_by_verify_and_rebuilt_with_a_note(tmp_path, data):
     config = _config(tmp_path, data)
     cache = tmp_path / "cache"
-    assert _invoke("run", config).exit_code == 0
-    verified = _invoke("cache", "verify", "--cache-dir", cache)
+    assert invoke("run", config).exit_code == 0
+    verified = invoke("cache", "verify", "--cache-dir", cache)
     assert verified.exit_code == 0 and "1 artifacts" in verified.stdout and "0 damaged" in verified.stdout
     (artifact,) = (cache / "artifacts").iterdir()
     weights = artifact / "model.safetensors"
@@ -246,18 +242,18 @@ def test_a_damaged_artifact_is_found_by_verify_and_rebuilt_with_a_note(tmp_path,
 
     raw[-10] ^= 0xFF  # one flipped byte: same size, header intact; only the hash sees it
     weights.write_bytes(bytes(raw))
-    flipped = _invoke("cache", "verify", "--cache-dir", cache)
+    flipped = invoke("cache", "verify", "--cache-dir", cache)
     assert flipped.exit_code == 1 and "does not match the sha256" in flipped.stdout
     assert _one_line(flipped.stderr).startswith("damaged: 1 artifacts")
 
     weights.write_bytes(bytes(raw[: len(raw) // 2]))  # cut short: "incomplete metadata, file not fully covered"
-    rerun = _invoke("run", config)
+    rerun = invoke("run", config)
     assert rerun.exit_code == 0, rerun.output
-    assert "is damaged (model.safetensors" in " ".join(ANSI.sub("", rerun.stdout).split())
-    assert "building it again" in ANSI.sub("", rerun.stdout)
-    assert _invoke("cache", "verify", "--cache-dir", cache).exit_code == 0
+    assert "is damaged (model.safetensors" in squashed(rerun.stdout)
+    assert "building it again" in plain(rerun.stdout)
+    assert invoke("cache", "verify", "--cache-dir", cache).exit_code == 0
 
-    cleared = _invoke("cache", "clear", "--cache-dir", cache)
+    cleared = invoke("cache", "clear", "--cache-dir", cache)
     assert cleared.exit_code == 0 and not any((cache / "artifacts").iterdir())
     assert not (cache / "tokenizers").is_dir() or not any((cache / "tokenizers").iterdir())
 
@@ -267,6 +263,7 @@ def _unshare_works() -> bool:
         ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o ro,size=64k none /mnt"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_read_only_cache_is_one_line_naming_path_and_cause(tmp_path, data):
     cache = tmp_path / "ro-cache"
     cache.mkdir()
@@ -306,7 +303,7 @@ def test_a_full_disk_is_one_line_and_the_run_is_marked_failed_without_temporary_
 
     monkeypatch.setattr(bench.run.store.os, "write", full_write)
     monkeypatch.setattr(Path, "write_text", full_write_text)
-    result = _invoke("run", _config(tmp_path, data))
+    result = invoke("run", _config(tmp_path, data))
     monkeypatch.undo()
     assert result.exit_code == 1
     run = _only_run(tmp_path)
@@ -321,6 +318,7 @@ def test_a_full_disk_is_one_line_and_the_run_is_marked_failed_without_temporary_
 # ------------------------------------------------------------------------------------ values and errors
 
 
+@pytest.mark.slow
 def test_nan_and_inf_become_null_with_a_note_and_the_run_completes(tmp_path, data, monkeypatch):
     real_parity = bench.measure.passes.parity
 
@@ -328,28 +326,28 @@ def test_nan_and_inf_become_null_with_a_note_and_the_run_completes(tmp_path, dat
         return real_parity(logits, reference) | {"max_abs_logit_diff": float("inf"), "agreement_vs_eager_fp32": float("nan")}
 
     monkeypatch.setattr(bench.measure.passes, "parity", overflowing_parity)
-    result = _invoke("run", _config(tmp_path, data))
+    result = invoke("run", _config(tmp_path, data))
     assert result.exit_code == 0, result.output
     run = _only_run(tmp_path)
     assert "NaN" not in (run / "results.jsonl").read_text() and "Infinity" not in (run / "results.jsonl").read_text()
     for record in RunStore(run).records():
         assert record["max_abs_logit_diff"] is None and record["agreement_vs_eager_fp32"] is None
         assert "max_abs_logit_diff=inf" in record["non_finite_note"] and "agreement_vs_eager_fp32=nan" in record["non_finite_note"]
-    assert not re.search(r"\b(nan|inf)\b", ANSI.sub("", result.stdout), re.IGNORECASE)
+    assert not re.search(r"\b(nan|inf)\b", plain(result.stdout), re.IGNORECASE)
 
 
 def test_compare_never_shows_nan_beside_an_interval_nor_counts_that_cell(tmp_path):
     recorded = Path(__file__).parent / "fixtures" / "recorded"
     base, other = (shutil.copytree(recorded / name, tmp_path / name) for name in ("cpu-dense", "cpu-dense-x1.25"))
-    full = _invoke("compare", base, other)
+    full = invoke("compare", base, other)
     records = [json.loads(line) for line in (other / "results.jsonl").read_text().splitlines()]
     latency = next(r for r in records if r["scenario"] == "latency" and r["status"] == "ok")
     latency["latency_ms_p50"] = float("nan")  # as an older harness wrote it
     (other / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = _invoke("compare", base, other, "--fail-on-regression", "50")
+    result = invoke("compare", base, other, "--fail-on-regression", "50")
     assert result.exit_code == 0, result.output
-    assert not re.search(r"\bnan\b", ANSI.sub("", result.stdout), re.IGNORECASE)
-    compared = lambda out: int(re.search(r"(\d+) cells compared", ANSI.sub("", out)).group(1))  # noqa: E731
+    assert not re.search(r"\bnan\b", plain(result.stdout), re.IGNORECASE)
+    compared = lambda out: int(re.search(r"(\d+) cells compared", plain(out)).group(1))  # noqa: E731
     assert compared(result.stdout) == compared(full.stdout) - 1
 
 
@@ -358,10 +356,10 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_run_log(t
         raise RuntimeError("an internal bug")
 
     monkeypatch.setattr(bench.run.sweep.Sweep, "_group", broken)
-    result = _invoke("run", _config(tmp_path, data, measure={"seq_lens": [48]}))
+    result = invoke("run", _config(tmp_path, data, measure={"seq_lens": [48]}))
     assert result.exit_code == 1
     # Preflight warned first: pairs are at most model.max_length (32) tokens, so a 48-token shape is mostly padding.
-    said = " ".join(ANSI.sub("", result.stdout).split())
+    said = squashed(result.stdout)
     assert "measure.seq_lens 48 exceeds model.max_length 32" in said and "at least 33% of each" in said
     run = _only_run(tmp_path)
     line = _one_line(result.stderr)
@@ -382,7 +380,7 @@ def test_an_unexpected_error_before_the_run_exists_logs_to_the_temporary_directo
     monkeypatch.setattr(bench.run.plan, "load_tokenizer", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    result = _invoke("run", _config(tmp_path, data))
+    result = invoke("run", _config(tmp_path, data))
     assert result.exit_code == 1
     line = _one_line(result.stderr)
     (log,) = (tmp_path / "tmp").glob("xglm-bench-error-*.log")
@@ -395,7 +393,7 @@ def test_resume_keeps_whole_cells_and_redoes_cut_dead_and_with_retry_failed_fail
         for cell, status, extra in (("ok", "ok", {}), ("died", "failed", {"failure_retryable": True}),
                                     ("broke", "failed", {}), ("last", "ok", {})):
             for scenario in ("latency", "memory"):
-                store.append({"cell_id": cell, "status": status, "scenario": scenario, **extra})
+                store.append(make_record(cell_id=cell, status=status, scenario=scenario, **extra))
             store.mark_done(cell)
 
     for retry_failed, expected in ((False, ["ok", "broke"]), (True, ["ok"])):
@@ -420,3 +418,103 @@ def test_a_reader_sees_a_dead_writer_as_interrupted_and_a_live_one_as_running(tm
     store.unlock()  # as the kernel does when the writer dies
     state = reader_state(store)
     assert state["status"] == "interrupted" and f"pid {os.getpid()}" in state["reason"]
+
+
+# ------------------------------------------------------------------- issue 31: memory, caches, reports, training
+
+
+@pytest.mark.slow
+def test_an_oom_in_a_cell_is_a_failed_record_naming_the_shape_and_the_other_cells_go_on(tmp_path, data, monkeypatch):
+    """MemoryError in one cell's memory pass (faked: this machine is shared and must never be run out of memory)."""
+    real = bench.measure.passes.memory
+    calls = []
+
+    def memory(runner, batch):
+        calls.append(batch.input_ids.shape)
+        if len(calls) == 1:
+            raise MemoryError()
+        return real(runner, batch)
+
+    monkeypatch.setattr(bench.measure.passes, "memory", memory)
+    config = _config(tmp_path, data, variants=TWO_CELLS)
+    result = invoke("run", config)
+    assert result.exit_code == 3, result.output  # complete_with_failures: the other cell was measured
+    records = RunStore(_only_run(tmp_path)).records()
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["scenario"] == "memory"
+    assert re.fullmatch(r"out of memory at batch 2 x 16 \(estimated \d+\.\d\d GiB, free \d+\.\d\d GiB\)", failed[0]["error"])
+    ok = [r for r in records if r["scenario"] == "memory" and r["status"] == "ok"]
+    assert len(ok) == 1 and ok[0]["estimated_peak_memory_mb"] > 0 and ok[0]["memory_free_at_start_mb"] > 0
+
+
+@pytest.mark.slow
+def test_a_cell_killed_by_sigkill_says_out_of_memory_at_its_shape(tmp_path, data):
+    config = _config(tmp_path, data, measure={"isolation": "process", "block_time_s": 600.0, "scenarios": ["latency"]})
+    writer = _bench("run", config)
+    parent = psutil.Process(writer.pid)
+    for line in writer.stdout:  # the cell is prepared and its blocks are being timed at 2 x 16
+        if "interleaved rounds" in line:
+            break
+    time.sleep(1.0)
+    for cell in cell_processes(parent):
+        cell.send_signal(signal.SIGKILL)
+    writer.communicate(timeout=120)
+    (record,) = RunStore(_only_run(tmp_path)).records()
+    assert record["error"].startswith("out of memory at batch 2 x 16 (estimated "), record["error"]
+    assert "killed by SIGKILL" in record["error"]
+
+
+def test_a_truncated_calibration_is_found_by_verify_and_measured_again_with_a_note(tmp_path, monkeypatch):
+    from bench.measure import calibrate
+
+    monkeypatch.setattr(calibrate, "measure", lambda device, threads: {
+        **{f"peak_tflops_{name}": 1.0 for name in calibrate.TORCH_DTYPES}, "peak_gbps": 2.0})
+    cache = tmp_path / "cache"
+    whole = calibrate.load_or_measure(cache, "cpu", 1)
+    (path,) = (cache / "calibration").glob("*.json")
+    assert not list(path.parent.glob(".*tmp"))  # written through a temporary file, none left
+    path.write_text(path.read_text()[:40])  # cut, as a crash mid-write (before atomic writes) left it
+
+    verify = invoke("cache", "verify", "--cache-dir", cache)
+    assert verify.exit_code == 1 and "1 calibrations" in plain(verify.stderr), verify.output
+    assert "is unreadable (JSONDecodeError" in plain(verify.stdout) and str(path.name) in verify.stdout
+
+    notes = []
+    healed = calibrate.load_or_measure(cache, "cpu", 1, note=notes.append)
+    assert healed["peak_gbps"] == whole["peak_gbps"] and calibrate.calibration_problem(path) is None
+    assert len(notes) == 1 and "measuring the peaks again" in notes[0] and str(path) in notes[0]
+    assert invoke("cache", "verify", "--cache-dir", cache).exit_code == 0
+
+
+def test_a_failed_render_leaves_the_old_report_and_plots_in_place(tmp_path, monkeypatch):
+    import reports.report
+
+    run = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "recorded" / "cpu-dense", tmp_path / "run"))
+    assert invoke("report", run).exit_code == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert any(p.parts[0] == "plots" for p in before)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports.report, "html_page", broken)
+    result = invoke("report", run)
+    assert result.exit_code == 2 and "cannot write the report" in _one_line(result.stderr)
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # nothing replaced, nothing deleted, no staging left behind
+
+
+def test_a_loss_that_becomes_nan_fails_the_build_at_its_step_and_caches_nothing(tmp_path, data):
+    config = _config(tmp_path, data, train={"steps": 3, "lr": 1e30}, measure={"scenarios": ["accuracy"]})
+    result = invoke("run", config)
+    line = _one_line(result.stderr)
+    assert result.exit_code == 2 and re.search(r"the (loss|gradient norm|weights) became (nan|inf) at step [1-3] of 3", line), line
+    assert not list((tmp_path / "cache").glob("artifacts/*/meta.json"))
+    assert json.loads((_only_run(tmp_path) / "run.json").read_text())["status"] == "failed"
+
+
+def test_untrained_variants_say_so_in_a_warning_and_their_records(tmp_path, data):
+    result = invoke("run", _config(tmp_path, data, measure={"scenarios": ["accuracy"]}))  # tiny_sweep: steps = 0
+    assert result.exit_code == 0, result.output
+    assert "train.steps = 0: dense-ft are not trained" in squashed(result.stdout)
+    assert {r["trained"] for r in RunStore(_only_run(tmp_path)).records()} == {False}

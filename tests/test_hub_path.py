@@ -81,6 +81,7 @@ def test_its_own_tokenizer_loads_without_a_conversion_step(offline_hub, tmp_path
     assert ids[0] == 2 and ids.count(2) == 3  # XGLM's pair format: </s> A </s></s> B
 
 
+@pytest.mark.slow
 def test_the_whole_sweep_runs_on_the_hub_id(offline_hub, tmp_path):
     from rich.console import Console
 

@@ -11,14 +11,7 @@ from transformers import DynamicCache, XGLMConfig, XGLMForCausalLM, XGLMModel
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier, attention_bias, count_parameters
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
-
-
-def padded_batch(vocab: int, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    ids = torch.randint(4, vocab, (len(lengths), seq), generator=g)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return ids.masked_fill(mask == 0, 1), mask
+from helpers import padded
 
 
 @pytest.fixture()
@@ -32,7 +25,7 @@ def pair() -> tuple[XGLMClassifier, XGLMModel]:
 @pytest.mark.parametrize("lengths", [[11, 7, 3], [16, 16], [1, 9, 5, 2]])
 def test_sdpa_backbone_equals_transformers_on_padded_batches(pair, lengths):
     ours, reference = pair
-    ids, mask = padded_batch(1024, lengths)
+    ids, mask = padded(lengths)
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
         got = ours.hidden_states(ids, mask)
@@ -57,7 +50,7 @@ def test_prefix_slot_equals_transformers_dynamic_cache_prefix(pair):
           for _ in range(cfg.num_layers)]
     for attn, (k, v) in zip(ours.attentions, kv):
         attn.set_prefix(k, v)
-    ids, mask = padded_batch(1024, [9, 6, 2])
+    ids, mask = padded([9, 6, 2])
     cache = DynamicCache(config=cfg)
     for layer, (k, v) in enumerate(kv):
         cache.update(k.expand(3, -1, -1, -1).clone(), v.expand(3, -1, -1, -1).clone(), layer)
@@ -92,7 +85,7 @@ def test_folded_prefix_is_a_saved_buffer_and_a_live_one_keeps_its_graph(pair):
 def test_classifier_pools_the_last_real_token(pair):
     """A row's logits do not depend on how much padding follows it."""
     ours, _ = pair
-    ids, mask = padded_batch(1024, [12, 5])
+    ids, mask = padded([12, 5])
     with torch.no_grad():
         batched = ours(ids, mask)
         alone = ours(ids[1:, :5], mask[1:, :5])
@@ -116,9 +109,21 @@ def test_564m_preset_has_the_published_parameter_count():
 
 
 def test_random_presets_are_seeded():
-    a = load_backbone(ModelSource.parse("random:tiny"), seed=7)
-    b = load_backbone(ModelSource.parse("random:tiny"), seed=7)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    """The seed alone decides the weights: the same seed rebuilds them whatever the global RNG holds, another seed
+    gives others (a loader that ignored its seed, or drew from the global RNG, fails here)."""
+    source = ModelSource.parse("random:tiny")
+
+    def weights(seed: int, global_seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)
+        return load_backbone(source, seed=seed).state_dict()
+
+    a, b, other = weights(7, global_seed=1), weights(7, global_seed=2), weights(8, global_seed=1)
+    assert a.keys() == b.keys() == other.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Every initialised matrix differs (LayerNorms start at ones and zeros, positions are sinusoidal, under any seed).
+    matrices = [k for k in a if k.endswith("weight") and a[k].dim() == 2]
+    assert "embed_tokens.weight" in matrices and len(matrices) > 10
+    assert not [k for k in matrices if torch.equal(a[k], other[k])]
 
 
 def test_local_directory_loads_a_causal_lm_checkpoint(tmp_path):

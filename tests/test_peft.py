@@ -16,19 +16,13 @@ from peft.tuners.lora import Linear as PeftLoraLinear
 from transformers import XGLMConfig, XGLMForCausalLM
 
 from capabilities import sparse_tensor_cores_missing
+from helpers import padded, tiny_context
 from prompts.lora import LoRALinear, LoraOptions, add_lora, merge_lora
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone
 from prompts.soft import SoftPrompted, apply_prompt, fold_to_prefix
 
 P = 5
-
-
-def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
 
 
 def hidden_of(reference, lm, ids, mask) -> torch.Tensor:
@@ -186,20 +180,8 @@ def test_merged_lora_equals_unmerged_and_pefts_merge(lora_pair):
 # ------------------------------------------------------------------------------ building, bases and artifacts
 
 
-def tiny_context(variant, *, steps: int = 3, base=None, seed: int = 0, rows: int = 32):
-    from bench.variants.context import BuildContext
-    from bench.config import TrainConfig
-    from bench.data.tasks import get_task
-    from bench.model.source import ModelSource
-
-    g = torch.Generator().manual_seed(seed)
-    ids = [torch.randint(4, 1024, (int(n),), generator=g).tolist() for n in torch.randint(6, 20, (rows,), generator=g)]
-    return BuildContext(
-        variant=variant, task=get_task("xnli"), source=ModelSource.parse("random:tiny"),
-        train=TrainConfig(steps=steps, batch_size=16, lr=3e-2, weight_decay=0.0, warmup_ratio=0.0, log_every=1),
-        seed=seed, backbone_seed=0, train_ids=ids, train_labels=[i % 3 for i in range(rows)], pad_id=1,
-        device=torch.device("cpu"), base=base,
-    )
+def peft_context(variant, *, steps: int = 3, **kwargs):
+    return tiny_context(variant, steps=steps, warmup_ratio=0.0, log_every=1, **kwargs)
 
 
 def save_built(cache, name: str, method: str, built, tokenizer):
@@ -232,14 +214,6 @@ def pruned_base(cache, tokenizer, heads_removed=((0,), (0, 1, 2)), seed: int = 0
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    from bench.data.tokenization import trained_tokenizer
-
-    tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp_path_factory.mktemp("tok"))
-    return tok
-
-
-@pytest.fixture(scope="module")
 def on_base(tmp_path_factory, tokenizer):
     """A structured base, and a P-tuning v2 prefix, a soft prompt and unmerged LoRA trained on it, saved."""
     from bench.variants.registry import builder
@@ -252,7 +226,7 @@ def on_base(tmp_path_factory, tokenizer):
                           ("soft", {"method": "soft_prompt", "prompt_length": 4}),
                           ("lora", {"method": "lora", "lora_targets": ["q_proj", "fc2"], "lora_merge": False})]:
         variant = make_variant(name=name, base="st", **options)
-        built = builder(variant.method)(tiny_context(variant, base=base))
+        built = builder(variant.method)(peft_context(variant, base=base))
         out[name] = (built, save_built(cache, name, variant.method, built, tokenizer))
     return out
 
@@ -352,7 +326,7 @@ def test_artifacts_on_the_backbone_refuse_another_shape_or_other_weights(tmp_pat
 
     for name, options in [("soft", {"method": "soft_prompt", "prompt_length": 3}), ("lora", {"method": "lora"})]:
         variant = make_variant(name=name, **options)
-        built = builder(variant.method)(tiny_context(variant, steps=1))
+        built = builder(variant.method)(peft_context(variant, steps=1))
         artifact = save_built(tmp_path, name, variant.method, built, tokenizer)
         assert "base" not in artifact.meta["architecture"] and artifact.meta["architecture"]["backbone_fingerprint"]
         weights = artifact.path / "model.safetensors"
@@ -371,8 +345,8 @@ def test_a_reused_prefix_must_come_from_the_same_base(on_base, tmp_path):
     _, prefix = on_base["pt"]
     variant = make_variant(name="reuse", method="prompt", prefix_artifact=str(prefix.path))
     with pytest.raises(BenchError, match="was trained on base 'st' .*this variant is built on the pretrained backbone"):
-        builder("prompt")(tiny_context(variant))
-    built = builder("prompt")(tiny_context(variant.model_copy(update={"base": "st"}), base=on_base["base"]))
+        builder("prompt")(peft_context(variant))
+    built = builder("prompt")(peft_context(variant.model_copy(update={"base": "st"}), base=on_base["base"]))
     assert [a.num_heads for a in built.model.attentions] == [3, 1] and built.train is None
 
 

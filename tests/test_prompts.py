@@ -11,21 +11,13 @@ from peft import PrefixTuningConfig, TaskType, get_peft_model
 from transformers import XGLMConfig, XGLMForCausalLM, XGLMModel
 
 from bench.backends import Target, prepare
-from bench.config import BackendOptions, TrainConfig, make_variant, parse_config
+from bench.config import BackendOptions, make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
-from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
-from bench.data.tasks import get_task
-from bench.variants.context import BuildContext
+from bench.model.source import PRESETS, load_backbone, preset_config
 from prompts.encoder import PrefixEncoder
 from prompts.ptuning import build, load, trainable_share
-
-
-def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
+from helpers import padded, tiny_context
 
 
 @pytest.fixture(params=[False, True], ids=["table", "mlp"])
@@ -89,19 +81,8 @@ def test_trainable_share_of_the_564m_architecture(prefix, share):
     assert round(100 * trainable_share(model, encoder), 3) == share
 
 
-def tiny_context(tmp_path, variant, *, steps: int, rows: int = 32, seed: int = 0) -> BuildContext:
-    g = torch.Generator().manual_seed(seed)
-    ids = [torch.randint(4, 1024, (int(n),), generator=g).tolist() for n in torch.randint(6, 20, (rows,), generator=g)]
-    labels = [i % 3 for i in range(rows)]
-    return BuildContext(
-        variant=variant, task=get_task("xnli"), source=ModelSource.parse("random:tiny"),
-        train=TrainConfig(steps=steps, batch_size=16, lr=3e-2, weight_decay=0.0, log_every=5), seed=seed,
-        backbone_seed=0, train_ids=ids, train_labels=labels, pad_id=1, device=torch.device("cpu"),
-    )
-
-
 def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
-    ctx = tiny_context(tmp_path, make_variant(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
     frozen = load_backbone(ctx.source, seed=0).state_dict()
     built = build(ctx)
     for name, tensor in built.model.backbone.state_dict().items():
@@ -121,24 +102,22 @@ def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
 
 
 def test_mlp_is_folded_away(tmp_path):
-    ctx = tiny_context(tmp_path, make_variant(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
     built = build(ctx)
     assert built.extra["params_trainable"] > built.extra["params_prefix"] == 4 * 2 * 2 * 64
     assert not any("transform" in k for k in built.state_dict)
 
 
 @pytest.fixture(scope="module")
-def prompt_artifact(tmp_path_factory):
+def prompt_artifact(tmp_path_factory, tokenizer):
     from bench.variants import artifacts
-    from bench.data.tokenization import trained_tokenizer
 
     tmp = tmp_path_factory.mktemp("prompt")
-    ctx = tiny_context(tmp, make_variant(name="pt", method="prompt", prompt_length=5), steps=3)
+    ctx = tiny_context(make_variant(name="pt", method="prompt", prompt_length=5), steps=3)
     built = build(ctx)
-    tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp)
     meta = {"architecture": built.architecture, "params_trainable": 1, "extra": {}, "train": None}
     recipe = {"variant": "pt", "task": "xnli", "seed": 0}
-    return artifacts.save(tmp, recipe, built.model, tok, meta, built.state_dict), built.model
+    return artifacts.save(tmp, recipe, built.model, tokenizer, meta, built.state_dict), built.model
 
 
 def test_prompt_artifact_stores_only_what_was_learned_and_reloads_exactly(prompt_artifact):
@@ -202,6 +181,7 @@ def test_prompt_training_policy_sits_between_train_and_variant():
     assert cfg.train_for(cfg.variants[1]).lr == 1e-2
 
 
+@pytest.mark.slow
 def test_seeds_give_per_seed_records_and_a_mean_std_aggregate(tmp_path, generated_data_dir, monkeypatch):
     import io
     import json

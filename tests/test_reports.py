@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from bench.cli import app
+from helpers import plain
 from bench.errors import BenchError
 from reports.load import load_run
 from reports.plots import PLOTS, write_plots
@@ -24,7 +25,6 @@ from reports.summary import RANDOM_WARNING, render_run
 from reports.table import TableData
 
 RUNS = Path(__file__).parent / "fixtures" / "recorded"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _copy(name: str, into: Path) -> Path:
@@ -255,7 +255,7 @@ def test_bench_report_regenerates_everything_from_the_records(tmp_path):
     run_dir = _copy("cpu-dense", tmp_path)
     result = CliRunner().invoke(app, ["report", str(run_dir)])
     assert result.exit_code == 0, result.output
-    text = ANSI.sub("", result.output)
+    text = plain(result.output)
     assert "report: " in text and "1 plot in" in text and "not drawn: latency_vs_sparsity: no sparse" in text
     for name in ("report.md", "report.html", "plots/accuracy_heatmap.png", "plots/accuracy_heatmap.svg"):
         assert (run_dir / name).stat().st_size > 1000, name

@@ -73,7 +73,8 @@ def test_roofline_classifies_compute_and_memory_bound(tiny):
 
 def test_calibration_is_cached_per_environment(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(calibrate, "measure", lambda device, threads: calls.append(1) or {"peak_gbps": 1.0})
+    whole = {"peak_gbps": 1.0, **{f"peak_tflops_{name}": 1.0 for name in calibrate.TORCH_DTYPES}}  # what a cache needs
+    monkeypatch.setattr(calibrate, "measure", lambda device, threads: calls.append(1) or whole)
     first = calibrate.load_or_measure(tmp_path, "cpu", 2)
     again = calibrate.load_or_measure(tmp_path, "cpu", 2)
     assert len(calls) == 1 and first == again and first["threads"] == 2

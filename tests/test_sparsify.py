@@ -4,6 +4,7 @@ artifacts that reload exactly, honest accounting and realisation, and clear refu
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,15 +13,14 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import XGLMConfig, XGLMModel
 
 from capabilities import sparse_tensor_cores_missing
+from helpers import padded, tiny_context
 from bench.variants import artifacts
 from bench.backends import Target
 from sparsify.kernels import KernelSkipped
-from bench.config import TrainConfig, make_variant, parse_config
+from bench.config import make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
-from bench.data.tasks import get_task
-from bench.variants.context import BuildContext
 from bench.variants.registry import builder, realize
 from sparsify import structured
 from sparsify.accounting import count
@@ -37,22 +37,8 @@ def tiny_model(seed: int = 0) -> XGLMClassifier:
     return XGLMClassifier(load_backbone(ModelSource.parse("random:tiny"), seed=seed), num_labels=3).eval()
 
 
-def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = max(lengths)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
-
-
-def tiny_context(variant, *, steps: int, rows: int = 48) -> BuildContext:
-    g = torch.Generator().manual_seed(0)
-    ids = [torch.randint(4, 1024, (int(n),), generator=g).tolist() for n in torch.randint(6, 20, (rows,), generator=g)]
-    return BuildContext(
-        variant=variant, task=get_task("xnli"), source=ModelSource.parse("random:tiny"),
-        train=TrainConfig(steps=steps, batch_size=16, lr=1e-2, weight_decay=0.01, warmup_ratio=0.0, log_every=5),
-        seed=0, backbone_seed=0, train_ids=ids, train_labels=[i % 3 for i in range(rows)], pad_id=1,
-        device=torch.device("cpu"),
-    )
+# Sparse fine-tuning's context: 48 rows, a gentler rate than the prompt tests, weight decay, no warmup.
+sparse_context = partial(tiny_context, rows=48, lr=1e-2, weight_decay=0.01, warmup_ratio=0.0)
 
 
 # ---------------------------------------------------------------------------------------------------- masks
@@ -130,7 +116,7 @@ def test_fine_tuning_keeps_pruned_weights_and_their_optimizer_state_at_zero(opti
     optimizers = []
     handle = register_optimizer_step_post_hook(lambda opt, *_: optimizers.append(opt))
     try:
-        built = builder(options["method"])(tiny_context(make_variant(name="s", **options), steps=12))
+        built = builder(options["method"])(sparse_context(make_variant(name="s", **options), steps=12))
     finally:
         handle.remove()
     model, optimizer = built.model, optimizers[-1]
@@ -196,20 +182,12 @@ def test_structured_levels_that_would_remove_every_head_are_refused():
 # ------------------------------------------------------------------------------------------------- artifacts
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    from bench.data.tokenization import trained_tokenizer
-
-    tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp_path_factory.mktemp("tok"))
-    return tok
-
-
 @pytest.mark.parametrize("options", [
     {"method": "unstructured", "sparsity": 0.5},
     {"method": "structured", "sparsity": 0.5, "importance": "taylor", "structured_iterative_steps": 2},
 ], ids=["masked", "structured-iterative-taylor"])
 def test_artifacts_reload_to_identical_logits(options, tokenizer, tmp_path):
-    built = builder(options["method"])(tiny_context(make_variant(name="s", **options), steps=4))
+    built = builder(options["method"])(sparse_context(make_variant(name="s", **options), steps=4))
     meta = {"architecture": built.architecture, "params_trainable": 1, "extra": {}, "train": None}
     saved = artifacts.save(tmp_path, {"variant": "s", "task": "xnli", "seed": 0}, built.model, tokenizer, meta)
     reloaded = artifacts.Artifact.open(saved.path).load_model()

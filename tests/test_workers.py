@@ -120,6 +120,7 @@ def test_an_idle_worker_takes_no_cpu(tmp_path, tiny_artifact):
             worker.close()
 
 
+@pytest.mark.slow
 def test_a_worker_dies_with_its_parent(tmp_path):
     """kill -9 of the process that started a worker leaves no orphan (PR_SET_PDEATHSIG)."""
     code = (f"import pickle, sys, time; from bench.run.worker import ProcessWorker; "
@@ -134,6 +135,7 @@ def test_a_worker_dies_with_its_parent(tmp_path):
     assert gone, "the worker outlived its parent"
 
 
+@pytest.mark.slow
 def test_resume_measures_only_the_cells_that_were_cut_off(tiny_config, tmp_path):
     cfg = parse_config(tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]}))
     store = run_sweep(cfg, Console(file=io.StringIO()))
@@ -211,6 +213,7 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cell_process(tiny_config, tmp_path):
     bench, cells = _start_long_run(tiny_config, tmp_path)
     bench.send_signal(signal.SIGTERM)
@@ -223,6 +226,7 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cell_process(tiny_config
     assert not [c for c in alive if _running(c)], "cell processes outlived SIGTERM of their run"
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_run_leaves_no_cell_process(tiny_config, tmp_path):
     bench, cells = _start_long_run(tiny_config, tmp_path)
     bench.send_signal(signal.SIGKILL)
