@@ -311,15 +311,15 @@ def test_variant_that_cannot_be_built_fails_its_cells(monkeypatch, tiny_config, 
 
 
 def test_failing_measurement_fails_only_its_record(monkeypatch, tiny_config, tmp_path):
-    def broken_memory(runner, batch):
-        raise MemoryError("sampler broke")
+    def broken_memory(runner, batch):  # not MemoryError: an out-of-memory has its own record (test_memory_estimate)
+        raise RuntimeError("sampler broke")
 
     monkeypatch.setattr(bench.measure.passes, "memory", broken_memory)
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager"]})
     store, records, _ = _sweep(config)
     assert store.manifest()["status"] == "complete_with_failures"
     failed = _one(records, scenario="memory")
-    assert failed["status"] == "failed" and "MemoryError: sampler broke" in failed["error"]
+    assert failed["status"] == "failed" and "RuntimeError: sampler broke" in failed["error"]
     assert failed["peak_memory_mb"] is None
     assert (failed["batch_size"], failed["seq_len"]) == (4, 32)
     for scenario in ("latency", "throughput", "accuracy"):
