@@ -43,7 +43,8 @@ def method_label(record: Record) -> str:
     elif method == "lora":
         text = f"LoRA r={record.get('lora_rank')}" + (" unmerged" if record.get("lora_merged") is False else "")
     elif record.get("sparsity"):
-        return f"{method} {record['sparsity']:.0%}"
+        kernel = record.get("sparse_kernel")
+        return f"{method} {record['sparsity']:.0%}" + (f" {kernel}" if kernel and kernel != "dense" else "")
     else:
         return method
     base = record.get("base_method")

@@ -23,6 +23,9 @@ S input tokens go through every layer like real ones, so each real token carries
       none                 M_exec = macs_per_token                (zeros in dense kernels: same shapes)
       smaller_gemm         M_exec = macs_per_token                (the shapes themselves are smaller)
       sparse_tensor_cores  M_exec = (S + T) / T x sum_l (L_l / 2 + R_l + A_l)   (2:4 halves the base linears)
+      sparse_kernel        M_exec = (S + T) / T x sum_l (E_l + R_l + A_l), E_l what layer l's kernels execute:
+                           a compressed linear's stored values (CSR: its nonzeros; BSR: its kept blocks whole),
+                           a dense one's full weight; Amdahl for the kernels' share of the FLOPs
   For 2:4 this is Amdahl's law 1 / ((1 - f) + f / 2) with f the dense linear share. The embedding lookup,
   LayerNorms, softmax, GELU and the head (one token per sequence) are counted as free, so the ideal is an
   upper bound: real kernels reach 1.1-1.4x per 2:4 GEMM and less at small batch.
@@ -41,7 +44,7 @@ import torch
 from bench.model.classifier import XGLMClassifier, count_parameters, weight_tensors
 from sparsify.targets import DECODER_LINEARS
 
-MECHANISMS = ("none", "smaller_gemm", "sparse_tensor_cores")
+MECHANISMS = ("none", "smaller_gemm", "sparse_kernel", "sparse_tensor_cores")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class SparsityCounts:
     base_params: int  # parameters of the unpruned architecture, same prefix
     input_prompt_length: int = 0  # S: soft-prompt tokens run through every layer
     adapter_macs: tuple[int, ...] = ()  # per layer: unmerged LoRA adapters' MACs per token
+    linear_executed: tuple[int, ...] = ()  # per layer: MACs per token its linears' kernels do (sparse kernels: nnz)
 
     @property
     def base_linear_weights(self) -> int:
@@ -97,6 +101,8 @@ class SparsityCounts:
     def executed_macs_per_token(self, seq_len: int, mechanism: str) -> float:
         if mechanism in ("none", "smaller_gemm"):
             return float(self.macs_per_token(seq_len))
+        if mechanism == "sparse_kernel":
+            return self._per_real_token(sum(self.linear_executed or self.linear_weights), seq_len)
         if mechanism == "sparse_tensor_cores":
             return self._per_real_token(sum(self.linear_weights) / 2, seq_len)
         raise ValueError(f"unknown speedup mechanism '{mechanism}'; known: {', '.join(MECHANISMS)}")
@@ -129,7 +135,7 @@ def count(model: XGLMClassifier) -> SparsityCounts:
     config = model.config
     layers = model.backbone.layers
     head_dim = layers[0].self_attn.head_dim
-    heads, ffn, weights, nonzero, adapters, base_params_missing = [], [], [], [], [], 0
+    heads, ffn, weights, nonzero, adapters, executed, base_params_missing = [], [], [], [], [], [], 0
     for layer in layers:
         attn = layer.self_attn
         wrapped = [layer.get_submodule(name) for name in DECODER_LINEARS]
@@ -139,6 +145,7 @@ def count(model: XGLMClassifier) -> SparsityCounts:
         ffn.append(layer.fc1.out_features)
         weights.append(sum(lin.weight.numel() for lin in linears))
         nonzero.append(sum(int(torch.count_nonzero(lin.weight)) for lin in linears))
+        executed.append(sum(getattr(lin, "executed_macs_per_token", lin.weight.numel()) for lin in linears))
         # What structured pruning took away: per head q/k/v rows and biases plus out_proj columns (and any
         # folded prefix K/V of that head); per channel an fc1 row, its bias and an fc2 column.
         missing_heads = config.attention_heads - attn.num_heads
@@ -151,7 +158,7 @@ def count(model: XGLMClassifier) -> SparsityCounts:
         num_layers=config.num_layers, prefix_length=model.prefix_length, heads=tuple(heads), ffn=tuple(ffn),
         linear_weights=tuple(weights), linear_nonzero=tuple(nonzero), params=params,
         params_nonzero=_nonzero_parameters(model), base_params=params + base_params_missing,
-        input_prompt_length=model.input_prompt_length, adapter_macs=tuple(adapters),
+        input_prompt_length=model.input_prompt_length, adapter_macs=tuple(adapters), linear_executed=tuple(executed),
     )
 
 

@@ -49,6 +49,28 @@ def semi24_masks(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return masks
 
 
+def block_masks(scores: dict[str, torch.Tensor], block: tuple[int, int], sparsity: float,
+                scope: str = "layer") -> dict[str, torch.Tensor]:
+    """Remove the round(sparsity x blocks) [rows, cols] blocks of lowest norm (the L2 norm of the block's scores;
+    for magnitude scores, the block's Frobenius norm), per tensor (layer) or over all tensors (global)."""
+    rows, cols = block
+    bad = {name: tuple(s.shape) for name, s in scores.items() if s.dim() != 2 or s.shape[0] % rows or s.shape[1] % cols}
+    if bad:
+        name, shape = next(iter(bad.items()))
+        raise BenchError(f"block {rows}x{cols} does not divide {name} of shape {list(shape)}; choose a block_shape "
+                         "that divides every pruned weight")
+    norms = {name: block_norms(s, block) for name, s in scores.items()}
+    kept = unstructured_masks(norms, sparsity, scope)
+    return {name: keep.repeat_interleave(rows, 0).repeat_interleave(cols, 1) for name, keep in kept.items()}
+
+
+def block_norms(scores: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """[out / rows, in / cols]: the L2 norm of each block of scores."""
+    rows, cols = block
+    out, inp = scores.shape
+    return scores.float().reshape(out // rows, rows, inp // cols, cols).pow(2).sum((1, 3)).sqrt()
+
+
 def is_semi24(weight: torch.Tensor) -> bool:
     """Every group of 4 consecutive weights along the input dimension has at least two zeros."""
     return weight.dim() == 2 and weight.shape[1] % 4 == 0 and bool(

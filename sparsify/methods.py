@@ -1,4 +1,8 @@
-"""The sparse methods' declarations: `unstructured`, `semi24` (2:4) and `structured`, each with its options.
+"""The sparse methods' declarations: `unstructured`, `block`, `semi24` (2:4) and `structured`, each with its options.
+
+The masked methods (unstructured, block, semi24) also take `kernels`, a realisation option (never in the recipe):
+a masked variant is measured as its masked-dense control (cell '<name>', kernel dense) and through each of its
+kernels (cells '<name>@<kernel>', default auto), all from the one artifact, in the same rounds (kernel_cells).
 
 Unset options (None) stand for the default in their description, so a recipe carries only what was chosen.
 """
@@ -13,6 +17,8 @@ from bench.plugins.variant import VariantBase
 from bench.plugins.spec import MethodSpec, Style
 
 Importance = Literal["magnitude", "taylor"]
+Kernel = Literal["csr", "bsr", "2:4", "auto"]  # sparsify.kernels.KERNELS without dense, which every control runs
+DEFAULT_KERNELS = ("auto",)
 
 
 def _fraction(value: float | None) -> float | None:
@@ -37,7 +43,39 @@ class _Sparse(VariantBase):
         return self
 
 
-class UnstructuredVariant(_Sparse):
+class _Masked(_Sparse):
+    kernels: list[Kernel] | None = Field(
+        None, json_schema_extra={"realisation": True},
+        description="sparse kernels the variant is also measured through, beside its masked-dense control (cell "
+                    "'<name>'): one cell '<name>@<kernel>' each (default: auto)")
+
+    @model_validator(mode="after")
+    def _kernels_fit(self):
+        if self.kernels is None:
+            return self
+        where = f"variant '{self.name}'"
+        repeated = sorted({k for k in self.kernels if self.kernels.count(k) > 1})
+        if repeated:
+            raise ValueError(f"{where}: repeated kernels {', '.join(repeated)}")
+        if "bsr" in self.kernels and self.method != "block":
+            raise ValueError(f"{where}: kernel bsr serves block-sparse weights (method 'block'); csr or auto serve "
+                             f"'{self.method}'")
+        if "2:4" in self.kernels and self.method != "semi24":
+            raise ValueError(f"{where}: kernel 2:4 serves 2:4 masks (method 'semi24'); csr or auto serve '{self.method}'")
+        return self
+
+
+def kernel_cells(variant) -> list[tuple[str, str | None]]:
+    """(cell variant name, kernel) of every cell a variant is measured as: a masked variant as its masked-dense
+    control under its own name (kernel dense) and through each of its kernels as '<name>@<kernel>'; any other variant
+    as itself (kernel None). '@' is not allowed in a variant's name, so these never collide with another's."""
+    if not isinstance(variant, _Masked):
+        return [(variant.name, None)]
+    kernels = variant.kernels if variant.kernels is not None else DEFAULT_KERNELS
+    return [(variant.name, "dense"), *((f"{variant.name}@{k}", k) for k in kernels)]
+
+
+class UnstructuredVariant(_Masked):
     method: Literal["unstructured"] = "unstructured"
     sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank within each tensor or across all (default layer)")
     schedule: Literal["oneshot", "gradual"] | None = Field(None, description="prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
@@ -51,7 +89,25 @@ class UnstructuredVariant(_Sparse):
         return self
 
 
-class Semi24Variant(_Sparse):
+class BlockVariant(_Masked):
+    method: Literal["block"] = "block"
+    sparsity: float | None = Field(None, description="fraction of the [rows, cols] blocks removed, in [0, 1)")
+    block_shape: tuple[int, int] | None = Field(None, description="the [rows, columns] of a pruned block (default [16, 16])")
+    sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank blocks within each tensor or across all (default layer)")
+    schedule: Literal["oneshot", "gradual"] | None = Field(None, description="prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
+    gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
+
+    @model_validator(mode="after")
+    def _block(self):
+        if self.block_shape is not None and min(self.block_shape) < 1:
+            raise ValueError(f"variant '{self.name}': block_shape must be two positive integers [rows, columns], "
+                             f"got {list(self.block_shape)}")
+        if self.gradual_fraction is not None and self.schedule != "gradual":
+            raise ValueError(f"variant '{self.name}': gradual_fraction applies to schedule 'gradual' only")
+        return self
+
+
+class Semi24Variant(_Masked):
     method: Literal["semi24"] = "semi24"
     sparsity: float | None = Field(None, description="2 of every 4 weights are kept, so 0.5 (the default)")
     sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
@@ -74,14 +130,20 @@ class StructuredVariant(_Sparse):
 UNSTRUCTURED = MethodSpec(
     name="unstructured", variant=UnstructuredVariant, build="sparsify.variants:build_unstructured",
     description="unstructured magnitude or Taylor pruning, one-shot or gradual, masks held while fine-tuning",
-    realize="sparsify.realize:realize_unstructured", sparse=True, masked=True,
+    realize="sparsify.realize_kernels:realize_masked", sparse=True, masked=True,
     style=Style("unstructured sparse", "#D55E00"),
 )
 SEMI24 = MethodSpec(
     name="semi24", variant=Semi24Variant, build="sparsify.variants:build_semi24",
     description="2:4 semi-structured sparsity (2 of every 4 weights kept), sparse tensor cores on CUDA",
-    realize="sparsify.realize:realize_semi24", check="sparsify.variants:check", sparse=True, masked=True,
+    realize="sparsify.realize_kernels:realize_masked", check="sparsify.variants:check", sparse=True, masked=True,
     style=Style("2:4 sparse", "#E69F00"),
+)
+BLOCK = MethodSpec(
+    name="block", variant=BlockVariant, build="sparsify.variants:build_block",
+    description="block sparsity: whole [rows, cols] blocks of lowest norm removed, one-shot or gradual, for BSR kernels",
+    realize="sparsify.realize_kernels:realize_masked", check="sparsify.variants:check", sparse=True, masked=True,
+    style=Style("block sparse", "#F0E442"),
 )
 STRUCTURED = MethodSpec(
     name="structured", variant=StructuredVariant, build="sparsify.variants:build_structured",

@@ -1,18 +1,19 @@
 """Realisation: how a sparse variant's zeros run on one backend and target, decided before the backend prepares it.
 
-    realize_<method>(model, target, backend) -> (model to prepare, record fields)
+    realize_<method>(model, target, backend, options) -> (model to prepare, record fields)
 
-The fields are `speedup_mechanism` (none | smaller_gemm | sparse_tensor_cores) and
-`speedup_mechanism_reason`. Backends never learn how a variant was made: they receive a module.
+`options` are the cell's realisation options (sparsify.realize_kernels.RealizeOptions: the kernel, and what
+`auto` needs). The fields are `speedup_mechanism` (none | smaller_gemm | sparse_kernel | sparse_tensor_cores),
+`speedup_mechanism_reason` and the sparse-kernel fields. Backends never learn how a variant was made: they
+receive a module.
 
-- unstructured: zeros in dense kernels everywhere (`none`). ONNX Runtime densifies sparse initializers and
-  no backend here has a kernel that is faster at these densities.
+- unstructured, block, semi24: the masked weights run on the cell's kernel (sparsify.realize_kernels): `dense`
+  (zeros in dense kernels, the masked-dense control), `csr`, `bsr`, `2:4` or `auto`.
 - structured: smaller dense shapes on every backend (`smaller_gemm`).
-- semi24: on CUDA in fp16/bf16 with compute capability >= 8.0, for eager and compile, the 2:4 decoder linears
-  become torch.sparse semi-structured tensors (`sparse_tensor_cores`, cuSPARSELt unless torch is told to use
-  CUTLASS); elsewhere the zeros run dense (`none`, with the reason). The conversion happens when the backend
-  places its copy of the model on the GPU in the cell's dtype (`SemiStructuredLinear._apply`): the sweep's
-  model stays a plain fp32 module, and the backend's own placement is all that is needed.
+- 2:4 (semi24): on CUDA in fp16/bf16 with compute capability >= 8.0, for eager and compile, the 2:4 decoder
+  linears become torch.sparse semi-structured tensors (`sparse_tensor_cores`, cuSPARSELt unless torch is told to
+  use CUTLASS). The conversion happens when the backend places its copy of the model on the GPU in the cell's
+  dtype (`SemiStructuredLinear._apply`): the model stays a plain fp32 module until then.
 """
 
 from __future__ import annotations
@@ -34,29 +35,8 @@ def _fields(mechanism: str, reason: str) -> dict[str, Any]:
     return {"speedup_mechanism": mechanism, "speedup_mechanism_reason": reason}
 
 
-def realize_unstructured(model: nn.Module, target, backend: str) -> tuple[nn.Module, dict[str, Any]]:
-    where = ("ONNX Runtime densifies sparse initializers and runs dense GEMMs" if backend == "onnxruntime"
-             else f"{backend} on {target.device} runs dense GEMMs")
-    return model, _fields("none", f"unstructured zeros are multiplied like any weight: {where}; a masked-dense control")
-
-
-def realize_structured(model: nn.Module, target, backend: str) -> tuple[nn.Module, dict[str, Any]]:
+def realize_structured(model: nn.Module, target, backend: str, options=None) -> tuple[nn.Module, dict[str, Any]]:
     return model, _fields("smaller_gemm", "heads and FFN channels removed: smaller dense GEMMs on every backend")
-
-
-def realize_semi24(model: nn.Module, target, backend: str) -> tuple[nn.Module, dict[str, Any]]:
-    reason = semi24_unsupported(target, backend)
-    if reason:
-        return model, _fields("none", f"2:4 zeros run through dense kernels: {reason}")
-    dtype = target.torch_dtype
-    check_kernel_shapes(model, dtype)
-    realized = copy.deepcopy(model)
-    for name, linear in decoder_linears(realized).items():
-        if not is_semi24(linear.weight):
-            raise BenchError(f"semi24 variant has a decoder linear that is not 2:4 sparse ({name}); rebuild the artifact")
-        linear.__class__ = SemiStructuredLinear
-    kernel = _kernel_class().BACKEND
-    return realized, _fields("sparse_tensor_cores", f"decoder linears as torch.sparse 2:4 semi-structured tensors ({kernel})")
 
 
 def semi24_unsupported(target, backend: str) -> str | None:

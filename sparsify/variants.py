@@ -1,8 +1,9 @@
-"""Sparse fine-tuning as variant methods: `unstructured`, `semi24` (2:4) and `structured`, plus the loader of
-structured artifacts. Score, then mask or slice, then fine-tune with what was removed kept removed.
+"""Sparse fine-tuning as variant methods: `unstructured`, `block`, `semi24` (2:4) and `structured`, plus the loader
+of structured artifacts. Score, then mask or slice, then fine-tune with what was removed kept removed.
 
-- unstructured / semi24: masked dense weights. One-shot: score, mask, fine-tune with the masks held (MaskKeeper).
-  Gradual (unstructured only): masks recomputed on Zhu & Gupta's cubic schedule while fine-tuning. The artifact
+- unstructured / block / semi24: masked dense weights; `block` removes whole [rows, cols] blocks of lowest norm
+  (masks.block_masks), the pattern BSR kernels skip. One-shot: score, mask, fine-tune with the masks held (MaskKeeper).
+  Gradual (unstructured and block): masks recomputed on Zhu & Gupta's cubic schedule while fine-tuning. The artifact
   is an ordinary classifier whose pruned weights are exact zeros.
 - structured: heads and FFN channels removed (structured.py), in one shot or over `structured_iterative_steps`
   rounds of prune-then-fine-tune. The artifact is the base config, the kept indices per layer and the state
@@ -24,7 +25,7 @@ from bench.variants.train import TrainResult, planned_steps, train_classifier
 from bench.variants.context import BuildContext, BuiltVariant
 from sparsify import scores as scoring
 from sparsify import structured
-from sparsify.masks import MaskKeeper, semi24_masks, unstructured_masks
+from sparsify.masks import MaskKeeper, block_masks, semi24_masks, unstructured_masks
 from sparsify.schedule import CubicSchedule
 from sparsify.targets import sparse_targets
 
@@ -40,6 +41,7 @@ class SparseOptions:
     gradual_fraction: float = 0.5
     iterative_steps: int = 1
     include: tuple[str, ...] = ()
+    block_shape: tuple[int, int] = (16, 16)
 
     @classmethod
     def of(cls, variant) -> SparseOptions:
@@ -50,6 +52,7 @@ class SparseOptions:
             "scope": option("sparsity_scope"), "importance": option("importance"), "schedule": option("schedule"),
             "gradual_fraction": option("gradual_fraction"), "iterative_steps": option("structured_iterative_steps"),
             "include": tuple(include) if include is not None else None,
+            "block_shape": tuple(option("block_shape")) if option("block_shape") is not None else None,
         }
         return cls(level=level, **{k: v for k, v in given.items() if v is not None})
 
@@ -57,10 +60,12 @@ class SparseOptions:
         fields = {"sparsity": self.level, "importance": self.importance}
         if method == "structured":
             return fields | {"sparsity_scope": self.scope, "structured_iterative_steps": self.iterative_steps}
-        fields |= {"sparsity_pattern": "2:4" if method == "semi24" else "unstructured",
-                   "sparsity_include": list(self.include), "schedule": self.schedule}
-        if method == "unstructured":
+        pattern = {"semi24": "2:4", "block": f"block {self.block_shape[0]}x{self.block_shape[1]}"}.get(method, "unstructured")
+        fields |= {"sparsity_pattern": pattern, "sparsity_include": list(self.include), "schedule": self.schedule}
+        if method in ("unstructured", "block"):
             fields["sparsity_scope"] = self.scope
+        if method == "block":
+            fields["block_shape"] = list(self.block_shape)
         if self.schedule == "gradual":
             fields["gradual_fraction"] = self.gradual_fraction
         return fields
@@ -81,6 +86,16 @@ def check(variant, config) -> None:
             what, dim = next(iter(bad.items()))
             raise BenchError(f"variant '{variant.name}': 2:4 sparsity needs input dimensions that are multiples of 4; "
                              f"the {what} input is {dim}")
+    elif variant.method == "block":
+        rows, cols = opts.block_shape
+        shapes = {"q/k/v/out_proj": (config.d_model, config.d_model), "fc1": (config.ffn_dim, config.d_model),
+                  "fc2": (config.d_model, config.ffn_dim)}
+        for name, (out, inp) in shapes.items():
+            if out % rows or inp % cols:
+                divisors = sorted({d for d in (1, 2, 4, 8, 16, 32, 64, 128) if config.d_model % d == 0 and config.ffn_dim % d == 0})
+                raise BenchError(f"variant '{variant.name}': block_shape [{rows}, {cols}] does not divide {name}'s "
+                                 f"weight [{out}, {inp}]; use sides that divide {config.d_model} and {config.ffn_dim} "
+                                 f"(e.g. {', '.join(map(str, divisors[-3:]))})")
 
 
 # ------------------------------------------------------------------------------------------ masked (dense zeros)
@@ -94,6 +109,10 @@ def build_semi24(ctx: BuildContext) -> BuiltVariant:
     return _build_masked(ctx, "semi24")
 
 
+def build_block(ctx: BuildContext) -> BuiltVariant:
+    return _build_masked(ctx, "block")
+
+
 def _build_masked(ctx: BuildContext, method: str) -> BuiltVariant:
     opts = SparseOptions.of(ctx.variant)
     model = _classifier(ctx).to(ctx.device)
@@ -101,7 +120,7 @@ def _build_masked(ctx: BuildContext, method: str) -> BuiltVariant:
     total = planned_steps(ctx.train, len(ctx.train_ids))
     after_step = None
     if opts.schedule == "gradual":
-        after_step = GradualPruner(keeper, CubicSchedule(opts.level, total, opts.gradual_fraction), opts)
+        after_step = GradualPruner(keeper, CubicSchedule(opts.level, total, opts.gradual_fraction), opts, method)
     else:
         keeper.set(masks_for(method, _scores(ctx, model, keeper.params, opts.importance), opts))
     with keeper.attached():
@@ -126,6 +145,8 @@ def _build_masked(ctx: BuildContext, method: str) -> BuiltVariant:
 def masks_for(method: str, element_scores: dict[str, torch.Tensor], opts: SparseOptions, level: float | None = None):
     if method == "semi24":
         return semi24_masks(element_scores)
+    if method == "block":
+        return block_masks(element_scores, opts.block_shape, opts.level if level is None else level, opts.scope)
     return unstructured_masks(element_scores, opts.level if level is None else level, opts.scope)
 
 
@@ -133,8 +154,8 @@ class GradualPruner:
     """after_step hook: on the schedule's update steps, re-mask at the scheduled level. Taylor scores are summed
     from the gradients of the steps since the last update (the ones the optimiser just used)."""
 
-    def __init__(self, keeper: MaskKeeper, schedule: CubicSchedule, opts: SparseOptions) -> None:
-        self.keeper, self.schedule, self.opts = keeper, schedule, opts
+    def __init__(self, keeper: MaskKeeper, schedule: CubicSchedule, opts: SparseOptions, method: str = "unstructured") -> None:
+        self.keeper, self.schedule, self.opts, self.method = keeper, schedule, opts, method
         self.updates = set(schedule.update_steps)
         self.reached = False
         self.taylor: dict[str, torch.Tensor] | None = None
@@ -151,7 +172,7 @@ class GradualPruner:
         if step not in self.updates:
             return
         element = self.taylor if self.taylor is not None else scoring.magnitude(params)
-        self.keeper.set(unstructured_masks(element, self.schedule.level(step), self.opts.scope))
+        self.keeper.set(masks_for(self.method, element, self.opts, self.schedule.level(step)))
         self.taylor = None
         self.reached = step >= self.schedule.ramp_steps
 

@@ -637,8 +637,12 @@ def test_lora_on_a_2to4_base_keeps_the_base_sparse_and_runs_the_way_the_base_run
     linears = decoder_linears(model)
     assert all(type(lin) is torch.nn.Linear and is_semi24(lin.weight) for lin in linears.values())  # the wrapped bases
     assert count(model).density_linear == 0.5
-    _, fields = realize(model, "lora", Target("cpu", "fp32", 1), "eager")
-    assert fields["speedup_mechanism"] == "none" and "CUDA-only" in fields["speedup_mechanism_reason"]
+    _, fields = realize(model, "lora", Target("cpu", "fp32", 1), "eager")  # the masked-dense control
+    assert fields["speedup_mechanism"] == "none" and fields["sparse_kernel_linears"] == {"dense": 12}
+    from sparsify.kernels import KernelSkipped
+
+    with pytest.raises(KernelSkipped, match="CUDA-only"):
+        realize(model, "lora", Target("cpu", "fp32", 1), "eager", {"kernel": "2:4"})
 
 
 @pytest.mark.gpu
@@ -651,7 +655,7 @@ def test_lora_on_a_2to4_base_runs_its_base_on_sparse_tensor_cores(tmp_path):
 
     model = _lora_on_semi24()
     target = Target("cuda", "bf16", 1)
-    realized, fields = realize(model, "lora", target, "eager")
+    realized, fields = realize(model, "lora", target, "eager", {"kernel": "2:4"})
     assert fields["speedup_mechanism"] == "sparse_tensor_cores"
     example = padded([16, 9])
     runner = prepare("eager", realized, target, example, BackendOptions(), tmp_path)

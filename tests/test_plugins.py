@@ -155,10 +155,10 @@ def test_a_plugins_options_and_names_are_validated_like_the_builtins(plugin_path
 
 def test_builtins_are_declared_once_and_every_list_derives_from_the_traits():
     methods, backends = plugins.methods(), plugins.backends()
-    assert list(methods) == ["dense", "prompt", "soft_prompt", "lora", "unstructured", "semi24", "structured"]
-    assert plugins.methods_where("sparse") == ("unstructured", "semi24", "structured")
+    assert list(methods) == ["dense", "prompt", "soft_prompt", "lora", "unstructured", "semi24", "structured", "block"]
+    assert plugins.methods_where("sparse") == ("unstructured", "semi24", "structured", "block")
     assert plugins.methods_where("parameter_efficient") == ("prompt", "soft_prompt", "lora")
-    assert plugins.methods_where("full_model") == ("dense", "unstructured", "semi24", "structured")
+    assert plugins.methods_where("full_model") == ("dense", "unstructured", "semi24", "structured", "block")
     assert "compile:max-autotune" in plugins.backend_names() and list(backends) == ["eager", "compile", "onnxruntime"]
     from reports.method_style import METHOD_STYLES
 

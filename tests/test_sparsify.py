@@ -16,6 +16,7 @@ from capabilities import sparse_tensor_cores_missing
 from helpers import padded, tiny_context
 from bench.variants import artifacts
 from bench.backends import Target
+from sparsify.kernels import KernelSkipped
 from bench.config import make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
@@ -263,13 +264,14 @@ def test_realisation_per_backend_on_the_cpu():
         assert same is model and fields["speedup_mechanism"] == "none"
         same, fields = realize(model, "structured", cpu, backend)
         assert same is model and fields["speedup_mechanism"] == "smaller_gemm"
-        same, fields = realize(model, "semi24", cpu, backend)
-        assert same is model and fields["speedup_mechanism"] == "none"
-        assert ("ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only") in fields["speedup_mechanism_reason"]
+        same, fields = realize(model, "semi24", cpu, backend)  # the masked-dense control
+        assert same is model and fields["speedup_mechanism"] == "none" and fields["sparse_kernel"] == "dense"
+        with pytest.raises(KernelSkipped, match="ONNX Runtime has no 2:4" if backend == "onnxruntime" else "CUDA-only"):
+            realize(model, "semi24", cpu, backend, {"kernel": "2:4"})
         _, fields = realize(model, "dense", cpu, backend)
         assert fields["speedup_mechanism"] == "none"
-    _, fields = realize(model, "semi24", Target("cuda", "fp32", 1), "eager")
-    assert fields["speedup_mechanism"] == "none" and "fp16 or bf16" in fields["speedup_mechanism_reason"]
+    with pytest.raises(KernelSkipped, match="fp16 or bf16"):
+        realize(model, "semi24", Target("cuda", "fp32", 1), "eager", {"kernel": "2:4"})
 
 
 def test_2to4_kernel_shapes_are_checked_against_torchs_table():
@@ -291,8 +293,10 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     weights = sparse_targets(model)
     MaskKeeper(weights).set(semi24_masks(magnitude(weights)))
     target = Target("cuda", "bf16", 1)
-    realized, fields = realize(model, "semi24", target, backend)
+    realized, fields = realize(model, "semi24", target, backend, {"kernel": "2:4"})
     assert fields["speedup_mechanism"] == "sparse_tensor_cores"
+    _, auto = realize(copy.deepcopy(model), "semi24", target, backend, {"kernel": "auto"})
+    assert auto["speedup_mechanism"] == "sparse_tensor_cores" and auto["sparse_kernel_linears"] == {"2:4": 12}
     example = padded([16, 9])
     runner = prepare(backend, realized, target, example, BackendOptions(), tmp_path)
     module = getattr(runner.module, "_orig_mod", runner.module)
@@ -313,12 +317,12 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     ({"method": "unstructured"}, "method 'unstructured' needs sparsity"),
     ({"method": "structured"}, "method 'structured' needs sparsity"),
     ({"method": "semi24", "sparsity": 0.7}, "keeps 2 of every 4 weights, so sparsity is 0.5"),
-    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to methods unstructured, structured, not 'semi24'"),
-    ({"method": "structured", "sparsity": 0.5, "schedule": "gradual"}, "schedule applies to method unstructured"),
+    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to methods unstructured, structured, block, not 'semi24'"),
+    ({"method": "structured", "sparsity": 0.5, "schedule": "gradual"}, "schedule applies to method"),
     ({"method": "structured", "sparsity": 0.5, "sparsity_include": ["head"]}, "sparsity_include applies to"),
     ({"method": "unstructured", "sparsity": 0.5, "structured_iterative_steps": 2}, "structured_iterative_steps applies to method structured"),
     ({"method": "unstructured", "sparsity": 0.5, "gradual_fraction": 0.3}, "gradual_fraction applies to schedule 'gradual'"),
-    ({"method": "dense", "sparsity": 0.5}, "sparsity applies to methods unstructured, semi24, structured, not 'dense'"),
+    ({"method": "dense", "sparsity": 0.5}, "sparsity applies to methods unstructured, semi24, structured, block, not 'dense'"),
     ({"method": "unstructured", "sparsity": 0.5, "importance": "movement"}, "importance"),
     ({"method": "prunning", "sparsity": 0.5}, "unknown method 'prunning'; available: dense, prompt, soft_prompt, lora, unstructured, semi24, structured"),
 ])
@@ -367,11 +371,15 @@ def test_2to4_on_a_backbone_whose_input_dims_are_not_multiples_of_4_is_refused()
         check(variant, odd)
 
 
-@pytest.mark.parametrize("name", ["sparsity-cpu", "sparsity-study"])
-def test_study_configs_cover_the_whole_matrix(name):
+def test_study_configs_cover_the_whole_matrix():
     from bench.config import load_config, packaged_config
 
-    cfg = load_config(packaged_config(name))
+    cfg = load_config(packaged_config("sparsity-study"))
     levels = {(v.method, getattr(v, "sparsity", None)) for v in cfg.variants}
     assert levels == {("dense", None), ("semi24", None)} | {("unstructured", s) for s in (0.3, 0.5, 0.7, 0.9)} | {
         ("structured", s) for s in (0.25, 0.5, 0.75)}
+    # The CPU study: the levels where kernels win, each through its kernels beside its masked-dense control.
+    cpu = load_config(packaged_config("sparsity-cpu"))
+    assert {(v.method, getattr(v, "sparsity", None)) for v in cpu.variants} == {("dense", None)} | {
+        ("unstructured", s) for s in (0.5, 0.7, 0.8, 0.9, 0.95)} | {("block", s) for s in (0.5, 0.8, 0.9, 0.95)}
+    assert all(v.kernels for v in cpu.variants if v.method != "dense")

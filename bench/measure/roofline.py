@@ -54,7 +54,8 @@ def forward_cost(model, batch_size: int, seq_len: int, dtype: torch.dtype = torc
         attn = layer.self_attn
         width = attn.num_heads * attn.head_dim
         for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, layer.fc1, layer.fc2):
-            linear_exec += 2 * tokens * linear.in_features * linear.out_features
+            base = getattr(linear, "base_layer", linear)  # a sparse kernel executes its stored values only
+            linear_exec += 2 * tokens * getattr(base, "executed_macs_per_token", linear.in_features * linear.out_features)
             linear_nonzero += 2 * tokens * int(torch.count_nonzero(linear.weight))
             adapter = 2 * tokens * getattr(linear, "adapter_macs_per_token", 0)  # LoRA kept apart: r (in + out)
             linear_exec, linear_nonzero = linear_exec + adapter, linear_nonzero + adapter

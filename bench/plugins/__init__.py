@@ -20,7 +20,7 @@ from bench.plugins.spec import BackendSpec, MethodSpec
 BUILTIN_METHODS = (
     "bench.variants.methods:DENSE",
     "prompts.methods:PROMPT", "prompts.methods:SOFT_PROMPT", "prompts.methods:LORA",
-    "sparsify.methods:UNSTRUCTURED", "sparsify.methods:SEMI24", "sparsify.methods:STRUCTURED",
+    "sparsify.methods:UNSTRUCTURED", "sparsify.methods:SEMI24", "sparsify.methods:STRUCTURED", "sparsify.methods:BLOCK",
 )
 BUILTIN_BACKENDS = ("bench.backends.eager:SPEC", "bench.backends.compile:SPEC", "bench.backends.onnxruntime:SPEC")
 METHOD_GROUP, BACKEND_GROUP = "xglm_bench.methods", "xglm_bench.backends"

@@ -39,7 +39,7 @@ class MethodSpec:
     own options; its `method` field is Literal[name]). build: "module:function(BuildContext) -> BuiltVariant".
     architecture / load: the kind written in its artifacts' meta.json and "module:function(weights, architecture)"
     that rebuilds the model (None: its artifacts are plain classifiers). realize: "module:function(model, target,
-    backend) -> (model, record fields)", how its weights run on one backend (None: dense weights as they are).
+    backend, options) -> (model, record fields)", how its weights run on one backend (None: dense weights as they are).
     check: "module:function(variant, backbone_config)", refusals that need the backbone's shapes (preflight).
     """
 

@@ -85,6 +85,7 @@ class CellRunner:
         return f"{stage}: {type(exc).__name__}: {exc}"
 
     def prepare(self) -> Prepared:
+        from sparsify.kernels import KernelSkipped
         from bench.variants.artifacts import Artifact
         from bench.variants.registry import realize
         from sparsify.accounting import count
@@ -99,11 +100,14 @@ class CellRunner:
             model = Artifact.open(Path(task.artifact_path)).load_model()
             # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
             # backend sees the model: the backend never learns how the variant was made.
-            model, realized = realize(model, base["method"], task.target, base["backend"])
+            model, realized = realize(model, base["method"], task.target, base["backend"], realisation_options(task))
             counts = count(model)  # densities and MACs of exactly what is measured
             base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
+            base["weight_bytes"] = _weight_bytes(model, task.target)  # values plus indices where sparse
             self.memory = CellMemory(model, task.measure, task.max_length, task.target.dtype,
                                      backend_kind(base["backend"]), task.target.device, runtime, free)
+        except KernelSkipped as exc:
+            return self._stand_in(base, "skipped", f"realize: {exc}")
         except Exception as exc:
             return self._stand_in(base, "failed", self._failure("realize", exc))
         example = task.evalset.fixed_batch(2, 16)
@@ -202,9 +206,16 @@ def _add(out: Prepared, scenario: str, fields: dict[str, Any], status: str = "ok
 
 
 def _weight_bytes(model, target: Target) -> int:
-    from bench.measure.roofline import weight_bytes
+    from bench.measure.weight_bytes import weight_bytes
 
     return weight_bytes(model, target.torch_dtype)
+
+
+def realisation_options(task: CellTask) -> dict[str, Any]:
+    """The cell's realisation options (not part of the recipe): its sparse kernel, with the variant's block shape
+    and the cache that keeps `auto`'s calibration."""
+    return {"kernel": task.base.get("sparse_kernel") or "dense", "block_shape": task.base.get("block_shape"),
+            "cache_dir": task.export_cache}
 
 
 class _CompileCache:

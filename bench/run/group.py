@@ -39,17 +39,20 @@ class GroupSink:
     announce: Callable[[str], None]  # one line of progress
 
 
-def plan_batches(cells: list[Cell], reference: str | None, max_live: int) -> list[list[Cell]]:
+def plan_batches(cells: list[Cell], reference: str | None, max_live: int,
+                 family: dict[str, str] | None = None) -> list[list[Cell]]:
     """Cells in batches of at most max_live, each non-reference cell together with the reference cell of its
-    backend; whole variants (all their backends) stay together where they fit, so backend-vs-eager ratios are
-    paired too. A reference cell takes part in every batch that needs it."""
+    backend; whole variants (all their backends, and a masked variant's control with its kernel cells: `family`
+    maps a cell's variant to its control's) stay together where they fit, so backend-vs-eager and kernel-vs-control
+    ratios are paired too. A reference cell takes part in every batch that needs it."""
+    family = family or {}
     if len(cells) <= max_live:
         return [list(cells)]
     refs = {backend: (variant, backend) for variant, backend in cells if variant == reference}
     variants: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell[0] != reference:
-            variants.setdefault(cell[0], []).append(cell)
+            variants.setdefault(family.get(cell[0], cell[0]), []).append(cell)
     if not variants:  # only reference cells: nothing is paired, any cut will do
         return [cells[i:i + max_live] for i in range(0, len(cells), max_live)]
     units: list[list[Cell]] = []  # what must share a batch: a variant's cells, or one cell when it does not fit
@@ -90,8 +93,9 @@ def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, 
               sink: GroupSink, *, done: set[str], seed: int = 0, progress: Progress | None = None) -> None:
     """Measure a group: tasks are its cells in a stable order; `done` holds cell ids whose records exist."""
     by_cell = {(t.base["variant"], t.base["backend"]): t for t in tasks}
+    family = {t.base["variant"]: t.base["kernel_control"] for t in tasks if t.base.get("kernel_control")}
     twins = len({b for _, b in by_cell}) if cfg.aa_control == "all" else 1 if cfg.aa_control == "one" else 0
-    batches = plan_batches(list(by_cell), reference, max(2, max_live - twins) if reference else max_live)
+    batches = plan_batches(list(by_cell), reference, max(2, max_live - twins) if reference else max_live, family)
     # A batch runs unless every cell of it was finished before (resume); reference cells run in every batch.
     todo = [batch for batch in batches if any(by_cell[cell].cell_id not in done for cell in batch)]
     if progress is not None:
@@ -186,11 +190,15 @@ def _round_clock(progress: Progress | None) -> Callable[[RoundsResult], None] | 
 
 
 def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[tuple[str, str], str]]:
-    """((reference cell id, cell id), "dense" | "eager") of every paired ratio: vs dense on the same backend, and
-    vs the same variant on eager. The precision target applies to all; the dense ones shape the rounds."""
+    """((reference cell id, cell id), "dense" | "eager" | "control") of every paired ratio: vs dense on the same
+    backend, vs the same variant on eager, and a kernel cell vs its masked-dense control on the same backend. The
+    precision target applies to all; the dense ones shape the rounds."""
     ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
+    controls = {t.cell_id: t.base.get("kernel_control") for t in tasks}
     pairs = []
     for (variant, backend), cell in ids.items():
+        if controls[cell] and (controls[cell], backend) in ids:
+            pairs.append(((ids[(controls[cell], backend)], cell), "control"))
         if reference and variant != reference and (reference, backend) in ids:
             pairs.append(((ids[(reference, backend)], cell), "dense"))
         if backend != "eager" and (variant, "eager") in ids:

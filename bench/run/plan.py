@@ -53,6 +53,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
         if getattr(variant, "prefix_artifact", None):
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
+        _check_kernels(cfg, variant)
     check_fits(cfg, backbone)  # a cell that cannot fit in memory, refused before anything is built
     data_dir = require_data_dir(cfg.data.data_dir)
     data = {}
@@ -68,6 +69,16 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     tokenizer, note = load_tokenizer(source, texts=texts, cache_dir=cache_dir, trust_remote_code=cfg.model.trust_remote_code)
     threads = cfg.measure.threads or psutil.cpu_count(logical=False) or 1
     return Plan(source, data, tokenizer, note, threads, cache_dir)
+
+
+def _check_kernels(cfg: SweepConfig, variant) -> None:
+    """A sparse kernel that cannot serve the variant on this device and dtype is refused now, in one line."""
+    if getattr(variant, "kernels", None):
+        from sparsify.realize_kernels import kernel_refusal
+
+        problem = kernel_refusal(variant, cfg.measure.device, cfg.measure.dtypes, cfg.measure.backends)
+        if problem:
+            raise BenchError(problem)
 
 
 def _warn_untrained(cfg: SweepConfig, console: Console) -> None:

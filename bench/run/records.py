@@ -5,7 +5,8 @@ are in every record, null where they do not apply); the store validates each rec
 A record is `make_record(**base, **<scenario fields>)`, where base holds the variant's, artifact's and cell's fields:
 
 - latency:    base | shape_fields | latency_fields | energy_fields | roofline | rounds_fields | paired_fields
-              (speedup_vs_dense, speedup_vs_eager, prefix_overhead_vs_dense): latency_records
+              (speedup_vs_dense, speedup_vs_eager, speedup_vs_control of a sparse kernel cell over its
+              masked-dense control, prefix_overhead_vs_dense): latency_records
 - memory:     base | shape_fields | the memory pass's fields | weight bytes
 - throughput: base | EvalPass.throughput_fields | batch_size
 - accuracy:   base | accuracy_fields (per language, mean, groups); with seeds also seed_aggregate_fields
@@ -110,7 +111,9 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
                 for r in stand_ins(task.measure, prep.base, prep.status, prep.error) if r["scenario"] == "latency"]
     ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
     variant, backend = task.base["variant"], task.base["backend"]
-    refs = {"dense": ids.get((reference, backend)) if reference else None, "eager": ids.get((variant, "eager"))}
+    control = task.base.get("kernel_control")
+    refs = {"dense": ids.get((reference, backend)) if reference else None, "eager": ids.get((variant, "eager")),
+            "control": ids.get((control, backend)) if control else None}
     out = []
     for shape, shaped in prep.shapes.items():
         fields = prep.base | {k: v for k, v in shaped.items() if k != "cost"} | info
@@ -126,6 +129,7 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
         fields |= rounds_fields(result, task.cell_id, shape, refs["dense"] or task.cell_id)
         fields |= paired_fields("vs_dense", result, refs["dense"], task.cell_id, shape)
         fields |= paired_fields("vs_eager", result, refs["eager"], task.cell_id, shape)
+        fields |= paired_fields("vs_control", result, refs["control"], task.cell_id, shape)  # the kernel's own gain
         fields |= resolution_fields(result, twins, backend, shape)
         if (prep.base.get("prompt_length") or 0) > 0 and fields.get("speedup_vs_dense"):
             fields |= {"prefix_overhead_vs_dense": 1 / fields["speedup_vs_dense"],

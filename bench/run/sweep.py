@@ -25,6 +25,7 @@ from rich.console import Console
 from bench.backends import Target
 from bench.backends.onnxruntime.export_cache import keep
 from bench.variants.artifacts import Artifact
+from sparsify.methods import kernel_cells
 from bench.config.bases import build_order
 from bench.variants.variant import BuildInputs, base_chain
 from bench.config import SweepConfig, VariantBase
@@ -106,7 +107,7 @@ class Sweep:
         self.kept: dict[str, dict[str, Any]] = {}  # cell -> where keep_exports put its export
         self.scratch = Path(tempfile.gettempdir())  # replaced by the run's own scratch directory in run()
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
-        cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
+        cells = len(plan.data) * sum(len(kernel_cells(v)) for v in cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
                                  say=console.print, max_rounds=cfg.measure.max_rounds,
                                  min_interval_s=0.0 if console.is_terminal else PIPED_PROGRESS_INTERVAL_S)
@@ -150,10 +151,13 @@ class Sweep:
             if built.error is not None:  # a variant that cannot be built fails its cells; the sweep goes on
                 self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {built.message}")
                 if index == 0:
-                    self.progress.total_cells -= len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
+                    self.progress.total_cells -= len(kernel_cells(variant)) * len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
                     for dtype in self.cfg.measure.dtypes:
                         for backend in self.cfg.measure.backends:
-                            self._emit_all(base | {"backend": backend, "dtype": dtype}, "failed", f"build: {built.error}")
+                            for name, kernel in kernel_cells(variant):
+                                cell = {"variant": name, "sparse_kernel": kernel} if kernel else {}
+                                self._emit_all(base | cell | {"backend": backend, "dtype": dtype}, "failed",
+                                               f"build: {built.error}")
                 continue
             base |= built.fields
             shared = shared or {k: v for k, v in base.items() if k not in records.PER_SEED_KEYS}
@@ -187,12 +191,16 @@ class Sweep:
             self.builds[(data.task.name, variant, seed)] = pending
 
     def _group(self, ready: list[Measured], dtype: str, evalset: EvalSet) -> None:
-        """Every variant x backend cell of this task and dtype, measured together (bench.run.group)."""
+        """Every variant x backend cell of this task and dtype, measured together (bench.run.group). A masked variant
+        is several cells of one artifact: its masked-dense control and one cell per sparse kernel
+        (sparsify.methods.kernel_cells), all in the same rounds."""
         cfg = self.cfg.measure
         tasks = []
-        for m in ready:
+        for m, name, kernel in ((m, name, kernel) for m in ready for name, kernel in kernel_cells(m.variant)):
             for backend in cfg.backends:
                 base = m.base | {"backend": backend, "dtype": dtype}
+                if kernel is not None:  # the control names the variant; a kernel cell names its control
+                    base |= {"variant": name, "sparse_kernel": kernel, "kernel_control": m.variant.name}
                 cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
                 tasks.append(CellTask(
                     cell_id=cell_id, artifact_path=str(m.artifact.path),

@@ -107,10 +107,13 @@ def fill_prefix(model: XGLMClassifier, length: int, seed: int) -> None:
         attn.set_prefix(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
 
 
-def realize_for(model: XGLMClassifier, method: str, target: Any, backend: str) -> tuple[Any, dict[str, Any]]:
+def realize_for(model: XGLMClassifier, method: str, target: Any, backend: str,
+                kernel: str = "auto") -> tuple[Any, dict[str, Any]]:
     """The module a backend should prepare for this method and target, as the sweep's cells get it: the same
-    registered realisation step (bench.variants.registry.realize), so a 2:4 model meets sparse tensor cores on CUDA
-    instead of running dense zeros; with the record fields that say how it runs (`speedup_mechanism`)."""
+    registered realisation step (bench.variants.registry.realize) with a sparse kernel (default auto, as a sweep's
+    '<variant>@auto' cell: a 2:4 model meets sparse tensor cores on CUDA, a 90%-sparse one the CSR kernel where it
+    wins here); with the record fields that say how it runs (`speedup_mechanism`, `sparse_kernel_linears`)."""
+    from bench.variants import artifacts
     from bench.variants.registry import realize
 
-    return realize(model, method, target, backend)
+    return realize(model, method, target, backend, {"kernel": kernel, "cache_dir": str(artifacts.default_cache_dir(None))})

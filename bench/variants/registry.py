@@ -23,14 +23,16 @@ def builder(method: str) -> Callable[[BuildContext], BuiltVariant]:
     return plugins.resolve(plugins.method(method).build)
 
 
-def realize(model, method: str, target, backend: str) -> tuple[Any, dict[str, Any]]:
+def realize(model, method: str, target, backend: str, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """The module a backend should prepare for this method and target, and the record fields that say how. A
-    variant trained on a base (a prompt or LoRA on a sparse model) runs the way its base runs."""
+    variant trained on a base (a prompt or LoRA on a sparse model) runs the way its base runs. `options` are the
+    cell's realisation options, not part of the recipe: `kernel` (sparsify.kernels), with `block_shape` and
+    `cache_dir` for it."""
     method = getattr(model, "base_method", None) or method  # set by bench.variants.bases.load_frozen
     spec = plugins.method(method)
     if spec.realize is None:
         return model, {"speedup_mechanism": "none", "speedup_mechanism_reason": f"method '{method}' runs dense weights"}
-    return plugins.resolve(spec.realize)(model, target, backend)
+    return plugins.resolve(spec.realize)(model, target, backend, options)
 
 
 def check_variant(variant: VariantBase, backbone_config) -> None:
