@@ -46,10 +46,13 @@ def findings(records: list[Record]) -> list[str]:
     # Sparse backbones alone (structured first), then prompts on the dense backbone; variants on a base are left to
     # the tables, since their ratio vs dense mixes the two.
     sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
-              and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")]
+              and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")
+              and not by_variant[v][0].get("kernel_control")]  # kernel cells: in their curve's sentence below
     prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
     labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
-    out += [_sparse_sentence(labels[v], by_variant[v], rule) for v in sparse]
+    controls = {r["kernel_control"] for r in cells.values() if r.get("kernel_control")}
+    out += [_sparse_sentence(labels[v], by_variant[v], rule, v in controls) for v in sparse]
+    out += _kernel_curves([r for r in cells.values() if r.get("kernel_control")], rule, device)
     out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
     if dense:
         out += _backends(by_variant[dense], dense, rule)
@@ -70,7 +73,7 @@ def _intervals(rows: list[Record], rule: ClaimRule) -> str:
             f"{rule.alpha:.0%}")
 
 
-def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule) -> str:
+def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule, has_kernels: bool = False) -> str:
     speedups = [(r, _ci(r, "speedup_vs_dense")) for r in rows]
     measured = [(r, ci) for r, ci in speedups if ci]
     first = rows[0]
@@ -81,7 +84,7 @@ def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule) -> str:
     mechanisms = {r.get("speedup_mechanism") for r in rows}
     reason = str(first.get("speedup_mechanism_reason") or "")
     if mechanisms == {"none"}:
-        return _control_sentence(name, rows, measured, rule, ideal_text, reason)
+        return _control_sentence(name, rows, measured, rule, ideal_text, reason, has_kernels)
     said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
                                    "same": "gives no measurable difference from dense",
                                    "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"},
@@ -89,8 +92,36 @@ def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule) -> str:
     return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
 
 
+def _kernel_curves(rows: list[Record], rule: ClaimRule, device: str) -> list[str]:
+    """Per method, kernel and backend, the measured curve and where it breaks even: "unstructured through CSR on
+    eager (cpu): 0.52x (..) at 50 %, ..., 2.41x (..) at 95 %; it beats dense from 80 % sparsity on". The break-even
+    is the lowest sparsity from which every measured level is claimed faster (claims.ClaimRule)."""
+    curves: dict[tuple, list[Record]] = {}
+    for record in rows:
+        curves.setdefault((record.get("method"), record.get("sparse_kernel"), record["backend"]), []).append(record)
+    out = []
+    for (method, kernel, backend), curve in sorted(curves.items(), key=lambda c: tuple(map(str, c[0]))):
+        measured = sorted(((r.get("sparsity") or 0.0, r, _ci(r, "speedup_vs_dense")) for r in curve),
+                          key=lambda m: m[0])
+        measured = [(s, r, ci) for s, r, ci in measured if ci]
+        if not measured:
+            continue
+        points = ", ".join(f"{_x(ci)} at {s * 100:.0f} %" for s, _, ci in measured)
+        faster = [rule.verdict(r, "speedup_vs_dense", ci).kind == "faster" for _, r, ci in measured]
+        tail = next((i for i in range(len(faster)) if all(faster[i:])), None)
+        if tail is None:
+            verdict = f"it beats dense at none of these levels (up to {measured[-1][0] * 100:.0f} %)"
+        else:
+            verdict = f"it beats dense from {measured[tail][0] * 100:.0f} % sparsity"
+            if tail > 0:
+                verdict += f", not at {measured[tail - 1][0] * 100:.0f} %"
+        name = "auto (a kernel per linear where it wins here)" if kernel == "auto" else str(kernel).upper()
+        out.append(f"{method} through {name} on {backend} ({device}): {points}; {verdict}.")
+    return out
+
+
 def _control_sentence(name: str, rows: list[Record], measured: list, rule: ClaimRule, ideal_text: str,
-                      reason: str) -> str:
+                      reason: str, has_kernels: bool = False) -> str:
     """A variant whose zeros run through dense kernels: it is a control, never 'faster' or 'slower'. Where its
     ratio is claimed (outside 1.0 by more than the floor, after Holm), that is a bias of the backend, said once."""
     first = rows[0]
@@ -104,7 +135,9 @@ def _control_sentence(name: str, rows: list[Record], measured: list, rule: Claim
     said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], _x,
                     {"same": "gives no measurable difference from dense",
                      "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"}, rule, "speedup_vs_dense")
-    sentence = f"{name} {said or 'is a control'}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
+    how = ("as the masked-dense control of its kernel cells, whose curves follow" if has_kernels
+           else "no sparse kernel serves it on these backends")
+    sentence = f"{name} {said or 'is a control'}{ideal_text}; {how} ({detail})."
     if claimed:
         where = ", ".join(f"{_x(ci)} on {r['backend']}" for r, ci in claimed)
         sentence += (f" As the masked-dense control it should give 1.0x, but gives {where}, beyond what this run "

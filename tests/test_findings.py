@@ -186,3 +186,25 @@ def test_the_block_heads_report_md_and_html(tmp_path: Path):
     page = html_page(run, [], [])
     assert page.index('<h2 id="findings">Findings</h2>') < page.index('<h2 id="plots">')
     assert "<li>a 16-token prefix (P-tuning v2) at 8×128 costs: +2 %" in page
+
+
+def test_each_kernel_gets_its_curve_and_break_even_and_its_control_says_so():
+    records = [latency("dense-ft", "eager", "dense", 1.0, speedup_mechanism="none")]
+    for sparsity, gain, ci in ((0.5, 0.55, (0.5, 0.6)), (0.8, 1.02, (0.97, 1.08)), (0.9, 1.7, (1.6, 1.8)),
+                               (0.95, 2.4, (2.3, 2.5))):
+        name = f"unstructured-{sparsity * 100:.0f}"
+        records.append(latency(name, "eager", "unstructured", 1.0, (0.98, 1.02), sparsity=sparsity,
+                               speedup_mechanism="none", speedup_mechanism_reason="zeros are multiplied: dense"))
+        records.append(latency(f"{name}@csr", "eager", "unstructured", gain, ci, sparsity=sparsity,
+                               sparse_kernel="csr", kernel_control=name, speedup_mechanism="sparse_kernel"))
+    lines = findings(records)
+    (curve,) = [line for line in lines if "through CSR" in line]
+    assert curve.startswith("unstructured through CSR on eager (cpu): 0.55x (0.50–0.60) at 50 %")
+    assert "2.40x (2.30–2.50) at 95 %" in curve
+    assert curve.endswith("it beats dense from 90 % sparsity, not at 80 %.")  # 80 %: its interval holds 1.0
+    controls = [line for line in lines if "masked-dense control of its kernel cells" in line]
+    assert len(controls) == 4 and not [line for line in lines if "@csr" in line]  # kernel cells: in the curve only
+    losing = [r | {"speedup_vs_dense": 0.8, "speedup_vs_dense_ci95_low": 0.7, "speedup_vs_dense_ci95_high": 0.9}
+              if r.get("sparse_kernel") else r for r in records]
+    (curve,) = [line for line in findings(losing) if "through CSR" in line]
+    assert curve.endswith("it beats dense at none of these levels (up to 95 %).")

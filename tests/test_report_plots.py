@@ -121,20 +121,43 @@ def test_prefix_overhead_says_which_task_it_could_not_draw(records):
 def test_latency_vs_sparsity_marks_the_control_and_shows_the_24_ideal(records):
     semi = _variant(records, "unstructured-50", "semi24", method="semi24")
     fig = rendered(latency_vs_sparsity, records + semi)
-    ax = fig.axes[0]
-    dense = {r["backend"]: r["latency_ms_p50"] for r in records if r["variant"] == "dense-ft" and r["task"] == "xnli"
-             and r["scenario"] == "latency" and (r["batch_size"], r["seq_len"]) == (32, 128)}
-    expected = sorted(line.get_ydata()[0] for line in ax.lines if line.get_gid() == "control-expected")
-    assert expected == pytest.approx(sorted(dense.values()))
-    (flag,) = [t for t in ax.texts if t.get_gid() == "control-flag"]
+    backends = sorted({r["backend"] for r in records if r["task"] == "xnli" and r["scenario"] == "latency"})
+    assert [ax.get_title().split(" ")[0] for ax in fig.axes] == backends  # one panel per backend
+    for ax in fig.axes:
+        (expected,) = [line for line in ax.lines if line.get_gid() == "control-expected"]
+        assert list(expected.get_ydata()) == [1.0, 1.0]  # the paired speed-up, where a control belongs
+    flags = {ax.get_title().split(" ")[0]: [t for t in ax.texts if t.get_gid() == "control-flag"] for ax in fig.axes}
+    (flag,) = flags["onnxruntime"]
     assert "unstructured-90 · onnxruntime: 1.05x dense" in flag.get_text().replace("\n   ", " ")
+    assert not flags["eager"]
+    ax = fig.axes[0]
     ideals = {line.get_gid(): line for line in ax.lines if (line.get_gid() or "").startswith("ideal-")}
     unstructured, semi24 = ideals["ideal-unstructured"], ideals["ideal-semi24"]
-    at_half = [x for x in unstructured.get_xdata() if 45 < x < 55], [x for x in semi24.get_xdata() if 45 < x < 55]
-    assert at_half[0][0] != at_half[1][0] and semi24.get_marker() not in ("None", "", None)
+    assert semi24.get_marker() not in ("None", "", None) and semi24.get_marker() != unstructured.get_marker()
     assert semi24.get_color() == method_style("semi24").colour != unstructured.get_color()
-    steady = rendered(latency_vs_sparsity, [r for r in records if r["variant"] != "unstructured-90"]).axes[0]
-    assert not [t for t in steady.texts if t.get_gid() == "control-flag"]  # only a stray control is flagged
+    # The measured points are the records' paired speed-ups (and their intervals), not p50s.
+    u90 = next(r for r in records if r["variant"] == "unstructured-90" and r["backend"] == ax.get_title().split(" ")[0]
+               and r["scenario"] == "latency" and r["task"] == "xnli" and (r["batch_size"], r["seq_len"]) == (32, 128))
+    drawn = [y for c in ax.containers for y in c.lines[0].get_ydata()]
+    assert any(abs(y - u90["speedup_vs_dense"]) < 1e-12 for y in drawn)
+    legend = fig.legends[0]
+    assert len(legend.get_texts()) == len({t.get_text() for t in legend.get_texts()})  # one entry per series
+    steady = rendered(latency_vs_sparsity, [r for r in records if r["variant"] != "unstructured-90"])
+    assert not [t for ax in steady.axes for t in ax.texts if t.get_gid() == "control-flag"]  # only a stray one
+
+
+def test_latency_vs_sparsity_draws_each_kernel_beside_its_control(records):
+    """A kernel cell (`<name>@csr`) is a series of its own, drawn with the kernel's marker, beside the control."""
+    kernel = _variant(records, "unstructured-90", "unstructured-90@csr", sparse_kernel="csr",
+                      kernel_control="unstructured-90", speedup_vs_dense=1.7, speedup_vs_dense_ci95_low=1.6,
+                      speedup_vs_dense_ci95_high=1.8)
+    fig = rendered(latency_vs_sparsity, records + kernel)
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "Unstructured · CSR" in names or any(n.endswith(" · CSR") for n in names)
+    assert any(n.endswith(" · masked dense (control)") for n in names)
+    ax = fig.axes[0]
+    csr = [c for c in ax.containers if c.get_label().endswith(" · CSR")]
+    assert len(csr) == 1 and list(csr[0].lines[0].get_ydata())[-1] == 1.7
 
 
 def test_accuracy_plots_draw_chance_and_keep_a_minimum_span(records):

@@ -1,86 +1,124 @@
-"""The timing plots: latency vs sparsity (with the FLOP-ideal lines and the masked-dense control's 1.00x) and
-throughput vs batch size. Colour is the method's (reports.method_style), marker and line style the backend's."""
+"""The timing plots: speed-up vs sparsity (each sparse kernel's paired speed-up over dense beside its masked-dense
+control and the FLOP ideal, one panel per backend) and throughput vs batch size. Colour is the method's
+(reports.method_style); in the sparsity plot marker and line are the kernel's, elsewhere the backend's."""
 
 from __future__ import annotations
 
 import textwrap
 from collections import defaultdict
 
+from bench import plugins
 from reports.cells import Record, dense_key, dense_variants, identities, per_cell, reference_shape, shape_label, speedup
 from reports.method_style import SPARSE_METHODS, method_style
 from reports.plots.axes import dodge
 from reports.plots.figure import LINESTYLES, MARKERS, backend_line, backend_marker, error_bars, new_figure
 
 SPARSE = SPARSE_METHODS
-CONTROL = "unstructured"  # masked dense: zeros in dense kernels, expected at 1.00x dense (as the summary view)
+MASKED = plugins.methods_where("masked")  # zeros kept in place: its cell without a kernel is the masked-dense control
 FLAG = "#b00020"
 IDEAL_MARKERS = ("D", "v", "^", "s")  # hollow, so a measured point under an ideal one still shows
-NUDGE = 1.2  # percentage points between methods at the same sparsity, so 2:4 and unstructured 50 % both show
+NUDGE = 1.2  # percentage points between series at the same sparsity, so 2:4 and unstructured 50 % both show
+# How each kernel is drawn and named; None: a method that runs its own smaller shapes (structured pruning).
+KERNELS = {"dense": ("o", ":", "masked dense (control)"), "csr": ("s", "-", "CSR"), "bsr": ("D", "-", "BSR"),
+           "2:4": ("P", "-", "2:4"), "auto": ("^", "--", "auto"), None: ("v", "-", "smaller GEMMs")}
+
+
+def kernel_of(record: Record) -> str | None:
+    """The cell's kernel; a masked method's record from before kernels existed is its masked-dense control."""
+    return record.get("sparse_kernel") or ("dense" if record.get("method") in MASKED else None)
 
 
 def latency_vs_sparsity(records: list[Record]):
     latency, ids, dense = per_cell(records, "latency", "latency_ms_p50"), identities(records), dense_variants(records)
     sparse = [key for key, _ in latency if ids[key].get("method") in SPARSE]
     if not sparse:
-        return "no sparse variants (unstructured, semi24 or structured) with latency records"
+        return "no sparse variants (unstructured, block, semi24 or structured) with latency records"
     task = sparse[0][0]
     shape = reference_shape(latency, task)
-    fig, (ax,) = new_figure(panel=(7.6, 4.6))
-    methods = list(dict.fromkeys(ids[k].get("method") for k in sparse if k[0] == task))
-    series = list(dict.fromkeys((k[2], k[3]) for k in sparse if k[0] == task))
-    flags, ideal_drawn = [], set()
-    for backend, dtype in series:
-        rows = [k for k in ids if k[0] == task and k[2:4] == (backend, dtype)]
-        base = latency.get((dense_key(rows[0], dense), shape)) if rows else None
-        if base:  # where dense sits is where every masked-dense control should sit: 1.00x
-            ax.axhline(base["latency_ms_p50"], color=method_style("dense").colour, linewidth=0.8, alpha=0.6,
-                       linestyle=backend_line(backend), gid="control-expected",
-                       label=f"dense p50 · {backend}: a masked-dense control's expected 1.00x")
-        for m, method in enumerate(methods):
-            keys = [k for k in rows if ids[k].get("method") == method]
-            cells = sorted(((ids[k].get("sparsity") or 0.0, k) for k in keys if (k, shape) in latency),
-                           key=lambda c: c[0])
-            points = sorted(([(0.0, base)] if base else []) + [(s, latency[(k, shape)]) for s, k in cells],
-                            key=lambda p: p[0])
-            if len(points) < 2:
+    panels = list(dict.fromkeys((k[2], k[3]) for k in sparse if k[0] == task and (k, shape) in latency))
+    if not panels:
+        return f"no sparse variant of {task} was timed at the reference shape {shape_label(shape)}"
+    fig, axes = new_figure(ncols=len(panels), panel=(5.2, 4.2), sharey=True)
+    legend: dict[str, object] = {}
+    for ax, (backend, dtype) in zip(axes, panels):
+        rows = [k for k in ids if k[0] == task and k[2:4] == (backend, dtype) and (k, shape) in latency]
+        base_key = dense_key(rows[0], dense)
+        base = latency.get((base_key, shape)) if base_key else None
+        ax.axhline(1.0, color=method_style("dense").colour, linewidth=0.8, alpha=0.6, gid="control-expected",
+                   label="dense = 1.00x (where a masked-dense control belongs)")
+        series = defaultdict(list)  # (method, kernel) -> [(sparsity, key)]
+        for key in rows:
+            if ids[key].get("method") in SPARSE:
+                series[(ids[key]["method"], kernel_of(latency[(key, shape)]))].append((ids[key].get("sparsity") or 0.0, key))
+        flags = []
+        for i, ((method, kernel), cells) in enumerate(sorted(series.items(), key=lambda s: (s[0][0], str(s[0][1])))):
+            marker, line, kernel_name = KERNELS.get(kernel, ("X", "-", str(kernel)))
+            colour, nudge = method_style(method).colour, dodge(i, len(series), NUDGE)
+            cells.sort(key=lambda c: c[0])
+            gains = [(s, k, speedup(latency[(k, shape)], base)) for s, k in cells]
+            gains = [(s, k, g) for s, k, g in gains if g is not None]
+            if not gains:
                 continue
-            colour, nudge = method_style(method).colour, dodge(m, len(methods), NUDGE)
-            xs, ys = [s * 100 + nudge for s, _ in points], [r["latency_ms_p50"] for _, r in points]
-            bounds = [(r.get("latency_ms_ci95_low"), r.get("latency_ms_ci95_high")) for _, r in points]
-            ax.errorbar(xs, ys, yerr=error_bars(ys, bounds), linestyle=backend_line(backend), capsize=3, color=colour,
-                        marker=backend_marker(backend), label=f"{method_style(method).name} · {backend} {dtype}")
-            if method == CONTROL and base:
-                flags += _stray_controls(ax, cells, latency, shape, base, nudge, backend)
-            ideal = [(s * 100 + nudge, base["latency_ms_p50"] / ids[k]["speedup_ideal"])
-                     for s, k in cells if ids[k].get("speedup_ideal")] if base else []
-            if ideal and method not in ideal_drawn:  # once per method: the ideal is the same on every backend
-                ideal_drawn.add(method)
-                last = [s for s, k in cells if ids[k].get("speedup_ideal")][-1]
-                ax.plot([nudge] + [x for x, _ in ideal], [base["latency_ms_p50"]] + [y for _, y in ideal],
-                        linestyle=(0, (1, 2)), linewidth=1.2, color=colour, markersize=6, markerfacecolor="white",
-                        marker=IDEAL_MARKERS[len(ideal_drawn) % len(IDEAL_MARKERS)], gid=f"ideal-{method}", zorder=4,
-                        label=f"{method_style(method).name}: ideal {base['latency_ms_p50'] / ideal[-1][1]:.2f}x at "
-                              f"{last:.0%} (FLOPs; vs {backend} dense)")
-    ax.set(xlabel="sparsity of the decoder linears (%; methods nudged apart by ~1 point)", ylabel="p50 latency (ms)",
-           ylim=(0, None), title=f"Latency vs sparsity · {task} · B x T = {shape_label(shape)} (bars: 95% CI)")
-    if flags:  # under the legend, in words: the ring on the point says which one
-        ax.text(1.03, 0.0, "\n".join(textwrap.fill(line, 58, subsequent_indent="   ") for line in flags),
-                transform=ax.transAxes, fontsize=7.5, color=FLAG, va="bottom", ha="left", gid="control-flag")
-    handles, names = ax.get_legend_handles_labels()
-    order = sorted(range(len(names)), key=lambda i: ("ideal" in names[i], "dense p50" in names[i]))
-    ax.legend([handles[i] for i in order], [names[i] for i in order], loc="upper left", bbox_to_anchor=(1.02, 1.0),
-              title="method · backend")
+            xs, ys = [0.0] + [s * 100 + nudge for s, _, _ in gains], [1.0] + [g.value for _, _, g in gains]
+            bounds = [(None, None)] + [(g.low, g.high) for _, _, g in gains]
+            ax.errorbar(xs, ys, yerr=error_bars(ys, bounds), linestyle=line, capsize=3, color=colour, marker=marker,
+                        markerfacecolor="white" if kernel == "dense" else colour,
+                        label=f"{method_style(method).name} · {kernel_name}")
+            if kernel == "dense":
+                flags += _stray_controls(ax, gains, nudge, backend)
+        _ideals(ax, rows, ids, latency, shape)
+        ax.set(xlabel="sparsity of the decoder linears (%)", yscale="log",
+               title=f"{backend} {dtype} · {task} · B x T = {shape_label(shape)}")
+        ax.minorticks_off()
+        if flags:  # in words, in the panel's top left (speed-ups start at 1x on the left): the ring says which
+            ax.text(0.02, 0.98, "\n".join(textwrap.fill(line, 52, subsequent_indent="   ") for line in flags),
+                    transform=ax.transAxes, fontsize=7, color=FLAG, va="top", ha="left", gid="control-flag")
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    _ratio_axis(axes)
+    axes[0].set_ylabel("speed-up vs dense, same backend (paired, 95% CI)")
+    order = sorted(legend, key=lambda name: ("ideal" in name, "dense =" in name, name))
+    fig.legend([legend[n] for n in order], order, loc="outside lower center", ncols=min(3, len(order)), fontsize=7.5,
+               frameon=False)
     return fig
 
 
-def _stray_controls(ax, cells, latency, shape, base, nudge, backend) -> list[str]:
-    """Ring each masked-dense control whose speedup interval excludes 1.00x, and say it in words."""
+def _ratio_axis(axes) -> None:
+    """A log axis spanning the panels' points and bars (at least 0.8x-1.25x), ticked at the powers of two in it."""
+    ys = [y for ax in axes for line in ax.lines for y in line.get_ydata() if y and y > 0]
+    low, high = min([0.8, *ys]) / 1.1, max([1.25, *ys]) * 1.15
+    ticks = [t for t in (0.125, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if low <= t <= high]
+    axes[0].set_ylim(low, high)
+    axes[0].set_yticks(ticks, labels=[f"{t:g}x" for t in ticks])
+
+
+def _ideals(ax, rows, ids, latency, shape) -> None:
+    """Per method, the FLOP ideal at each sparsity (Amdahl over the linears, from the panel's own records: what
+    the best of its cells could execute), dotted with hollow markers and its last value written at the end."""
+    by_method = defaultdict(dict)
+    for key in rows:
+        ideal, method = ids[key].get("speedup_ideal"), ids[key].get("method")
+        if ideal and method in SPARSE:
+            sparsity = ids[key].get("sparsity") or 0.0
+            by_method[method][sparsity] = max(ideal, by_method[method].get(sparsity, 0.0))
+    for m, (method, points) in enumerate(sorted(by_method.items())):
+        colour = method_style(method).colour
+        xs, ys = [0.0] + [s * 100 for s in sorted(points)], [1.0] + [points[s] for s in sorted(points)]
+        ax.plot(xs, ys, linestyle=(0, (1, 2)), linewidth=1.2, color=colour, markersize=5, markerfacecolor="white",
+                marker=IDEAL_MARKERS[m % len(IDEAL_MARKERS)], gid=f"ideal-{method}", zorder=1,
+                label=f"{method_style(method).name}: FLOP ideal")
+        if ys[-1] > 1.01:  # an ideal of 1.0x (dense zeros) sits on the axis line; no number needed
+            ax.annotate(f"{ys[-1]:.1f}x", (xs[-1], ys[-1]), xytext=(4, 0), textcoords="offset points",
+                        fontsize=7, color=colour, va="center")
+
+
+def _stray_controls(ax, gains, nudge, backend) -> list[str]:
+    """Ring each masked-dense control whose paired interval excludes 1.00x, and say it in words."""
     lines = []
-    for sparsity, key in cells:
-        gain = speedup(latency[(key, shape)], base)
-        if gain and gain.excludes_one:
-            ax.plot(sparsity * 100 + nudge, latency[(key, shape)]["latency_ms_p50"], marker="o", markersize=16,
-                    markerfacecolor="none", markeredgecolor=FLAG, markeredgewidth=1.4, linestyle="none")
+    for sparsity, key, gain in gains:
+        if gain.excludes_one:
+            ax.plot(sparsity * 100 + nudge, gain.value, marker="o", markersize=14, markerfacecolor="none",
+                    markeredgecolor=FLAG, markeredgewidth=1.4, linestyle="none")
             lines.append(f"! {key[1]} · {backend}: {gain.value:.2f}x dense ({gain.bounds_text()}); "
                          "a masked-dense control should give 1.00x")
     return lines
@@ -117,5 +155,6 @@ def throughput_vs_batch(records: list[Record]):
         ax.set_xticks(batches, [str(b) for b in batches])
         ax.set(xlabel="batch size", title=f"Throughput vs batch · {task} · {backend} · T = {seq}")
         ax.legend(loc="upper left", title="variant (colour: method)")
+    _ratio_axis(axes)
     axes[0].set_ylabel("throughput (samples/s, from p50)")
     return fig
