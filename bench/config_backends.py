@@ -47,10 +47,20 @@ def check_backend_name(name: str) -> str:
 BackendName = Annotated[str, AfterValidator(check_backend_name)]
 
 
+class EagerOptions(_Strict):
+    # default: nn.Linear as torch dispatches it (fp32 on CPU: its BLAS, MKL or OpenBLAS). onednn: every linear runs
+    # torch.ops.mkldnn._linear_pointwise on a weight prepacked once (CPU, fp32/bf16), the library that ran 2.2x
+    # faster than MKL on an AMD EPYC. Default unchanged: on the Intel Xeon measured it was no faster (README).
+    linears: Literal["default", "onednn"] = "default"
+
+
 class CompileOptions(_Strict):
     mode: CompileMode = Field("default", description="the mode of backend 'compile'; 'compile:<mode>' names its own")
     dynamic: bool | None = None
     fullgraph: bool = False
+    # inductor's freezing: weights become constants and CPU linears are prepacked (MKL's packed GEMM for fp32 where
+    # torch has MKL and the batch is static, else oneDNN). Off by default: measured no faster on the Intel Xeon.
+    freezing: bool = False
 
 
 class OnnxRuntimeOptions(_Strict):
@@ -68,6 +78,7 @@ class OnnxRuntimeOptions(_Strict):
 
 
 class BackendOptions(_Strict):
+    eager: EagerOptions = Field(default_factory=EagerOptions)
     compile: CompileOptions = Field(default_factory=CompileOptions)
     onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
     # causal: no padding mask where none is needed (right padding, last real token pooled): is_causal, or the
