@@ -24,9 +24,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# The variants a backend name may carry after its colon, each the options it sets on its kind's options model, so
+# that one sweep measures a fast path interleaved with the plain backend: the CPU fast paths are oneDNN linears in
+# eager and inductor's freezing (`compile:max-autotune` is a mode like the others).
+NAME_VARIANTS: dict[str, dict[str, dict[str, object]]] = {
+    "eager": {"onednn": {"linears": "onednn"}},
+    "compile": {**{mode: {"mode": mode} for mode in COMPILE_MODES}, "freezing": {"freezing": True}},
+}
+
+
 def backend_names() -> list[str]:
     """Every name `measure.backends` accepts."""
-    return ["eager", "compile", *(f"compile:{mode}" for mode in COMPILE_MODES), "onnxruntime"]
+    return ["eager", *(f"eager:{v}" for v in NAME_VARIANTS["eager"]), "compile",
+            *(f"compile:{v}" for v in NAME_VARIANTS["compile"]), "onnxruntime"]
+
+
+def name_options(name: str, options: BackendOptions) -> BackendOptions:
+    """The options a backend name runs with: its variant's settings on its kind's options ('compile:freezing' ->
+    backend.compile.freezing = true)."""
+    kind, _, variant = name.partition(":")
+    if not variant:
+        return options
+    own = getattr(options, kind)
+    return options.model_copy(update={kind: own.model_copy(update=NAME_VARIANTS[kind][variant])})
 
 
 def backend_kind(name: str) -> str:

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from reports.backend_gap import gap_sentences
 from reports.cells import Record, Speedup, accuracy_rows, per_cell, reference_backend, row_key
 
 TITLE = "Findings"
@@ -46,6 +47,7 @@ def findings(records: list[Record]) -> list[str]:
     out += [_prefix_sentence(labels[v], by_variant[v], shape) for v in prompts]
     if dense:
         out += _backends(by_variant[dense], dense)
+        out += gap_sentences(by_variant[dense])  # the cause of each backend gap: the libraries behind the linears
     out += _accuracy(records)
     out += _drift(list(cells.values()))
     return out

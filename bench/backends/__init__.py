@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.backends.base import Runner, SkipCell, Target
 from bench.config import BackendOptions
-from bench.config_backends import backend_kind, check_backend_name
+from bench.config_backends import backend_kind, check_backend_name, name_options
 
 BACKENDS: dict[str, str] = {
     "eager": "bench.backends.eager:prepare",
@@ -31,8 +31,7 @@ def prepare(name: str, model, target: Target, example, options: BackendOptions, 
     its own); raises SkipCell when the backend cannot serve that target. workdir: the runner's own scratch files;
     export_cache: the cache directory whose exports/ keeps ONNX exports across runs (None: exported into workdir)."""
     kind = backend_kind(check_backend_name(name))
-    if kind == "compile" and ":" in name:
-        options = options.model_copy(update={"compile": options.compile.model_copy(update={"mode": name.partition(":")[2]})})
+    options = name_options(name, options)
     model = copy.copy(model)  # shares every submodule and weight; only the attribute below is its own
     model.attention_path = options.attention
     module, _, attr = BACKENDS[kind].partition(":")

@@ -73,7 +73,7 @@ def _ort_matmul(a: torch.Tensor, b: torch.Tensor) -> Callable[[], Any]:
     options.intra_op_num_threads = torch.get_num_threads()  # the same threads as torch's libraries
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)  # ORT reads <= 13
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"x": a.numpy()}
     return lambda: session.run(None, feed)

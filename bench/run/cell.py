@@ -71,8 +71,13 @@ class CellRunner:
         from bench.build.methods import realize
         from sparsify.accounting import count
 
+        from bench.run.placement import pin, placement_fields
+
         task = self.task
-        base = dict(task.base) | tf32_fields(task.target.dtype)  # every record says its TF32 policy, skipped ones too
+        pin(task.measure.cpu_affinity)  # before the model's threads start: OpenMP's and ORT's pools inherit it
+        # every record says its TF32 policy and its threads and placement, skipped ones too
+        base = dict(task.base) | tf32_fields(task.target.dtype) | placement_fields(task.target.threads,
+                                                                                   task.measure.cpu_affinity)
         try:
             model = Artifact.open(Path(task.artifact_path)).load_model()
             # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
