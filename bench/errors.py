@@ -15,7 +15,7 @@ def did_you_mean(value: str, allowed: list[str] | tuple[str, ...], what: str) ->
     import difflib
 
     close = difflib.get_close_matches(value, list(allowed), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
     return f"unknown {what} '{value}'{hint} available: {', '.join(allowed)}"
 
 

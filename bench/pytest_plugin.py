@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench.build.spec import ModelSpec, build_model, realize_for
+from bench.variants.model_spec import ModelSpec, build_model, realize_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -222,7 +222,7 @@ def _check_target(backend: str, target: Target) -> None:
     """A misspelt name is the caller's error; a capability this machine lacks is a skip."""
     import torch
 
-    from bench.config_backends import backend_names
+    from bench.plugins import backend_names
     from bench.errors import BenchError, did_you_mean
 
     names = ((backend, backend_names(), "backend"), (target.dtype, DTYPES, "dtype"), (target.device, [*DEVICES, "cuda:N"], "device"))

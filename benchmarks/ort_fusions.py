@@ -28,7 +28,7 @@ import torch
 from _common import FnCell, machine, padded_batch, print_rows, ratio_rows
 
 from bench.backends import Target, prepare
-from bench.backends.ort_export import OPTIMIZED
+from bench.backends.onnxruntime.export import OPTIMIZED
 from bench.config import BackendOptions
 from bench.measure.rounds import StopRule, run_rounds
 from bench.model.classifier import XGLMClassifier
@@ -63,8 +63,8 @@ def online_runner(exported: Path, target: Target):
     """A runner on the exporter's graph, optimised at level all by its own session when it loads."""
     import onnxruntime as ort
 
-    from bench.backends import ort_session
-    from bench.backends.onnxruntime import OrtRunner
+    from bench.backends.onnxruntime import session as ort_session
+    from bench.backends.onnxruntime.runner import OrtRunner
 
     so = ort_session.session_options(ort, target, "all", exported.parent / "online-profile")
     so.enable_profiling = False

@@ -14,7 +14,7 @@ Inference (`soft_prompt_inference`):
   prefix slots. The same function (to float rounding), at exactly the inference cost of a P-tuning v2 prefix
   of the same P: a caching optimisation, which makes input-only vs layer-wise an accuracy-only comparison.
 
-The artifact stores only the table and the head, plus what they were trained on (bench.build.bases); the
+The artifact stores only the table and the head, plus what they were trained on (bench.variants.bases); the
 folding, if any, happens when it is loaded.
 """
 
@@ -27,9 +27,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.build.bases import base_fields, frozen_model, load_frozen
-from bench.build.context import BuildContext, BuiltVariant
-from bench.build.train import train_classifier
+from bench.variants.bases import base_fields, frozen_model, load_frozen
+from bench.variants.context import BuildContext, BuiltVariant
+from bench.variants.train import train_classifier
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier, attention_bias
 

@@ -28,7 +28,7 @@ def letters(comparison: Comparison) -> list[str]:
 
 
 def runs_panel(comparison: Comparison) -> Panel:
-    from bench.run.env import short_summary
+    from bench.rundir import short_summary
 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)

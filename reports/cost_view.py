@@ -95,7 +95,7 @@ def best_table(best: list[Best], names: list[str]) -> TableData:
 def write_latency_vs_cost(cells: list[CostCell], names: list[str], out_dir: Path):
     """The plot as PNG and SVG in out_dir, or a string saying why it cannot be drawn."""
     from reports.plots import Plot
-    from reports.plotting import rendered, save
+    from reports.plots.figure import rendered, save
 
     fig = rendered(_latency_vs_cost, cells, names)
     if isinstance(fig, str):
@@ -111,7 +111,7 @@ def _latency_vs_cost(cells: list[CostCell], names: list[str]):
 
     from matplotlib.ticker import FuncFormatter
 
-    from reports.plotting import error_bars, label_points, new_figure, style
+    from reports.plots.figure import error_bars, label_points, new_figure, style
 
     priced = [c for c in cells if c.latency_ms is not None and c.usd_per_million is not None]
     if not priced:

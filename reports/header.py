@@ -23,7 +23,7 @@ class HeaderLine:
 
 def header_lines(records: list[dict[str, Any]], env: dict[str, Any] | None, manifest: dict[str, Any],
                  run_id: str) -> list[HeaderLine]:
-    from bench.run.env import short_summary
+    from bench.rundir import short_summary
 
     status = str(manifest.get("status", "unknown"))
     lines = [HeaderLine("run", run_id), HeaderLine("status", status, _STATUS_TONE.get(status))]

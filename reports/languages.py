@@ -22,7 +22,7 @@ from reports.cells import (
     language_layout,
     reference_backend,
 )
-from reports.methods import PEFT_METHODS, method_label
+from reports.method_style import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, label
 from reports.views import ordered_rows
 

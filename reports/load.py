@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.run.records import SCHEMA_VERSION
-from bench.run.outcome import reader_state
-from bench.run.store import RunStore
+from bench.records import SCHEMA_VERSION
+from bench.rundir import RunDir, reader_state
 
 KNOWN_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 
@@ -31,7 +30,7 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
-    store = RunStore.open(path)
+    store = RunDir.open(path)
     records = store.records()
     check_schema(records, path)
     # The state a reader should see: a run whose writer died is interrupted, one whose last line was cut incomplete.
@@ -52,7 +51,7 @@ def check_schema(records: list[dict[str, Any]], where: Path) -> None:
         raise BenchError(f"{where / 'results.jsonl'}:{lineno}: unknown schema_version {version!r} (known: {known})")
 
 
-def _optional_json(store: RunStore, name: str) -> Any:
+def _optional_json(store: RunDir, name: str) -> Any:
     """env.json or run.json; a damaged one is treated as absent, since the records alone can be rendered."""
     try:
         return store.read_json(name)

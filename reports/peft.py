@@ -29,7 +29,7 @@ from reports.cells import (
     shape_label,
     speedup,
 )
-from reports.methods import PEFT_METHODS, method_label
+from reports.method_style import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
 from reports.views import ordered_rows
 

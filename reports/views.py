@@ -21,7 +21,7 @@ from reports.cells import (
     shape_label,
     speedup,
 )
-from reports.methods import method_label
+from reports.method_style import method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
 
 _NOISY_CV = 0.10  # beyond this, a cell's p50 moves with the machine's load more than with the code

@@ -103,7 +103,7 @@ class MaskKeeper:
     never see pruned entries), and after every optimiser step the weights and the optimiser's per-weight
     state (Adam's exp_avg and exp_avg_sq, SGD's momentum) are masked again. A weight pruned mid-training
     (gradual pruning) therefore has no momentum left that could move it off zero. The optimiser belongs to
-    bench.build.train, so the keeper finds it through torch's global optimiser step hook, filtered to its own
+    bench.variants.train, so the keeper finds it through torch's global optimiser step hook, filtered to its own
     weights and removed on detach.
     """
 

@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from bench.build import artifacts
+from bench.variants import artifacts
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import ModelSource, load_backbone
 from bench.data.tokenization import trained_tokenizer
-from bench.build.dense import classifier_architecture
+from bench.variants.dense import classifier_architecture
 
 RECIPE = {"variant": "dense-ft", "task": "xnli", "method": "dense", "train": {"lr": 1e-4}, "seed": 0}
 

@@ -187,7 +187,7 @@ def test_unknown_config_key_is_rejected(runner, write_config, out_dir):
 def test_unknown_method_in_a_variant(runner, write_config, out_dir):
     config = write_config(variants=[{"name": "ia3-ft", "method": "ia3"}])  # a PEFT method the harness does not have
     result = runner.invoke(app, ["run", str(config)])
-    assert_user_error(result, out_dir, "variants[0].method", "'ia3'", "available: dense")
+    assert_user_error(result, out_dir, "variants[0]", "unknown method 'ia3'", "available: dense")
 
 
 def test_unknown_backend_on_the_command_line(runner, write_config, out_dir):

@@ -13,7 +13,8 @@ import torch
 
 import bench.measure.device
 import bench.run.env
-from bench.run.env import fingerprint, git_state, short_summary
+from bench.run.env import fingerprint, git_state
+from bench.rundir import short_summary
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

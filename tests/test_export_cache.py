@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-import bench.backends.onnxruntime
+import bench.backends.onnxruntime.runner
 from bench.backends import Target, prepare
-from bench.backends.export_cache import EXPORTS, cached_export, export_problem, verify_exports
-from bench.backends.export_key import export_key
+from bench.backends.onnxruntime.export_cache import EXPORTS, cached_export, export_problem, verify_exports
+from bench.backends.onnxruntime.export_key import export_key
 from bench.cli import app
 from bench.config import BackendOptions, parse_config
 from bench.model.classifier import XGLMClassifier
@@ -75,7 +75,7 @@ def test_a_first_prepare_exports_into_the_cache(cached):
 
 def test_a_second_prepare_hits_the_cache_without_exporting(cached, model, tmp_path, monkeypatch):
     cache, first = cached
-    monkeypatch.setattr(bench.backends.onnxruntime, "export_for_ort", _no_export)
+    monkeypatch.setattr(bench.backends.onnxruntime.runner, "export_for_ort", _no_export)
     again = prepare("onnxruntime", model, CPU, example(), BackendOptions(), tmp_path, export_cache=cache)
     assert again.info["export_cache_hit"] is True
     assert again.info["export_cache_key"] == first.info["export_cache_key"]
@@ -157,7 +157,7 @@ def test_a_half_written_export_is_never_used(tmp_path):
 _WRITER = """
 import hashlib, json, sys, time
 from pathlib import Path
-import bench.backends.export_cache as cache
+import bench.backends.onnxruntime.export_cache as cache
 if sys.argv[2] == "nolock":  # a filesystem without locks: only the rename decides
     import contextlib
     cache._locked = lambda path: contextlib.nullcontext()
@@ -226,7 +226,7 @@ def test_runs_share_the_cache_and_keep_exports_only_when_asked(ort_runs, tmp_pat
     assert record["status"] == "ok" and record["export_cache_hit"] is False
     assert Path(record["export_dir"]).is_dir() and "export_kept" not in record
 
-    monkeypatch.setattr(bench.backends.onnxruntime, "export_for_ort", _no_export)
+    monkeypatch.setattr(bench.backends.onnxruntime.runner, "export_for_ort", _no_export)
     second, records, output = ort_runs("second", "--keep-exports")
     (again,) = records
     assert again["status"] == "ok" and again["export_cache_hit"] is True, again["error"]

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-import bench.backends.compile
+import bench.backends.compile.runner
 from bench.backends import Target, prepare
-from bench.backends.ort_export import OrtExport, fused_op_counts
+from bench.backends.onnxruntime.export import OrtExport, fused_op_counts
 from bench.config import BackendOptions, parse_config
-from bench.config_backends import backend_kind, backend_names
+from bench.plugins import backend_kind, backend_names
 from bench.errors import BenchError
 from bench.model.attention import causal_attention
 from bench.model.classifier import XGLMClassifier
@@ -175,7 +175,7 @@ def test_backend_names_accept_compile_modes_and_refuse_others():
     cfg = parse_config({"measure": {"backends": ["eager", "compile", "compile:reduce-overhead", "compile:max-autotune"]}})
     assert cfg.measure.backends[2] == "compile:reduce-overhead" and backend_kind(cfg.measure.backends[3]) == "compile"
     assert set(backend_names()) >= {"eager", "compile", "onnxruntime", "compile:max-autotune"}
-    with pytest.raises(BenchError, match=r"unknown backend 'compile:fast'; did you mean 'compile:default'\? available: eager, compile, "):
+    with pytest.raises(BenchError, match=r"unknown backend 'compile:fast'; did you mean 'compile:default'\? available: eager, eager:onednn, compile, "):
         parse_config({"measure": {"backends": ["compile:fast"]}})
     with pytest.raises(BenchError, match="repeated entries"):
         parse_config({"measure": {"backends": ["compile:max-autotune", "compile:max-autotune"]}})
@@ -188,7 +188,7 @@ def test_compile_mode_comes_from_the_backend_name(monkeypatch, tmp_path):
         modes.append(mode)
         return module, "not compiled in this test"
 
-    monkeypatch.setattr(bench.backends.compile, "compile_module", compile_module)
+    monkeypatch.setattr(bench.backends.compile.runner, "compile_module", compile_module)
     model, example = tiny(0), padded([16, 9])
     for name, mode in (("compile", "default"), ("compile:max-autotune", "max-autotune"), ("compile:reduce-overhead", "reduce-overhead")):
         runner = prepare(name, model, Target("cpu", "fp32", 2), example, BackendOptions(), tmp_path)
@@ -204,7 +204,7 @@ def test_a_sweep_measures_compile_modes_as_separate_backends(monkeypatch, tmp_pa
     from bench.run.sweep import run_sweep
     from reports.summary import render_run
 
-    monkeypatch.setattr(bench.backends.compile, "compile_module", lambda module, **_: (module, "not compiled"))
+    monkeypatch.setattr(bench.backends.compile.runner, "compile_module", lambda module, **_: (module, "not compiled"))
     backends = ["eager", "compile", "compile:reduce-overhead"]
     config = {
         "name": "modes", "output_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),

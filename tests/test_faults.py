@@ -413,7 +413,7 @@ def test_resume_keeps_whole_cells_and_redoes_cut_dead_and_with_retry_failed_fail
 
 
 def test_a_reader_sees_a_dead_writer_as_interrupted_and_a_live_one_as_running(tmp_path):
-    from bench.run.outcome import reader_state
+    from bench.rundir import reader_state
 
     store = RunStore.create(tmp_path, "alive")
     assert reader_state(store)["status"] == "running"  # this process holds the lock

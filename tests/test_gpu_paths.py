@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.backends import SkipCell, Target
-from bench.backends import ort_session
+from bench.backends.onnxruntime import session as ort_session
 from bench.measure import device as device_probe
 from bench.measure import energy, memory
 from bench.model import dtypes
@@ -86,7 +86,7 @@ def test_calibration_measures_fp32_without_tf32_and_no_tf32_peak_on_cpu(monkeypa
 
 
 def test_half_precision_exports_end_in_a_float32_cast():
-    from bench.backends.onnxruntime import Float32Logits, exportable
+    from bench.backends.onnxruntime.runner import Float32Logits, exportable
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3)).to(torch.bfloat16)
 
@@ -349,7 +349,7 @@ def dynamo():
 
 
 def test_recompiles_are_counted_and_the_limit_fails_instead_of_running_eager(dynamo, monkeypatch):
-    from bench.backends import compile as compile_backend
+    from bench.backends.compile import runner as compile_backend
 
     monkeypatch.setattr(compile_backend, "RECOMPILE_LIMIT", 3)
     compiled, note = compile_backend.compile_module(torch.nn.Linear(8, 4), dynamic=False, backend="eager")
@@ -364,7 +364,7 @@ def test_recompiles_are_counted_and_the_limit_fails_instead_of_running_eager(dyn
 
 
 def test_a_frame_that_fell_back_to_eager_fails_the_pass(dynamo):
-    from bench.backends.compile import CompiledRunner
+    from bench.backends.compile.runner import CompiledRunner
 
     with dynamo.config.patch(fail_on_recompile_limit_hit=False):
         compiled = torch.compile(torch.nn.Linear(8, 4), backend="eager", dynamic=False, recompile_limit=1)
@@ -377,7 +377,7 @@ def test_a_frame_that_fell_back_to_eager_fails_the_pass(dynamo):
 
 
 def test_cuda_graph_modes_warm_every_shape_three_times_before_timing():
-    from bench.backends.compile import CUDAGRAPH_WARMUP, CompiledRunner
+    from bench.backends.compile.runner import CUDAGRAPH_WARMUP, CompiledRunner
     from bench.measure.passes import eval_pass
 
     assert CompiledRunner(torch.nn.Identity(), Target("cpu", "fp32", 1)).warmup_per_shape == 1
@@ -417,7 +417,7 @@ def test_cuda_n_is_a_device_name_and_checked_before_the_run():
 
 
 def test_semi24_model_spec_goes_through_the_sweeps_realisation(xglm_bench):
-    from bench.build.spec import ModelSpec
+    from bench.variants.model_spec import ModelSpec
 
     runner, _ = xglm_bench.runner(ModelSpec(method="semi24"), "eager", batch_size=2, seq_len=16, device="cpu")
     assert runner.info["speedup_mechanism"] == "none" and "CUDA-only" in runner.info["speedup_mechanism_reason"]
@@ -427,8 +427,8 @@ def test_semi24_model_spec_goes_through_the_sweeps_realisation(xglm_bench):
 def test_a_bf16_export_hands_out_float32_logits(tmp_path):
     import onnx
 
-    from bench.backends.onnxruntime import exportable
-    from bench.backends.ort_export import export_onnx
+    from bench.backends.onnxruntime.runner import exportable
+    from bench.backends.onnxruntime.export import export_onnx
     from bench.model.classifier import XGLMClassifier
     from bench.model.source import ModelSource, load_backbone
 
@@ -554,7 +554,7 @@ def test_tf32_dtype_switches_torch_and_fp32_does_not(tmp_path, restore_tf32):
 
 
 def test_ort_outputs_reach_the_host_as_float32_whatever_holds_them():
-    from bench.backends.onnxruntime import OrtRunner
+    from bench.backends.onnxruntime.runner import OrtRunner
 
     class Session:
         def __init__(self, labels):

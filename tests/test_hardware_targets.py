@@ -14,7 +14,7 @@ import torch
 
 from bench.backends import Target, prepare
 from bench.config import BackendOptions, MeasureConfig
-from bench.config_backends import backend_names, name_options
+from bench import plugins
 from bench.doctor import paths
 from bench.measure import calibrate, gemm_libraries
 from bench.measure.roofline import forward_cost
@@ -130,13 +130,13 @@ def test_doctor_fails_percent_of_peak_on_a_peak_from_the_slow_library(model):
 
 
 def test_fast_paths_are_backend_names_with_their_options():
-    names = backend_names()
+    names = plugins.backend_names()
     assert {"eager:onednn", "compile:freezing", "compile:max-autotune"} <= set(names)
     options = BackendOptions()
-    assert name_options("eager:onednn", options).eager.linears == "onednn"
-    frozen = name_options("compile:freezing", options).compile
+    assert plugins.backend("eager").with_mode(options.eager, "onednn").linears == "onednn"
+    frozen = plugins.backend("compile").with_mode(options.compile, "freezing")
     assert frozen.freezing and frozen.mode == "default"
-    assert name_options("compile:max-autotune", options).compile.mode == "max-autotune"
+    assert plugins.backend("compile").with_mode(options.compile, "max-autotune").mode == "max-autotune"
     assert options.eager.linears == "default" and not options.compile.freezing  # the defaults stay as they were
 
 

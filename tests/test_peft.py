@@ -16,7 +16,7 @@ from peft.tuners.lora import Linear as PeftLoraLinear
 from transformers import XGLMConfig, XGLMForCausalLM
 
 from capabilities import sparse_tensor_cores_missing
-from adapters.lora import LoRALinear, LoraOptions, add_lora, merge_lora
+from prompts.lora import LoRALinear, LoraOptions, add_lora, merge_lora
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone
 from prompts.soft import SoftPrompted, apply_prompt, fold_to_prefix
@@ -187,7 +187,7 @@ def test_merged_lora_equals_unmerged_and_pefts_merge(lora_pair):
 
 
 def tiny_context(variant, *, steps: int = 3, base=None, seed: int = 0, rows: int = 32):
-    from bench.build.context import BuildContext
+    from bench.variants.context import BuildContext
     from bench.config import TrainConfig
     from bench.data.tasks import get_task
     from bench.model.source import ModelSource
@@ -203,8 +203,8 @@ def tiny_context(variant, *, steps: int = 3, base=None, seed: int = 0, rows: int
 
 
 def save_built(cache, name: str, method: str, built, tokenizer):
-    """An artifact as the sweep writes it (bench.build.variant.artifact_for), for a hand-made recipe."""
-    from bench.build import artifacts
+    """An artifact as the sweep writes it (bench.variants.variant.artifact_for), for a hand-made recipe."""
+    from bench.variants import artifacts
 
     extra = dict(built.extra)
     meta = {"architecture": built.architecture, "params_trainable": extra.pop("params_trainable"), "extra": extra,
@@ -215,7 +215,7 @@ def save_built(cache, name: str, method: str, built, tokenizer):
 
 def pruned_base(cache, tokenizer, heads_removed=((0,), (0, 1, 2)), seed: int = 0):
     """A structured artifact with 3 heads in layer 0 and 1 in layer 1 (removal by the project's DepGraph code)."""
-    from bench.build.context import BuiltVariant
+    from bench.variants.context import BuiltVariant
     from sparsify import structured
 
     backbone = load_backbone(ModelSource.parse("random:tiny"), seed=0)
@@ -242,8 +242,8 @@ def tokenizer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def on_base(tmp_path_factory, tokenizer):
     """A structured base, and a P-tuning v2 prefix, a soft prompt and unmerged LoRA trained on it, saved."""
-    from bench.build.methods import builder
-    from bench.config import VariantConfig
+    from bench.variants.registry import builder
+    from bench.config import make_variant
 
     cache = tmp_path_factory.mktemp("cache")
     base, kept = pruned_base(cache, tokenizer)
@@ -251,7 +251,7 @@ def on_base(tmp_path_factory, tokenizer):
     for name, options in [("pt", {"method": "prompt", "prompt_length": 4, "prompt_dropout": 0.0}),
                           ("soft", {"method": "soft_prompt", "prompt_length": 4}),
                           ("lora", {"method": "lora", "lora_targets": ["q_proj", "fc2"], "lora_merge": False})]:
-        variant = VariantConfig(name=name, base="st", **options)
+        variant = make_variant(name=name, base="st", **options)
         built = builder(variant.method)(tiny_context(variant, base=base))
         out[name] = (built, save_built(cache, name, variant.method, built, tokenizer))
     return out
@@ -282,7 +282,7 @@ def test_prefix_on_a_pruned_base_follows_each_layers_heads(on_base):
 def test_artifacts_on_a_base_store_only_what_was_learned_and_name_the_base(on_base):
     from safetensors import safe_open
 
-    from bench.build.bases import file_fingerprint
+    from bench.variants.bases import file_fingerprint
 
     base = on_base["base"]
     expected_keys = {
@@ -322,7 +322,7 @@ def test_lora_trains_only_adapters_and_head_and_the_share_is_counted(on_base):
 
 def test_another_base_is_refused_in_one_line(on_base, tokenizer, tmp_path):
     """A dependant loads only onto the base artifact it names: the same key and the same weights."""
-    from bench.build import artifacts
+    from bench.variants import artifacts
     from bench.errors import BenchError
 
     base = on_base["base"]
@@ -346,12 +346,12 @@ def test_another_base_is_refused_in_one_line(on_base, tokenizer, tmp_path):
 
 
 def test_artifacts_on_the_backbone_refuse_another_shape_or_other_weights(tmp_path, tokenizer):
-    from bench.build.methods import builder, load_artifact_model
-    from bench.config import VariantConfig
+    from bench.variants.registry import builder, load_artifact_model
+    from bench.config import make_variant
     from bench.errors import BenchError
 
     for name, options in [("soft", {"method": "soft_prompt", "prompt_length": 3}), ("lora", {"method": "lora"})]:
-        variant = VariantConfig(name=name, **options)
+        variant = make_variant(name=name, **options)
         built = builder(variant.method)(tiny_context(variant, steps=1))
         artifact = save_built(tmp_path, name, variant.method, built, tokenizer)
         assert "base" not in artifact.meta["architecture"] and artifact.meta["architecture"]["backbone_fingerprint"]
@@ -364,12 +364,12 @@ def test_artifacts_on_the_backbone_refuse_another_shape_or_other_weights(tmp_pat
 
 
 def test_a_reused_prefix_must_come_from_the_same_base(on_base, tmp_path):
-    from bench.build.methods import builder
-    from bench.config import VariantConfig
+    from bench.variants.registry import builder
+    from bench.config import make_variant
     from bench.errors import BenchError
 
     _, prefix = on_base["pt"]
-    variant = VariantConfig(name="reuse", method="prompt", prefix_artifact=str(prefix.path))
+    variant = make_variant(name="reuse", method="prompt", prefix_artifact=str(prefix.path))
     with pytest.raises(BenchError, match="was trained on base 'st' .*this variant is built on the pretrained backbone"):
         builder("prompt")(tiny_context(variant))
     built = builder("prompt")(tiny_context(variant.model_copy(update={"base": "st"}), base=on_base["base"]))
@@ -387,7 +387,7 @@ MASKED = {"name": "un", "method": "unstructured", "sparsity": 0.5}
     ("variants", "message"),
     [
         ([DENSE, {"name": "pt", "method": "prompt", "prompt_length": 4, "base": "stt"}],
-         r"variant 'pt': unknown base variant 'stt' available: ft \(base names another \[\[variants\]\] entry\)"),
+         r"variant 'pt': unknown base variant 'stt'; available: ft \(base names another \[\[variants\]\] entry\)"),
         ([{**STRUCTURED, "name": "st-50"}, {"name": "pt", "method": "prompt", "prompt_length": 4, "base": "st-5"}],
          "unknown base variant 'st-5'; did you mean 'st-50'?"),
         ([{"name": "a", "method": "lora", "base": "b"}, {"name": "b", "method": "soft_prompt", "prompt_length": 4, "base": "a"}],
@@ -401,10 +401,10 @@ MASKED = {"name": "un", "method": "unstructured", "sparsity": 0.5}
         ([{"name": "l", "method": "lora", "lora_targets": ["q_proj", "qkv_proj"]}],
          "variant 'l': unknown LoRA target 'qkv_proj'; did you mean 'v_proj'\\? available: q_proj, k_proj, v_proj, out_proj, fc1, fc2"),
         ([{"name": "l", "method": "lora", "lora_targets": ["fc1", "fc1"]}], "repeated LoRA targets fc1"),
-        ([{"name": "p", "method": "prompt", "prompt_length": 4, "lora_rank": 4}], "lora_rank apply to method 'lora', not 'prompt'"),
+        ([{"name": "p", "method": "prompt", "prompt_length": 4, "lora_rank": 4}], "lora_rank applies to method lora, not 'prompt'"),
         ([{"name": "s", "method": "soft_prompt"}], "method 'soft_prompt' needs prompt_length"),
-        ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "prompt_mlp": True}], "prompt_mlp and prefix_artifact apply to method 'prompt'"),
-        ([{"name": "l", "method": "lora", "soft_prompt_inference": "kv"}], "soft_prompt_inference apply to method 'soft_prompt'"),
+        ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "prompt_mlp": True}], "prompt_mlp applies to method prompt, not 'soft_prompt'"),
+        ([{"name": "l", "method": "lora", "soft_prompt_inference": "kv"}], "soft_prompt_inference applies to method soft_prompt, not 'lora'"),
         ([{"name": "s", "method": "soft_prompt", "prompt_length": 4, "soft_prompt_inference": "cache"}], "'input' or 'kv'"),
     ],
 )
@@ -447,7 +447,7 @@ def test_a_soft_prompt_longer_than_the_position_table_is_refused_before_the_run(
 def test_bases_are_built_first_and_recipes_without_peft_options_are_unchanged():
     import tomllib
 
-    from bench.build.graph import build_order
+    from bench.config.bases import build_order
     from bench.config import parse_config
 
     cfg = parse_config({"variants": [
@@ -613,13 +613,13 @@ def test_input_prompt_and_unmerged_lora_export_with_dynamic_shapes(prompted_lora
 
 
 def test_every_method_has_one_name_and_colour_and_is_a_point_on_the_pareto_plot():
-    from reports.methods import METHOD_STYLES, method_style
+    from reports.method_style import METHOD_STYLES, method_style
     from reports.plots import pareto
-    from reports.plotting import rendered
+    from reports.plots.figure import rendered
 
-    from bench.build.methods import METHODS
+    from bench import plugins
 
-    assert set(METHODS) <= set(METHOD_STYLES)
+    assert set(plugins.methods()) <= set(METHOD_STYLES)
     assert len({s.colour for s in METHOD_STYLES.values()}) == len(METHOD_STYLES)  # one colour per method
     records = []
     for i, method in enumerate(METHOD_STYLES):
@@ -648,13 +648,13 @@ def _lora_on_semi24() -> XGLMClassifier:
         for m in model.modules():
             if isinstance(m, LoRALinear):
                 m.lora_B.normal_(0, 0.2)
-    model.base_method = "semi24"  # what bench.build.bases.load_frozen sets
+    model.base_method = "semi24"  # what bench.variants.bases.load_frozen sets
     return model
 
 
 def test_lora_on_a_2to4_base_keeps_the_base_sparse_and_runs_the_way_the_base_runs():
     from bench.backends import Target
-    from bench.build.methods import realize
+    from bench.variants.registry import realize
     from sparsify.accounting import count
     from sparsify.masks import is_semi24
     from sparsify.targets import decoder_linears
@@ -671,7 +671,7 @@ def test_lora_on_a_2to4_base_keeps_the_base_sparse_and_runs_the_way_the_base_run
 @pytest.mark.skipif(sparse_tensor_cores_missing() is not None, reason=str(sparse_tensor_cores_missing()))
 def test_lora_on_a_2to4_base_runs_its_base_on_sparse_tensor_cores(tmp_path):
     from bench.backends import Target, prepare
-    from bench.build.methods import realize
+    from bench.variants.registry import realize
     from bench.config import BackendOptions
     from sparsify.targets import decoder_linears
 

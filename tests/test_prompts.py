@@ -11,14 +11,14 @@ from peft import PrefixTuningConfig, TaskType, get_peft_model
 from transformers import XGLMConfig, XGLMForCausalLM, XGLMModel
 
 from bench.backends import Target, prepare
-from bench.config import BackendOptions, TrainConfig, VariantConfig, parse_config
+from bench.config import BackendOptions, TrainConfig, make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
 from bench.data.tasks import get_task
-from bench.build.context import BuildContext
+from bench.variants.context import BuildContext
 from prompts.encoder import PrefixEncoder
-from prompts.method import build, load, trainable_share
+from prompts.ptuning import build, load, trainable_share
 
 
 def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +89,7 @@ def test_trainable_share_of_the_564m_architecture(prefix, share):
     assert round(100 * trainable_share(model, encoder), 3) == share
 
 
-def tiny_context(tmp_path, variant: VariantConfig, *, steps: int, rows: int = 32, seed: int = 0) -> BuildContext:
+def tiny_context(tmp_path, variant, *, steps: int, rows: int = 32, seed: int = 0) -> BuildContext:
     g = torch.Generator().manual_seed(seed)
     ids = [torch.randint(4, 1024, (int(n),), generator=g).tolist() for n in torch.randint(6, 20, (rows,), generator=g)]
     labels = [i % 3 for i in range(rows)]
@@ -101,7 +101,7 @@ def tiny_context(tmp_path, variant: VariantConfig, *, steps: int, rows: int = 32
 
 
 def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
-    ctx = tiny_context(tmp_path, VariantConfig(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
+    ctx = tiny_context(tmp_path, make_variant(name="pt", method="prompt", prompt_length=8, prompt_dropout=0.0), steps=60)
     frozen = load_backbone(ctx.source, seed=0).state_dict()
     built = build(ctx)
     for name, tensor in built.model.backbone.state_dict().items():
@@ -121,7 +121,7 @@ def test_training_moves_only_prefix_and_head_and_fits(tmp_path):
 
 
 def test_mlp_is_folded_away(tmp_path):
-    ctx = tiny_context(tmp_path, VariantConfig(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
+    ctx = tiny_context(tmp_path, make_variant(name="pt", method="prompt", prompt_length=4, prompt_mlp=True, prompt_mlp_hidden=16), steps=2)
     built = build(ctx)
     assert built.extra["params_trainable"] > built.extra["params_prefix"] == 4 * 2 * 2 * 64
     assert not any("transform" in k for k in built.state_dict)
@@ -129,11 +129,11 @@ def test_mlp_is_folded_away(tmp_path):
 
 @pytest.fixture(scope="module")
 def prompt_artifact(tmp_path_factory):
-    from bench.build import artifacts
+    from bench.variants import artifacts
     from bench.data.tokenization import trained_tokenizer
 
     tmp = tmp_path_factory.mktemp("prompt")
-    ctx = tiny_context(tmp, VariantConfig(name="pt", method="prompt", prompt_length=5), steps=3)
+    ctx = tiny_context(tmp, make_variant(name="pt", method="prompt", prompt_length=5), steps=3)
     built = build(ctx)
     tok, _ = trained_tokenizer(["a b c d"] * 4, vocab_size=30, cache_dir=tmp)
     meta = {"architecture": built.architecture, "params_trainable": 1, "extra": {}, "train": None}
@@ -186,7 +186,7 @@ def test_folded_prefix_exports_with_dynamic_shapes(prompt_artifact, tmp_path, ba
         ({"name": "p", "method": "prompt", "prompt_length": 0}, "prompt_length"),
         ({"name": "p", "method": "prompt", "prompt_length": 129}, "less than or equal to 128"),
         ({"name": "p", "method": "prompt"}, "needs prompt_length"),
-        ({"name": "d", "method": "dense", "prompt_length": 8}, "apply to method 'prompt'"),
+        ({"name": "d", "method": "dense", "prompt_length": 8}, "applies to methods prompt, soft_prompt, not 'dense'"),
     ],
 )
 def test_bad_prompt_options(variant, message):

@@ -21,8 +21,8 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs forget the modules first imported inside them, and torch refuses to register an
 # operator library twice when one comes back: what the plugin imports lazily is imported once, out here.
 HARNESS_MODULES = (
-    "onnxruntime", "bench.model.source", "bench.model.classifier", "bench.backends.eager",
-    "bench.backends.onnxruntime", "bench.build.artifacts", "bench.build.methods", "bench.run.env",
+    "onnxruntime", "bench.model.source", "bench.model.classifier", "bench.backends.eager.runner",
+    "bench.backends.onnxruntime.runner", "bench.variants.artifacts", "bench.variants.registry", "bench.run.env",
     "bench.measure.passes", "bench.measure.memory", "bench.measure.timing", "bench.data.tokenization",
 )
 
@@ -81,10 +81,10 @@ def test_prefix_fills_every_layer_and_changes_the_logits(helper):
 def test_an_artifact_directory_is_loaded_with_its_weights(helper, tmp_path):
     from safetensors.torch import save_model
 
-    from bench.build.artifacts import META_FILE, MODEL_FILE
+    from bench.variants.artifacts import META_FILE, MODEL_FILE
     from bench.model.classifier import XGLMClassifier
     from bench.model.source import ModelSource, load_backbone
-    from bench.build.dense import classifier_architecture
+    from bench.variants.dense import classifier_architecture
 
     torch.manual_seed(7)
     trained = XGLMClassifier(load_backbone(ModelSource.parse("random:tiny"), seed=7), num_labels=2).eval()

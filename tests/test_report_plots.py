@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reports.methods import METHOD_STYLES, method_style
+from reports.method_style import METHOD_STYLES, method_style
 from reports.plots import (
     accuracy_heatmap, accuracy_vs_sparsity, latency_vs_sparsity, pareto, prefix_overhead, throughput_vs_batch,
 )
-from reports.plotting import rendered
+from reports.plots.figure import rendered
 
 RUN = Path(__file__).parent / "fixtures" / "recorded" / "synthetic-study" / "results.jsonl"
 BUILDERS = (latency_vs_sparsity, accuracy_vs_sparsity, pareto, accuracy_heatmap, prefix_overhead, throughput_vs_batch)

@@ -12,19 +12,19 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import XGLMConfig, XGLMModel
 
 from capabilities import sparse_tensor_cores_missing
-from bench.build import artifacts
+from bench.variants import artifacts
 from bench.backends import Target
-from bench.config import TrainConfig, VariantConfig, parse_config
+from bench.config import TrainConfig, make_variant, parse_config
 from bench.errors import BenchError
 from bench.model.classifier import XGLMClassifier
 from bench.model.source import PRESETS, ModelSource, load_backbone, preset_config
 from bench.data.tasks import get_task
-from bench.build.context import BuildContext
-from bench.build.methods import builder, realize
+from bench.variants.context import BuildContext
+from bench.variants.registry import builder, realize
 from sparsify import structured
 from sparsify.accounting import count
 from sparsify.masks import MaskKeeper, is_semi24, semi24_masks, unstructured_masks
-from sparsify.method import GradualPruner, SparseOptions
+from sparsify.variants import GradualPruner, SparseOptions
 from sparsify.realize import kernel_shape_problems
 from sparsify.schedule import CubicSchedule, cubic_sparsity
 from sparsify.scores import magnitude
@@ -43,7 +43,7 @@ def padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return torch.randint(4, 1024, (len(lengths), seq), generator=g).masked_fill(mask == 0, 1), mask
 
 
-def tiny_context(variant: VariantConfig, *, steps: int, rows: int = 48) -> BuildContext:
+def tiny_context(variant, *, steps: int, rows: int = 48) -> BuildContext:
     g = torch.Generator().manual_seed(0)
     ids = [torch.randint(4, 1024, (int(n),), generator=g).tolist() for n in torch.randint(6, 20, (rows,), generator=g)]
     return BuildContext(
@@ -129,7 +129,7 @@ def test_fine_tuning_keeps_pruned_weights_and_their_optimizer_state_at_zero(opti
     optimizers = []
     handle = register_optimizer_step_post_hook(lambda opt, *_: optimizers.append(opt))
     try:
-        built = builder(options["method"])(tiny_context(VariantConfig(name="s", **options), steps=12))
+        built = builder(options["method"])(tiny_context(make_variant(name="s", **options), steps=12))
     finally:
         handle.remove()
     model, optimizer = built.model, optimizers[-1]
@@ -208,7 +208,7 @@ def tokenizer(tmp_path_factory):
     {"method": "structured", "sparsity": 0.5, "importance": "taylor", "structured_iterative_steps": 2},
 ], ids=["masked", "structured-iterative-taylor"])
 def test_artifacts_reload_to_identical_logits(options, tokenizer, tmp_path):
-    built = builder(options["method"])(tiny_context(VariantConfig(name="s", **options), steps=4))
+    built = builder(options["method"])(tiny_context(make_variant(name="s", **options), steps=4))
     meta = {"architecture": built.architecture, "params_trainable": 1, "extra": {}, "train": None}
     saved = artifacts.save(tmp_path, {"variant": "s", "task": "xnli", "seed": 0}, built.model, tokenizer, meta)
     reloaded = artifacts.Artifact.open(saved.path).load_model()
@@ -228,7 +228,7 @@ def test_a_masked_models_onnx_export_keeps_its_zeros(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from bench.backends.ort_export import export_onnx
+    from bench.backends.onnxruntime.export import export_onnx
 
     model = tiny_model()
     weights = sparse_targets(model)
@@ -335,14 +335,14 @@ def test_semi24_runs_on_sparse_tensor_cores(backend, tmp_path):
     ({"method": "unstructured"}, "method 'unstructured' needs sparsity"),
     ({"method": "structured"}, "method 'structured' needs sparsity"),
     ({"method": "semi24", "sparsity": 0.7}, "keeps 2 of every 4 weights, so sparsity is 0.5"),
-    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to method unstructured and structured"),
+    ({"method": "semi24", "sparsity_scope": "global"}, "sparsity_scope applies to methods unstructured, structured, not 'semi24'"),
     ({"method": "structured", "sparsity": 0.5, "schedule": "gradual"}, "schedule applies to method unstructured"),
     ({"method": "structured", "sparsity": 0.5, "sparsity_include": ["head"]}, "sparsity_include applies to"),
     ({"method": "unstructured", "sparsity": 0.5, "structured_iterative_steps": 2}, "structured_iterative_steps applies to method structured"),
     ({"method": "unstructured", "sparsity": 0.5, "gradual_fraction": 0.3}, "gradual_fraction applies to schedule 'gradual'"),
-    ({"method": "dense", "sparsity": 0.5}, "sparsity apply to methods unstructured, semi24, structured, not 'dense'"),
+    ({"method": "dense", "sparsity": 0.5}, "sparsity applies to methods unstructured, semi24, structured, not 'dense'"),
     ({"method": "unstructured", "sparsity": 0.5, "importance": "movement"}, "importance"),
-    ({"method": "prunning", "sparsity": 0.5}, "unknown method 'prunning'; available: dense, prompt, unstructured, semi24, structured"),
+    ({"method": "prunning", "sparsity": 0.5}, "unknown method 'prunning'; available: dense, prompt, soft_prompt, lora, unstructured, semi24, structured"),
 ])
 def test_bad_sparsity_options_name_the_field(variant, message):
     with pytest.raises(BenchError, match=message):
@@ -379,9 +379,9 @@ def test_structured_level_is_refused_before_the_run_exists(tmp_path):
 
 
 def test_2to4_on_a_backbone_whose_input_dims_are_not_multiples_of_4_is_refused():
-    from sparsify.method import check
+    from sparsify.variants import check
 
-    variant = VariantConfig(name="t", method="semi24")
+    variant = make_variant(name="t", method="semi24")
     check(variant, preset_config("tiny"))
     odd = XGLMConfig(**{**PRESETS["tiny"], "d_model": 66, "attention_heads": 2})
     with pytest.raises(BenchError, match=r"variant 't': 2:4 sparsity needs input dimensions that are multiples of 4; "
@@ -394,6 +394,6 @@ def test_study_configs_cover_the_whole_matrix(name):
     from bench.config import load_config, packaged_config
 
     cfg = load_config(packaged_config(name))
-    levels = {(v.method, v.sparsity) for v in cfg.variants}
+    levels = {(v.method, getattr(v, "sparsity", None)) for v in cfg.variants}
     assert levels == {("dense", None), ("semi24", None)} | {("unstructured", s) for s in (0.3, 0.5, 0.7, 0.9)} | {
         ("structured", s) for s in (0.25, 0.5, 0.75)}

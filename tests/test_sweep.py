@@ -18,11 +18,11 @@ from rich.console import Console
 import bench.backends
 import bench.measure.passes
 import bench.run.sweep
-import bench.build.methods
+import bench.variants.registry
 from bench.config import load_config, parse_config
 from bench.model.classifier import XGLMClassifier, count_parameters
 from bench.model.source import ModelSource, load_backbone
-from bench.run.records import REQUIRED_KEYS, SCHEMA_VERSION
+from bench.records import REQUIRED_KEYS, SCHEMA_VERSION
 from bench.run.store import RunStore
 from bench.run.sweep import Interrupted, run_sweep
 from bench.data.tasks import TASKS
@@ -294,7 +294,7 @@ def _raising_builder(ctx):
 
 
 def test_variant_that_cannot_be_built_fails_its_cells(monkeypatch, tiny_config, tmp_path):
-    monkeypatch.setitem(bench.build.methods.METHODS, "dense", f"{__name__}:_raising_builder")
+    monkeypatch.setitem(bench.variants.registry.METHODS, "dense", f"{__name__}:_raising_builder")
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, _ = _sweep(config)
     assert store.manifest()["status"] == "failed"  # nothing was measured: exit 1

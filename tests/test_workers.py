@@ -61,8 +61,8 @@ def tiny_artifact(tmp_path_factory):
     """A dense random:tiny classifier saved as an artifact, as a sweep would (the tokenizer trained on a few words)."""
     import torch
 
-    from bench.build import artifacts
-    from bench.build.dense import classifier_architecture
+    from bench.variants import artifacts
+    from bench.variants.dense import classifier_architecture
     from bench.data.tokenization import trained_tokenizer
     from bench.model.classifier import XGLMClassifier, count_parameters
     from bench.model.source import ModelSource, load_backbone

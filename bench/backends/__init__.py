@@ -1,42 +1,54 @@
-"""Backends: one module each behind one small interface. `prepare(name, ...) -> Runner`.
+"""Backends: one package each, declared once (`SPEC` in its __init__, bench.plugins.spec.BackendSpec) and run
+through one small interface: `prepare(name, ...) -> Runner`.
 
-A backend never knows how a variant was made: it receives a classifier module and an example batch.
-Adding a backend is adding a module and a line in BACKENDS. A name may carry a variant of its backend after a
-colon (`compile:max-autotune`: the compile backend in that mode); records carry the full name.
+A backend never knows how a variant was made: it receives a classifier module and an example batch. Adding a
+backend is adding a package (or a module in another distribution) and its entry (bench.plugins). A name may carry a
+mode after a colon (`compile:max-autotune`); records carry the full name. This package's own names load lazily, so
+that reading a declaration never imports torch.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.backends.base import Runner, SkipCell, Target
-from bench.config import BackendOptions
-from bench.config_backends import backend_kind, check_backend_name, name_options
+from bench import plugins
 
-BACKENDS: dict[str, str] = {
-    "eager": "bench.backends.eager:prepare",
-    "compile": "bench.backends.compile:prepare",
-    "onnxruntime": "bench.backends.onnxruntime:prepare",
-}
+if TYPE_CHECKING:
+    from bench.backends.base import Runner, SkipCell, Target
+    from bench.config import BackendOptions
 
-__all__ = ["BACKENDS", "Runner", "SkipCell", "Target", "attention_fields", "prepare"]
+__all__ = ["Runner", "SkipCell", "Target", "attention_fields", "prepare"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Runner", "SkipCell", "Target"):
+        from bench.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'bench.backends' has no attribute '{name}'")
 
 
 def prepare(name: str, model, target: Target, example, options: BackendOptions, workdir: Path,
             export_cache: Path | None = None) -> Runner:
     """Build a runner for `model` on `target`, on the attention path `options.attention` (the caller's model keeps
     its own); raises SkipCell when the backend cannot serve that target. workdir: the runner's own scratch files;
-    export_cache: the cache directory whose exports/ keeps ONNX exports across runs (None: exported into workdir)."""
-    kind = backend_kind(check_backend_name(name))
-    options = name_options(name, options)
+    export_cache: the cache directory that keeps exports across runs (None: exported into workdir)."""
+    from bench.backends.base import SkipCell
+
+    spec = plugins.backend(name)
+    kind, _, mode = name.partition(":")
+    if mode:
+        section = getattr(options, kind)
+        options = options.model_copy(update={kind: spec.with_mode(section, mode)})
+    why = plugins.hook(spec.available)() if spec.available else None
+    if why:
+        raise SkipCell(why)
     model = copy.copy(model)  # shares every submodule and weight; only the attribute below is its own
     model.attention_path = options.attention
-    module, _, attr = BACKENDS[kind].partition(":")
-    extra = {"export_cache": export_cache} if kind == "onnxruntime" and export_cache is not None else {}
-    runner = getattr(importlib.import_module(module), attr)(model, target, example, options, workdir, **extra)
+    extra = {"export_cache": export_cache} if spec.uses_export_cache and export_cache is not None else {}
+    runner = plugins.resolve(spec.prepare)(model, target, example, options, workdir, **extra)
     runner.backend = name
     runner.info.update(attention_fields(model, kind))
     return runner

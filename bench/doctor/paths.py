@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bench.backends import SkipCell, Target, prepare
-from bench.build.spec import ModelSpec, build_model, realize_for
+from bench.variants.model_spec import ModelSpec, build_model, realize_for
 from bench.config import BackendOptions
 from bench.doctor import Check, failed, passed, skipped
 from bench.measure.timing import time_iterations

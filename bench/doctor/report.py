@@ -26,7 +26,8 @@ def settings_for(*, device: str | None, backends: str, dtypes: str | None, model
     import psutil
     import torch
 
-    from bench.build.artifacts import default_cache_dir
+    from bench.variants.artifacts import default_cache_dir
+    from bench import plugins
     from bench.errors import BenchError
     from bench.measure.calibrate import sweep_peaks
     from bench.run.plan import check_device
@@ -35,10 +36,11 @@ def settings_for(*, device: str | None, backends: str, dtypes: str | None, model
     devices = [device] if device else ["cpu", "cuda"]
     if device:
         check_device(device)
-    unknown = set(split(backends)) - {"eager", "compile", "onnxruntime"} or set(split(dtypes or "")) - {"fp32", "tf32", "fp16", "bf16"}
+    names = plugins.backend_names()  # every declared backend and mode, plug-ins' too (`compile:max-autotune`)
+    unknown = set(split(backends)) - set(names) or set(split(dtypes or "")) - {"fp32", "tf32", "fp16", "bf16"}
     if unknown or peaks not in ("auto", "cached", "off"):
-        raise BenchError(f"unknown {', '.join(sorted(unknown)) or 'peaks mode ' + repr(peaks)}; backends: eager, compile, "
-                         "onnxruntime; dtypes: fp32, tf32, fp16, bf16; peaks: auto, cached, off")
+        raise BenchError(f"unknown {', '.join(sorted(unknown)) or 'peaks mode ' + repr(peaks)}; backends: "
+                         f"{', '.join(names)}; dtypes: fp32, tf32, fp16, bf16; peaks: auto, cached, off")
     gpu = torch.cuda.is_available()
     threads = threads or psutil.cpu_count(logical=False) or 1
     found = {d: sweep_peaks(peaks, d, threads, default_cache_dir(), console) for d in devices

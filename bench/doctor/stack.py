@@ -66,7 +66,7 @@ def _run_session(ort, provider: str) -> Check:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from bench.backends.ort_session import preload_cuda_libraries
+    from bench.backends.onnxruntime.session import preload_cuda_libraries
 
     name = f"ORT {provider}"
     note = f"; preload_dlls {preload_cuda_libraries(ort)}" if provider == "CUDAExecutionProvider" else ""
@@ -117,7 +117,7 @@ def _nvml() -> Check:
 
 
 def _tf32() -> Check:
-    from bench.backends.ort_session import provider_options
+    from bench.backends.onnxruntime.session import provider_options
     from bench.backends.base import Target
     from bench.model.dtypes import apply_tf32_policy, torch_tf32_state
 

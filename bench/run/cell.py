@@ -67,8 +67,8 @@ class CellRunner:
         self.counter = None
 
     def prepare(self) -> Prepared:
-        from bench.build.artifacts import Artifact
-        from bench.build.methods import realize
+        from bench.variants.artifacts import Artifact
+        from bench.variants.registry import realize
         from sparsify.accounting import count
 
         from bench.run.placement import pin, placement_fields

@@ -11,7 +11,6 @@ import os
 import platform
 import socket
 import subprocess
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -114,6 +113,7 @@ def git_state(package_dir: Path) -> dict[str, Any]:
 def fingerprint() -> dict[str, Any]:
     """A flat, JSON-serialisable description of the machine, software stack and code version."""
     import bench
+    from bench import plugins
 
     memory = _safe(psutil.virtual_memory)
     gpus = _safe(device.torch_gpus)  # None (unknown) when the probe fails, [] when there are no GPUs
@@ -140,26 +140,7 @@ def fingerprint() -> dict[str, Any]:
         "onnxruntime_version": _safe(version, "onnxruntime") or _safe(version, "onnxruntime-gpu"),
         "onnxruntime_providers": _safe(_ort_providers),
         "bench_version": bench.__version__,
+        # the methods and backends this run could use, and the module that declares each (plug-ins included)
+        "plugins": _safe(plugins.inventory),
         **git_state(Path(bench.__file__).parent),
     }
-
-
-def short_summary(env: dict[str, Any]) -> str:
-    """One line for report headers: CPU, GPUs, torch, ONNX Runtime and git state."""
-    physical, logical = env.get("cpu_cores_physical"), env.get("cpu_cores_logical")
-    cores = f"{physical or logical} cores" if physical or logical else "cores unknown"
-    if physical and logical and logical != physical:
-        cores += f", {logical} threads"
-    gpus = Counter(gpu["name"] for gpu in env.get("gpus") or [])
-    gpu = ", ".join(f"{n}x {name}" for name, n in gpus.items()) or "no GPU"
-    if env.get("nvidia_driver_version"):
-        gpu += f" (driver {env['nvidia_driver_version']})"
-    ort = f"ORT {env.get('onnxruntime_version') or 'n/a'}"
-    if env.get("onnxruntime_providers"):
-        ort += f" [{', '.join(env['onnxruntime_providers'])}]"
-    commit, dirty = env.get("git_commit"), env.get("git_dirty")
-    git = f"git {commit[:7]}" if commit else ("git (no commit)" if dirty is not None else "no git")
-    if dirty:
-        git += " (dirty)"
-    cpu = f"{env.get('cpu_model') or 'unknown CPU'} ({cores})"
-    return " | ".join([cpu, gpu, f"torch {env.get('torch_version') or 'n/a'}", ort, git])

@@ -1,6 +1,5 @@
-"""How a run ends: its final state from its records (complete, complete_with_failures, failed), the state a
-reader sees (a run whose writer died is interrupted), the exit code of each state, the reason an interruption
-records, one line for an environment fault (disk full, read-only, no permission), and the log that keeps an
+"""How a run ends: its final state from its records (complete, complete_with_failures, failed), the exit code of
+each state (the state a reader sees is bench.rundir.reader_state), the reason an interruption records, one line for an environment fault (disk full, read-only, no permission), and the log that keeps an
 unexpected error's traceback while the user sees one line."""
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ import traceback
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from bench.errors import BenchError, one_line
-from bench.run.store import RESULTS, RunStore
+from bench.run.store import RunStore
 
 # `bench run`'s exit status by the run's final state; bad input (bench.errors.BenchError) exits 2.
 EXIT_CODES = {"complete": 0, "complete_with_failures": 3, "failed": 1, "incomplete": 130, "interrupted": 130}
@@ -99,24 +97,3 @@ def fail(store: RunStore, exc: BaseException) -> RunFailed:
     except (OSError, BenchError) as again:
         marked = f"; could not mark run {store.path} failed either ({one_line(again)})"
     return RunFailed(store.path, message + marked, bad_input)
-
-
-def reader_state(store: RunStore) -> dict[str, Any]:
-    """run.json as a reader should see it: a run whose writer is gone is interrupted, not running, and a run
-    whose last record was cut off is incomplete, whatever run.json says."""
-    try:
-        manifest = store.manifest()
-    except ValueError:
-        manifest = {}
-    _, cut = store.read()
-    if manifest.get("status") == "running" and not store.writer_alive():
-        writer = manifest.get("writer") or {}
-        who = f"pid {writer.get('pid')} on {writer.get('host')}" if writer else "its writer"
-        manifest |= {"status": "interrupted",
-                     "reason": f"{who} stopped without finishing (killed or crashed); "
-                               f"`bench run --resume {store.path}` finishes it"}
-    if cut is not None and manifest.get("status") != "running":
-        manifest |= {"status": "incomplete", "reason": f"{cut.describe(store.path / RESULTS)}; the records before "
-                                                       f"it are shown; `bench run --resume {store.path}` measures that cell again"}
-    return manifest
-

@@ -13,10 +13,10 @@ import psutil
 import torch
 from rich.console import Console
 
-from bench.build import artifacts
-from bench.build.methods import check_variant
-from bench.config import SweepConfig, VariantConfig
-from bench.config_backends import backend_kind
+from bench.variants import artifacts
+from bench.variants.registry import check_variant
+from bench.config import SweepConfig, VariantBase
+from bench.plugins import backend_kind
 from bench.data.examples import TaskData
 from bench.data.load import load_task_data
 from bench.data.local import resolve_data_dir
@@ -46,7 +46,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     _check_lengths(cfg, backbone.max_position_embeddings)
     _warn_padding(cfg, console)
     for variant in cfg.variants:
-        if variant.prefix_artifact:
+        if getattr(variant, "prefix_artifact", None):
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
     data_dir = resolve_data_dir(cfg.data.data_dir)
@@ -71,7 +71,7 @@ def _check_lengths(cfg: SweepConfig, positions: int) -> None:
     if longest > positions:
         raise BenchError(f"sequence length {longest} exceeds the model's {positions} positions")
     for v in cfg.variants:
-        if v.prompt_length and v.prompt_length + longest > positions:
+        if getattr(v, "prompt_length", None) and v.prompt_length + longest > positions:
             raise BenchError(
                 f"variant '{v.name}': prompt_length {v.prompt_length} + sequence length {longest} exceeds the "
                 f"model's {positions} positions; shorten the prefix or model.max_length / measure.seq_lens"
@@ -114,9 +114,9 @@ def _check_writable(cache_dir: Path) -> None:
                          "BENCH_CACHE_DIR or cache_dir to a writable directory") from None
 
 
-def _check_prefix_artifact(variant: VariantConfig, backbone) -> None:
+def _check_prefix_artifact(variant: VariantBase, backbone) -> None:
     """What can be checked without loading weights: a prompt artifact, for a backbone of this shape."""
-    from prompts.method import shape_mismatch
+    from prompts.ptuning import shape_mismatch
 
     try:
         artifact = artifacts.Artifact.open(Path(variant.prefix_artifact))

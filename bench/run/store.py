@@ -7,7 +7,9 @@ complete_with_failures (some records failed); failed (nothing was measured, or t
 says why, and an unexpected error leaves its traceback in error.log); incomplete (stopped by Ctrl-C or SIGTERM).
 Readers see two more: interrupted (run.json says running but its writer, recorded by pid and host, is gone:
 killed or crashed) and incomplete when the last line of results.jsonl was cut. Two runs never share a directory:
-a run holds an exclusive lock on it while it writes, which the kernel releases when the writer dies.
+a run holds an exclusive lock on it while it writes, which the kernel releases when the writer dies. Reading (the
+records, the state a reader sees) is bench.rundir's RunDir, which reports use without importing the harness; every
+record is validated against bench/records.py as it is appended.
 """
 
 from __future__ import annotations
@@ -16,27 +18,19 @@ import contextlib
 import json
 import os
 import socket
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench import jsonl
 from bench.errors import BenchError
-from bench.run import jsonl
-
-RESULTS = "results.jsonl"
-MANIFEST = "run.json"
-DONE = "cells.done"
-LOCK = ".lock"
+from bench.records import validate
+from bench.rundir import DONE, LOCK, MANIFEST, RESULTS, RunDir
 
 
-@dataclass
-class RunStore:
-    path: Path
 
-    @property
-    def run_id(self) -> str:
-        return self.path.name
+class RunStore(RunDir):
+    """A run directory as its one writer holds it: records appended whole, files replaced atomically, the lock."""
 
     @classmethod
     def create(cls, output_dir: Path, name: str) -> "RunStore":
@@ -62,21 +56,16 @@ class RunStore:
             return store
         raise BenchError(f"too many runs named '{name}' in the same second in '{output_dir}'")
 
-    @classmethod
-    def open(cls, path: Path) -> "RunStore":
-        if path.is_file():
-            hint = f"; pass the run directory: '{path.parent}'" if path.parent.joinpath(MANIFEST).is_file() else ""
-            raise BenchError(f"'{path}' is a file, not a run directory{hint}")
-        if not (path / RESULTS).is_file() and not (path / MANIFEST).is_file():
-            raise BenchError(f"'{path}' is not a run directory (no {RESULTS} or {MANIFEST})")
-        return cls(path)
-
     # ---------------------------------------------------------------------------------------------- writing
 
     def append(self, record: dict[str, Any]) -> None:
-        """One record as one line, flushed to disk. A failed write is undone, so the file never ends in half a line."""
+        """One record as one line, flushed to disk. A failed write is undone, so the file never ends in half a line.
+        The line is validated as it will be read back (bench.records.RecordError names a key the schema does not know
+        or a value of the wrong type): nothing unvalidated is written."""
         target = self.path / RESULTS
-        line = jsonl.dumps(record).encode("utf-8")
+        text = jsonl.dumps(record)
+        validate(json.loads(text))
+        line = text.encode("utf-8")
         with named_errors(target):
             fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -111,33 +100,6 @@ class RunStore:
                 tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)
-
-    # ---------------------------------------------------------------------------------------------- reading
-
-    def read(self) -> tuple[list[dict[str, Any]], jsonl.CutLine | None]:
-        """The records, and the last line if an interrupted write cut it (the records before it all count)."""
-        path = self.path / RESULTS
-        if not path.is_file():
-            return [], None
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise BenchError(f"cannot read {path}: {exc.strerror}") from None
-        return jsonl.parse(data, path)
-
-    def records(self) -> list[dict[str, Any]]:
-        return self.read()[0]
-
-    def done_cells(self) -> set[str]:
-        path = self.path / DONE
-        return set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
-
-    def read_json(self, name: str) -> Any:
-        path = self.path / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    def manifest(self) -> dict[str, Any]:
-        return self.read_json(MANIFEST) or {}
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -189,21 +151,6 @@ class RunStore:
             handle.close()  # closing the file releases the flock
             self._lock_handle = None
 
-    def writer_alive(self) -> bool:
-        """Does a process hold this run's lock? (The kernel drops a flock when its holder dies, even by kill -9.)"""
-        import fcntl
-
-        try:
-            handle = open(self.path / LOCK, "rb")
-        except OSError:
-            return _pid_alive((self.manifest().get("writer") or {}))
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-
     # ---------------------------------------------------------------------------------------------- resume
 
     def prepare_resume(self, retry_failed: bool = False) -> str:
@@ -249,18 +196,6 @@ class named_errors:
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(self.target):
             raise OSError(exc.errno, exc.strerror, str(self.target)) from exc
         return False
-
-
-def _pid_alive(writer: dict[str, Any]) -> bool:
-    if not writer or writer.get("host") != socket.gethostname():
-        return bool(writer)  # another machine's writer cannot be checked from here: assume it lives
-    try:
-        os.kill(int(writer["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError):
-        return True
-    return True
 
 
 def now_utc() -> str:

@@ -23,11 +23,11 @@ import torch
 from rich.console import Console
 
 from bench.backends import Target
-from bench.backends.export_cache import keep
-from bench.build.artifacts import Artifact
-from bench.build.graph import build_order
-from bench.build.variant import BuildInputs, base_chain
-from bench.config import SweepConfig, VariantConfig
+from bench.backends.onnxruntime.export_cache import keep
+from bench.variants.artifacts import Artifact
+from bench.config.bases import build_order
+from bench.variants.variant import BuildInputs, base_chain
+from bench.config import SweepConfig, VariantBase
 from bench.data.evalset import EvalSet, build_evalset
 from bench.data.examples import TaskData
 from bench.data.tokenization import encode_pairs
@@ -85,7 +85,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, re
 class Measured:
     """A variant ready to be measured on every backend: its first seed's artifact and what its records share."""
 
-    variant: VariantConfig
+    variant: VariantBase
     artifact: Artifact
     base: dict[str, Any]
     reference: np.ndarray  # eager fp32 logits on the evaluation set: the parity reference
@@ -112,7 +112,7 @@ class Sweep:
 
     def run(self) -> None:
         # Cells' scratch files (compile caches, ORT profiles) live apart from the run directory and go with the run;
-        # ONNX exports live in the cache (bench.backends.export_cache), in the run directory only with keep_exports.
+        # ONNX exports live in the cache (bench.backends.onnxruntime.export_cache), in the run directory only with keep_exports.
         with tempfile.TemporaryDirectory(prefix="xglm-bench-cells-", ignore_cleanup_errors=True) as scratch, \
                 self.executor.session(self.store, self.console, self.plan):
             self.scratch = Path(scratch)
@@ -135,7 +135,7 @@ class Sweep:
             for dtype in self.cfg.measure.dtypes:
                 self._group(ready, dtype, evalset)
 
-    def _variant(self, variant: VariantConfig, data: TaskData, train_ids: list, evalset: EvalSet) -> Measured | None:
+    def _variant(self, variant: VariantBase, data: TaskData, train_ids: list, evalset: EvalSet) -> Measured | None:
         """Every seed is trained and scored on eager fp32; the first seed's artifact is the one measured on
         every backend. With several seeds, an aggregate record gives accuracy mean and std per language."""
         seeds = variant.seeds_or(self.cfg.seed)
@@ -241,7 +241,7 @@ class Sweep:
         keep(Path(source), destination)
         return {"export_kept": str(destination.relative_to(self.store.path))}
 
-    def _variant_fields(self, variant: VariantConfig, data: TaskData) -> dict[str, Any]:
+    def _variant_fields(self, variant: VariantBase, data: TaskData) -> dict[str, Any]:
         return records.variant_fields(
             run_id=self.store.run_id, variant=variant, data=data, device=self.cfg.measure.device,
             device_name=device_name(self.cfg.measure.device), source=self.plan.source, threads=self.plan.threads,

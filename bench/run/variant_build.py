@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.build.artifacts import Artifact
-from bench.build.variant import BaseStep, BuildInputs
-from bench.config import BackendOptions, TrainConfig, VariantConfig
+from bench.variants.artifacts import Artifact
+from bench.variants.variant import BaseStep, BuildInputs
+from bench.config import BackendOptions, TrainConfig, VariantBase
 from bench.data.evalset import EvalSet
 from bench.data.examples import TaskData
 from bench.errors import BenchError
@@ -25,7 +25,7 @@ from bench.errors import BenchError
 @dataclass
 class SeedJob:
     inputs: BuildInputs
-    variant: VariantConfig
+    variant: VariantBase
     train: TrainConfig
     data: TaskData
     train_ids: list
@@ -35,7 +35,7 @@ class SeedJob:
     threads: int
     options: BackendOptions
     workdir: str  # scratch for the eager runner
-    bases: tuple[BaseStep, ...] = ()  # what the variant is trained on, nearest first (bench.build.variant.base_chain)
+    bases: tuple[BaseStep, ...] = ()  # what the variant is trained on, nearest first (bench.variants.variant.base_chain)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -56,7 +56,7 @@ class SeedBuild:
 
 def build_seed(job: SeedJob, console: Console) -> SeedBuild:
     """A BenchError (bad input) propagates and ends the sweep; any other failure fails this seed only."""
-    from bench.build.variant import artifact_for, base_artifact
+    from bench.variants.variant import artifact_for, base_artifact
     from bench.run import records
     from sparsify.accounting import count as sparsity_counts
 

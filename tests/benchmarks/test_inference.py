@@ -1,6 +1,6 @@
 """The project's pytest-benchmark suite: every backend on the tiny preset, for the dense classifier at two shapes,
 a random 16-token prefix (the inference cost of a folded P-tuning v2 prompt), and the prompt and sparse methods
-once bench.build.methods registers them.
+once bench.variants.registry registers them.
 
 `pytest tests` runs every benchmark with few rounds and checks each runner's parity with eager fp32, gating on no
 absolute time (CI machines are shared). Dedicated runners time longer and compare against a stored baseline:
@@ -54,8 +54,8 @@ def test_prefix16(xglm_bench, benchmark, backend):
 @pytest.mark.parametrize("method,options", METHOD_VARIANTS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_method(xglm_bench, benchmark, backend, method, options):
-    from bench.build.methods import METHODS
+    from bench.variants.registry import METHODS
 
     if method not in METHODS:
-        pytest.skip(f"method '{method}' is not registered in bench.build.methods.METHODS yet (registered: {', '.join(METHODS)})")
+        pytest.skip(f"method '{method}' is not registered in bench.variants.registry.METHODS yet (registered: {', '.join(METHODS)})")
     bench_and_check(xglm_bench, benchmark, ModelSpec(MODEL, method=method, options=options), backend, *VARIANT_SHAPE)

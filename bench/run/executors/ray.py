@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import MeasureConfig, SweepConfig
-from bench.config_cluster import ExecutorConfig
+from bench.config import ExecutorConfig
 from bench.errors import BenchError
 from bench.run.cell import CellTask
 from bench.run.executors import ray_tasks

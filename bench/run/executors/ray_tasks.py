@@ -70,7 +70,7 @@ def probe(cache_dir: str, marker: str, token: str) -> dict[str, Any]:
 def build(job: SeedJob, shared: bool, cache_dir: str | None) -> tuple[SeedBuild, dict[str, Any], dict | None]:
     """(outcome, {log, node}, packed artifact files or None). Without a shared cache directory the artifact is
     built into this node's own cache and travels back packed, for the groups to unpack on theirs."""
-    from bench.build.artifacts import default_cache_dir
+    from bench.variants.artifacts import default_cache_dir
 
     if not shared:
         job = replace(job, inputs=replace(job.inputs, cache_dir=default_cache_dir(cache_dir)))
@@ -136,7 +136,7 @@ def _measure(payload: GroupPayload, tasks: list[CellTask]) -> Iterator[tuple]:
 
 def _localize(payload: GroupPayload, node: dict[str, Any], scratch: Path) -> list[CellTask]:
     """The cells as this node runs them: artifacts unpacked here when they came through the object store, exports
-    in this node's cache (shared by its groups: bench.backends.export_cache), scratch files in a directory of this
+    in this node's cache (shared by its groups: bench.backends.onnxruntime.export_cache), scratch files in a directory of this
     group, and the node and device named in every record."""
     import ray
 
@@ -192,7 +192,7 @@ def _light(prepared: Prepared) -> Prepared:
 
 
 def _cache(configured: str | None) -> Path:
-    from bench.build.artifacts import default_cache_dir
+    from bench.variants.artifacts import default_cache_dir
 
     return default_cache_dir(configured)
 
