@@ -4,4 +4,12 @@ The pipeline: sweep config -> variants -> artifacts -> runners (one per backend)
 Importing this package stays light: no torch, onnxruntime, matplotlib or torch-pruning at import time.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# onnxruntime (1.2x+) writes a telemetry store, ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db},
+# (Microsoft's 1DS event SDK, SQLite) whenever it is imported, outside the run directory and the cache. This variable,
+# read by its native library, turns that off; set here, before any import of onnxruntime, and inherited by the cell
+# worker processes. A user who sets it (to 0) keeps their own choice.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -40,6 +40,10 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu, cuda or cuda:N"),
     "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, tf32, fp16 or bf16"),
     "threads": ("XGLM_BENCH_THREADS", "0", "torch and ORT intra-op threads of runners that name none; 0: physical cores"),
+    "baseline": ("XGLM_BENCH_BASELINE", "", "a pytest-benchmark JSON saved before (--benchmark-json/--benchmark-save) "
+                                            "whose latency_samples_ms the regression gate compares with"),
+    "fail-on-regression": ("XGLM_BENCH_FAIL_ON_REGRESSION", "", "fail a benchmark slower than the baseline by more "
+                           "than PCT %, with the whole >= 95 % interval of the ratio above it (as bench compare)"),
 }
 DEVICES = ("cpu", "cuda")  # and cuda:N
 DTYPES = ("fp32", "tf32", "fp16", "bf16")
@@ -77,6 +81,8 @@ class Settings:
     device: str
     dtype: str
     threads: int
+    baseline: dict[str, list[float]] | None = None  # benchmark fullname -> its latency_samples_ms
+    fail_on_regression: float | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -92,7 +98,43 @@ class Settings:
                 f"--xglm-bench-device/--xglm-bench-dtype: allowed {'|'.join(DEVICES)} and {'|'.join(DTYPES)}, "
                 f"got {device!r} and {dtype!r}"
             )
-        return cls(rounds, warmup, device, dtype, threads)
+        gate = value("fail-on-regression").strip()
+        try:
+            pct = float(gate) if gate else None
+        except ValueError:
+            pct = -1.0
+        if pct is not None and pct < 0:
+            raise pytest.UsageError(f"--xglm-bench-fail-on-regression: a percentage >= 0, got {gate!r}")
+        baseline = _baseline(value("baseline")) if value("baseline") else None
+        if pct is not None and baseline is None:
+            raise pytest.UsageError("--xglm-bench-fail-on-regression needs --xglm-bench-baseline FILE.json "
+                                    "(a pytest-benchmark JSON of an earlier session)")
+        return cls(rounds, warmup, device, dtype, threads, baseline, pct)
+
+
+def _baseline(path: str) -> dict[str, list[float]]:
+    """fullname -> latency_samples_ms of each benchmark in a pytest-benchmark JSON file."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"--xglm-bench-baseline {path}: cannot read it as JSON ({exc})") from None
+    return {b.get("fullname") or b.get("name"): (b.get("extra_info") or {}).get("latency_samples_ms")
+            for b in data.get("benchmarks", []) if (b.get("extra_info") or {}).get("latency_samples_ms")}
+
+
+def regression_line(name: str, samples_ms: list[float], baseline_ms: list[float], pct: float) -> str | None:
+    """One line when `samples_ms` is slower than `baseline_ms` by more than pct % with the whole >= 95 %
+    order-statistic interval of the ratio of medians above 1 + pct/100 (bench.measure.stats.ratio_interval, the
+    interval `bench compare --fail-on-regression` gates on); None otherwise."""
+    from bench.measure.stats import ratio_interval
+
+    ratio, low, high, level = ratio_interval(samples_ms, baseline_ms)
+    if level < 0.95 or low <= 1 + pct / 100:
+        return None
+    return (f"regression: {name}: {ratio:.3f}x the baseline's median latency ({level:.1%} interval {low:.3f}-"
+            f"{high:.3f}, order statistics) beyond +{pct:g}%")
 
 
 def _count(text: str, name: str, minimum: int) -> int:
@@ -179,7 +221,7 @@ class XglmBench:
         with _torch_threads(runner.target.threads):
             # setup: each round starts on an idle device (the input copy above is asynchronous on CUDA).
             benchmark.pedantic(step, setup=runner.synchronize, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
-            seconds, source = _median_seconds(benchmark, runner, inputs, rounds, warmup_rounds)
+            seconds, source, samples = _median_seconds(benchmark, runner, inputs, rounds, warmup_rounds)
             memory = measure_memory(lambda: runner(inputs), runner.synchronize, runner.target.device,
                                     allocator=runner.allocator)
             logits = runner.logits(runner(inputs))
@@ -188,13 +230,27 @@ class XglmBench:
             "threads": runner.target.threads, "batch_size": batch.batch_size, "seq_len": batch.seq_len,
             "rounds": rounds, "warmup_rounds": warmup_rounds,
             "latency_ms_median": seconds * 1e3, "latency_source": source,
+            **_interval_fields(samples),
             "throughput_samples_per_s": batch.batch_size / seconds,
             "throughput_tokens_per_s": batch.real_tokens / seconds,  # real tokens only
             "throughput_padded_tokens_per_s": batch.batch_size * batch.seq_len / seconds,
             **runner.build_seconds, **runner.info, **memory, **parity(logits, batch.reference_logits),
         }
         benchmark.extra_info.update(info)
+        self._gate(benchmark, info)
         return info
+
+    def _gate(self, benchmark: Any, info: dict[str, Any]) -> None:
+        """The regression gate against --xglm-bench-baseline: one line, no traceback, on a clear regression."""
+        settings = self.settings
+        if settings.fail_on_regression is None or not settings.baseline:
+            return
+        name = getattr(benchmark, "fullname", None) or getattr(benchmark, "name", "")
+        baseline = settings.baseline.get(name)
+        if baseline:
+            line = regression_line(name, info["latency_samples_ms"], baseline, settings.fail_on_regression)
+            if line:
+                pytest.fail(line, pytrace=False)
 
     def _prepare(self, backend: str, model: XGLMClassifier, method: str, target: Target, batch: BenchBatch) -> Runner:
         from bench.backends import SkipCell, prepare
@@ -266,19 +322,32 @@ def _random_batch(model: XGLMClassifier, info: dict[str, Any], batch_size: int, 
     return BenchBatch(input_ids, attention_mask, reference, {**info, "input": note})
 
 
-def _median_seconds(benchmark: Any, runner: Runner, inputs: Any, rounds: int, warmup: int) -> tuple[float, str]:
-    """The benchmark's own median; under --benchmark-disable (no stats), a short measurement of our own."""
+def _median_seconds(benchmark: Any, runner: Runner, inputs: Any, rounds: int, warmup: int) -> tuple[float, str, list[float]]:
+    """The benchmark's own median and per-round seconds; under --benchmark-disable (no stats), a short measurement
+    of our own."""
     import numpy as np
 
     from bench.measure.timing import time_iterations
 
     if benchmark.stats:
-        return float(benchmark.stats.stats.median), "pytest-benchmark median"
+        return (float(benchmark.stats.stats.median), "pytest-benchmark median",
+                [float(x) for x in benchmark.stats.stats.data])
     samples = time_iterations(
         lambda: runner(inputs), synchronize=runner.synchronize, cuda_events=runner.cuda_events,
         warmup=warmup, min_iters=rounds, min_time_s=0.0, max_time_s=60.0,
     )
-    return float(np.median(samples)) / 1e9, "bench.measure.timing median (pytest-benchmark disabled)"
+    return (float(np.median(samples)) / 1e9, "bench.measure.timing median (pytest-benchmark disabled)",
+            [float(x) / 1e9 for x in samples])
+
+
+def _interval_fields(seconds: list[float]) -> dict[str, Any]:
+    """The median's order-statistic interval with its exact level, and the samples (ms) a later gate compares."""
+    from bench.measure.stats import median_interval
+
+    ms = [s * 1e3 for s in seconds]
+    interval = median_interval(ms)
+    return {"latency_ms_ci95_low": interval.low, "latency_ms_ci95_high": interval.high,
+            "latency_ms_ci_level": interval.level, "latency_samples_ms": [round(x, 4) for x in ms[:1000]]}
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import ConfigDict, ValidationError, create_model
@@ -95,6 +96,7 @@ KEYS: list[Key] = [
         Key("artifact_built_this_run", bool, "", "the artifact was trained by this run (false: taken from the cache)"),
         Key("train_s", float, "s", "training time of the artifact"),
         Key("train_steps", int, "steps", "optimiser steps of the training"),
+        Key("trained", bool, "", "the variant was trained (false: train.steps = 0, a speed-only untrained variant)"),
         Key("train_final_loss", float, "nats", "mean cross-entropy of the last training steps"),
         Key("base_variant", str, "", "the variant this one was trained on, frozen (prompt, soft_prompt, lora on a base)"),
         Key("base_method", str, "", "the method of base_variant"),
@@ -213,7 +215,8 @@ KEYS: list[Key] = [
         Key("latency_ms_min", float, "ms", "fastest iteration"),
         Key("latency_ms_max", float, "ms", "slowest iteration"),
         Key("latency_ms_ci95_low", float, "ms", "lower bound of the median's bootstrap 95% CI"),
-        Key("latency_ms_ci95_high", float, "ms", "upper bound of the median's bootstrap 95% CI"),
+        Key("latency_ms_ci95_high", float, "ms", "upper bound of the median's order-statistic interval (>= 95 %)"),
+        Key("latency_ms_ci_level", float, "probability", "exact coverage of [latency_ms_ci95_low, latency_ms_ci95_high]"),
         Key("latency_cv", float, "ratio", "coefficient of variation (std / mean)"),
         Key("latency_outliers", int, "samples", "samples outside the Tukey fences (1.5 IQR beyond the quartiles)"),
         Key("latency_count", int, "samples", "timed iterations the statistics are over"),
@@ -232,7 +235,7 @@ KEYS: list[Key] = [
         Key("reference_every", int, "cells", "a reference cell was placed beside every N cells of the round"),
     ),
     *_section(
-        "Ratios paired round by round (median over rounds, bootstrap 95% CI over rounds)",
+        "Ratios paired round by round (median over rounds, order-statistic interval over rounds, >= 95 %, marginal)",
         Key("speedup_vs_dense", float, "ratio", "dense on the same backend's latency over this cell's (>1: faster); 1.0 for dense itself", True),
         Key("speedup_vs_dense_ci95_low", float, "ratio", "lower bound of speedup_vs_dense's 95% CI"),
         Key("speedup_vs_dense_ci95_high", float, "ratio", "upper bound of speedup_vs_dense's 95% CI"),
@@ -244,6 +247,25 @@ KEYS: list[Key] = [
         Key("prefix_overhead_vs_dense", float, "ratio", "a prompt variant's latency over dense's (1 / speedup_vs_dense)"),
         Key("prefix_overhead_vs_dense_ci95_low", float, "ratio", "lower bound of prefix_overhead_vs_dense's 95% CI"),
         Key("prefix_overhead_vs_dense_ci95_high", float, "ratio", "upper bound of prefix_overhead_vs_dense's 95% CI"),
+        Key("speedup_vs_dense_ci_level", float, "probability", "exact coverage of speedup_vs_dense's interval (marginal: this ratio alone)"),
+        Key("speedup_vs_dense_p_value", float, "probability", "two-sided exact sign test of speedup_vs_dense == 1.0 over rounds (Holm in the Findings)"),
+        Key("speedup_vs_dense_mde_pct", float, "%", "smallest effect speedup_vs_dense could have shown at its round count (null below 6 rounds)"),
+        Key("speedup_vs_eager_ci_level", float, "probability", "exact coverage of speedup_vs_eager's interval (marginal: this ratio alone)"),
+        Key("speedup_vs_eager_p_value", float, "probability", "two-sided exact sign test of speedup_vs_eager == 1.0 over rounds (Holm in the Findings)"),
+        Key("speedup_vs_eager_mde_pct", float, "%", "smallest effect speedup_vs_eager could have shown at its round count (null below 6 rounds)"),
+        Key("prefix_overhead_vs_dense_ci_level", float, "probability", "exact coverage of prefix_overhead_vs_dense's interval (marginal: this ratio alone)"),
+        Key("prefix_overhead_vs_dense_p_value", float, "probability", "two-sided exact sign test of prefix_overhead_vs_dense == 1.0 over rounds (Holm in the Findings)"),
+        Key("prefix_overhead_vs_dense_mde_pct", float, "%", "smallest effect prefix_overhead_vs_dense could have shown at its round count (null below 6 rounds)"),
+        Key("ratio_ci_method", str, "", "how the paired ratios' intervals are built, and that they are marginal"),
+        Key("aa_backend", str, "", "the backend of the A/A twin whose floor this record carries"),
+        Key("aa_ratio", float, "ratio", "the A/A twin's paired ratio vs the dense reference (should contain 1.0)"),
+        Key("aa_ratio_ci95_low", float, "ratio", "lower bound of aa_ratio's interval"),
+        Key("aa_ratio_ci95_high", float, "ratio", "upper bound of aa_ratio's interval"),
+        Key("aa_ratio_ci_level", float, "probability", "exact coverage of aa_ratio's interval"),
+        Key("aa_ratio_p_value", float, "probability", "sign test of aa_ratio == 1.0"),
+        Key("aa_significant", bool, "", "the twin's interval excludes 1.0: the run is flagged"),
+        Key("resolution_pct", float, "%", "the run's resolution floor: the A/A twin's interval half-width"),
+        Key("resolution_note", str, "", "why resolution_pct is null (the twin was lost)"),
     ),
     *_section(
         "Roofline (bench.measure.roofline, against peaks measured by `bench calibrate`)",
@@ -296,6 +318,9 @@ KEYS: list[Key] = [
         Key("nvml_process_memory_mb", float, "MiB", "GPU memory NVML reports for this process"),
         Key("nvml_device_used_mb", float, "MiB", "GPU memory in use on the device, by NVML"),
         Key("memory_notes", str, "", "what the memory figures include or miss"),
+        Key("estimated_peak_memory_mb", float, "MiB", "the preflight estimate of this peak (bench.run.memory_estimate)"),
+        Key("memory_free_at_start_mb", float, "MiB", "available RAM (CPU) or free GPU memory when the cell started"),
+        Key("memory_estimate_parts", str, "", "the estimate by part: runtime, weights, activations"),
     ),
     *_section(
         "Accuracy",
@@ -319,10 +344,25 @@ REQUIRED_KEYS: tuple[str, ...] = tuple(k.name for k in KEYS if k.required)
 if len(FIELDS) != len(KEYS):  # a key declared twice would silently take the second declaration
     raise RuntimeError(f"bench/records.py declares a key twice: {sorted({k.name for k in KEYS if [j.name for j in KEYS].count(k.name) > 1})}")
 
-_Model = create_model(
-    "Record", __config__=ConfigDict(strict=True, extra="forbid"),
-    **{k.name: (k.type | None, None) for k in KEYS},  # type: ignore[call-overload]
-)
+
+
+@cache
+def schema() -> tuple[dict[str, Key], Any]:
+    """Every key a record may carry, the built-in ones and those each plug-in declares (MethodSpec.record_keys,
+    BackendSpec.record_keys), with the pydantic model that checks their types."""
+    from bench import plugins
+
+    fields = dict(FIELDS)
+    for spec in [*plugins.methods().values(), *plugins.backends().values()]:
+        for key in spec.record_keys:
+            if key.name in fields and fields[key.name] != key:
+                raise RuntimeError(f"plug-in {spec.name} declares record key '{key.name}', which is already declared")
+            fields[key.name] = Key(key.name, key.type, key.unit, key.doc, False, key.section or f"Plug-in {spec.name}")
+    model = create_model(
+        "Record", __config__=ConfigDict(strict=True, extra="forbid"),
+        **{k.name: (k.type | None, None) for k in fields.values()},  # type: ignore[call-overload]
+    )
+    return fields, model
 
 
 class RecordError(ValueError):
@@ -332,25 +372,27 @@ class RecordError(ValueError):
 def validate(record: dict[str, Any]) -> None:
     """Raise RecordError naming the first unknown key, missing required key or value of the wrong type."""
     where = _where(record)
-    unknown = [k for k in record if k not in FIELDS]
+    fields, model = schema()
+    unknown = [k for k in record if k not in fields]
     if unknown:
         key = unknown[0]
-        near = difflib.get_close_matches(key, FIELDS, n=1)
+        near = difflib.get_close_matches(key, fields, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
         raise RecordError(f"record {where}: key '{key}' is not in the record schema{hint}; "
-                          "add it to bench/records.py (one Key line: type, unit, description) beside its producer")
+                          "add it to bench/records.py (one Key line: type, unit, description) beside its producer, "
+                          "or to its plug-in's record_keys")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise RecordError(f"record {where}: required key(s) {', '.join(missing)} missing; build records with "
                           "bench.run.records.make_record")
     try:
-        _Model.model_validate(record)
+        model.model_validate(record)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0])
         value = json.dumps(record.get(key), default=str)
         value = value if len(value) <= 60 else value[:57] + "..."
-        raise RecordError(f"record {where}: key '{key}' must be {type_name(FIELDS[key].type)} or null, got {value} "
+        raise RecordError(f"record {where}: key '{key}' must be {type_name(fields[key].type)} or null, got {value} "
                           f"({error['msg']}); fix its producer, or its type in bench/records.py") from None
 
 

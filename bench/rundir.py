@@ -43,6 +43,8 @@ class RunDir:
     def read(self) -> tuple[list[dict[str, Any]], jsonl.CutLine | None]:
         """The records, and the last line if an interrupted write cut it (the records before it all count)."""
         path = self.path / RESULTS
+        if path.exists() and not path.is_file():
+            raise BenchError(f"'{path}' is not a file (a directory?); move it aside: the records of a run are that file")
         if not path.is_file():
             return [], None
         try:

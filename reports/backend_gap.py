@@ -12,15 +12,20 @@ from __future__ import annotations
 from reports.cells import Record, Speedup
 
 
-def gap_sentences(rows: list[Record]) -> list[str]:
-    """One sentence per backend whose ratio vs eager (the same variant, paired) excludes 1.0, with its cause."""
+def gap_sentences(rows: list[Record], rule=None) -> list[str]:
+    """One sentence per backend whose ratio vs eager (the same variant, paired) is a claim, with its cause. rule: the
+    Findings' claim rule (reports.claims.ClaimRule: the run's floor and Holm); without one, a CI that excludes 1.0."""
     eager = next((r for r in rows if r.get("backend") == "eager"), None)
     if eager is None or not eager.get("linear_library"):
         return []
     out = []
     for row in rows:
         ratio = _ratio(row)
-        if row is eager or ratio is None or not ratio.excludes_one or not row.get("linear_library"):
+        if row is eager or ratio is None or not row.get("linear_library"):
+            continue
+        claimed = (rule.verdict(row, "speedup_vs_eager", (ratio.value, ratio.low, ratio.high)).kind in ("faster", "slower")
+                   if rule is not None and ratio.low is not None else ratio.excludes_one)
+        if not claimed:
             continue
         out.append(gap_sentence(row, eager, ratio))
     return out

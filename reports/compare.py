@@ -4,14 +4,16 @@ Cells join on (variant, task, backend, dtype, device kind, batch, seq, scenario)
 "cuda") rather than its name, so that runs on different machines compare. The first run is the baseline; each
 later run gets ratios to it. With several seeds in one run, a cell takes the record with the median value.
 
-The 95% interval of a latency ratio B/A (p50 over p50):
-- both records carry `latency_samples_ms`: a percentile bootstrap of median(B)/median(A), resampling each
-  run's samples independently (bench.measure.stats.ratio_ci95);
-- otherwise both carry the 95% CI of their median: [B_low / A_high, B_high / A_low]. Dividing end to end adds
-  the two half-widths (on the log scale) where a 95% interval of the ratio would add them in quadrature, so
-  this interval is wider than a 95% one: conservative, it calls fewer regressions, never more;
+The interval of a latency ratio B/A (p50 over p50), with its coverage stated (`Ratio.level`):
+- both records carry `latency_samples_ms`: each run's order-statistic interval of its median at sqrt(95 %),
+  divided end to end; both cover with probability c_A * c_B >= 95 %, and then the ratio's does
+  (bench.measure.stats.ratio_interval): distribution-free, like the paired intervals within a run;
+- otherwise both carry an interval of their median: [B_low / A_high, B_high / A_low], which covers with at least
+  the product of their levels (`latency_ms_ci_level`, 95 % where an older record does not say);
 - otherwise no interval: the ratio is shown and never counts as a clear regression.
-A slowdown beyond PCT is "statistically clear" only when the whole interval lies above 1 + PCT/100.
+A slowdown beyond PCT is "statistically clear" only when the whole interval lies above 1 + PCT/100 and the
+interval's coverage is at least 95 %: the gate rests on intervals of the same stated coverage as the Findings'
+(the pytest plugin gates the same way). Each ratio also has its minimum detectable effect (`Ratio.mde_pct`).
 A value that is not a finite number (null in the records; NaN or infinity in files from older versions) is no
 value: its cell is listed as not compared, never shown as "nan" beside an interval or counted as compared.
 """
@@ -30,12 +32,29 @@ METRICS = {"latency": "latency_ms_p50", "throughput": "throughput_samples_per_s"
            "accuracy": "accuracy"}
 
 
+GATE_LEVEL = 0.95
+
+
 @dataclass(frozen=True)
 class Ratio:
     value: float
     low: float | None
     high: float | None
-    method: str  # "bootstrap", "ci bounds" or "none"
+    method: str  # "order statistics", "ci bounds" or "none"
+    level: float | None = None  # the interval's coverage
+
+    @property
+    def mde_pct(self) -> float | None:
+        """The smallest change this comparison could have shown, in %: the wider side of the interval around the
+        ratio (log scale); None without an interval of at least GATE_LEVEL."""
+        if self.low is None or self.high is None or not self.level or self.level < GATE_LEVEL or self.low <= 0:
+            return None
+        return 100 * math.expm1(max(math.log(self.value / self.low), math.log(self.high / self.value)))
+
+    @property
+    def gates(self) -> bool:
+        """Whether this interval may fail a gate: it exists and covers at least GATE_LEVEL."""
+        return self.low is not None and self.level is not None and self.level >= GATE_LEVEL - 1e-9
 
 
 @dataclass(frozen=True)
@@ -63,7 +82,7 @@ class Regression:
         ratio = self.row.ratios[self.run - 1]
         return (f"regression: {variant} {task} {backend} {dtype} {device} {batch}x{seq}: p50 "
                 f"{self.row.values[0]:.2f} ms in {runs[0].run_id} -> {self.row.values[self.run]:.2f} ms in "
-                f"{runs[self.run].run_id}, {ratio.value:.3f}x (95% CI {ratio.low:.3f}-{ratio.high:.3f}, "
+                f"{runs[self.run].run_id}, {ratio.value:.3f}x ({ratio.level:.1%} interval {ratio.low:.3f}-{ratio.high:.3f}, "
                 f"{ratio.method}) beyond +{(self.threshold - 1) * 100:g}%")
 
 
@@ -106,14 +125,14 @@ def regressions(comparison: Comparison, pct: float) -> list[Regression]:
     """Latency cells where a later run is slower than the baseline beyond pct percent, with the whole CI above."""
     threshold = 1 + pct / 100
     return [Regression(row, i + 1, threshold) for row in comparison.by_scenario("latency")
-            for i, ratio in enumerate(row.ratios) if ratio.low is not None and ratio.low > threshold]
+            for i, ratio in enumerate(row.ratios) if ratio.gates and ratio.low > threshold]
 
 
 def unclear(comparison: Comparison, pct: float) -> int:
     """Latency ratios beyond the threshold whose interval still reaches below it: shown, not failed on."""
     threshold = 1 + pct / 100
     return sum(1 for row in comparison.by_scenario("latency") for ratio in row.ratios
-               if ratio.value > threshold and not (ratio.low is not None and ratio.low > threshold))
+               if ratio.value > threshold and not (ratio.gates and ratio.low > threshold))
 
 
 def compared_line(comparison: Comparison) -> str:
@@ -140,7 +159,10 @@ def gate_verdict(comparison: Comparison, pct: float) -> str:
     compared = sum(len(row.ratios) for row in comparison.by_scenario("latency"))
     verdict = f"{found} clear latency regression(s) beyond +{pct:g}%" if found else \
         f"no latency regression beyond +{pct:g}% is statistically clear"
-    return f"{verdict} ({compared} ratios compared; {unclear(comparison, pct)} beyond +{pct:g}% but not clear)"
+    ungated = sum(1 for row in comparison.by_scenario("latency") for ratio in row.ratios if not ratio.gates)
+    without = (f"; {ungated} without an interval of {GATE_LEVEL:.0%} coverage, not gated (records without "
+               "latency_samples_ms whose own intervals, divided, cover less)") if ungated else ""
+    return f"{verdict} ({compared} ratios compared; {unclear(comparison, pct)} beyond +{pct:g}% but not clear{without})"
 
 
 def _finite(value: Any) -> bool:
@@ -153,19 +175,21 @@ def _ratio(record: dict[str, Any], baseline: dict[str, Any], metric: str) -> Rat
         return Ratio(value, None, None, "none")
     samples = record.get("latency_samples_ms"), baseline.get("latency_samples_ms")
     if all(isinstance(s, list) and s and all(_finite(x) for x in s) for s in samples):
-        from bench.measure.stats import ratio_ci95  # numpy only; durations in any unit give the same ratio
+        from bench.measure.stats import ratio_interval  # numpy only; durations in any unit give the same ratio
 
         try:
-            boot = ratio_ci95(samples[0], samples[1])
-        except ValueError:  # a zero median: no ratio to bootstrap
-            boot = (value, float("nan"), float("nan"))
-        if all(_finite(x) for x in boot):
-            return Ratio(*boot, "bootstrap")
+            ratio, low, high, level = ratio_interval(samples[0], samples[1], GATE_LEVEL)
+        except ValueError:  # a zero duration: no ratio
+            ratio = low = high = level = float("nan")
+        if all(_finite(x) for x in (ratio, low, high)):
+            return Ratio(ratio, low, high, "order statistics", level)
     bounds = (record.get("latency_ms_ci95_low"), record.get("latency_ms_ci95_high"),
               baseline.get("latency_ms_ci95_low"), baseline.get("latency_ms_ci95_high"))
     if not all(_finite(b) for b in bounds) or not bounds[2] or not bounds[3]:
         return Ratio(value, None, None, "none")
-    return Ratio(value, bounds[0] / bounds[3], bounds[1] / bounds[2], "ci bounds")
+    levels = [r.get("latency_ms_ci_level") for r in (record, baseline)]
+    level = math.prod(x if _finite(x) else 0.95 for x in levels)
+    return Ratio(value, bounds[0] / bounds[3], bounds[1] / bounds[2], "ci bounds", level)
 
 
 def _cells(run: Run) -> dict[JoinKey, dict[str, Any]]:

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.compare import Comparison, Ratio, Row, regressions
+from reports.compare_differences import NOT_COMPARABLE, Difference, accuracy_comparable, differences
 from reports.summary import to_rich
 from reports.table import Cell, Column, TableData, build_table, interval, label
 
@@ -40,7 +41,7 @@ def runs_panel(comparison: Comparison) -> Panel:
         status = run.manifest.get("status", "unknown")
         grid.add_row(letter, Text.assemble((run.run_id, "bold"), f"  {status}{random}  {run.path}"))
         grid.add_row("", machine + (f" | measured on {', '.join(devices)}" if devices else ""))
-    if len({(tuple(_devices(run)), _hardware(run)) for run in comparison.runs}) > 1:
+    if different_hardware(comparison.runs):
         grid.add_row("", Text("different hardware: ratios compare the machines as well as the code", style="bold"))
     title = "xglm-bench compare: " + " vs ".join(letters(comparison)) + f" (ratios to {letters(comparison)[0]})"
     return Panel(grid, title=title, expand=False)
@@ -50,7 +51,9 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
     names = letters(comparison)
     found = regressions(comparison, fail_on_regression) if fail_on_regression is not None else []
     flagged = {(id(r.row), r.run) for r in found}
-    views = []
+    found_differences = differences(comparison.runs)
+    comparable = accuracy_comparable(found_differences)
+    views = [differences_view(found_differences, names)] if found_differences else []
     for scenario, title in _TITLES.items():
         rows = comparison.by_scenario(scenario)
         if not rows:
@@ -60,11 +63,18 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
         for row in rows:
             cells = _key_cells(row.key) | {n: _value(v, scenario) for n, v in zip(names, row.values)}
             for i, (name, ratio) in enumerate(zip(changes, row.ratios), 1):
-                cells[name] = _difference(row, i) if scenario == "accuracy" else \
+                cells[name] = (_difference(row, i) if comparable else Cell("n/c")) if scenario == "accuracy" else \
                     _ratio(ratio, scenario, (id(row), i) in flagged)
+                if scenario == "latency":
+                    cells[f"{name} MDE"] = Cell("-" if ratio.mde_pct is None else f"±{ratio.mde_pct:.1f}%")
             table_rows.append(cells)
-        columns = [Column(n, False) for n in _KEY_COLUMNS] + [Column(n) for n in names + changes]
+        mde = [f"{n} MDE" for n in changes] if scenario == "latency" else []
+        columns = [Column(n, False) for n in _KEY_COLUMNS] + [Column(n) for n in names + changes + mde]
         notes = _notes(scenario, fail_on_regression)
+        if scenario == "accuracy" and not comparable:
+            kinds = sorted({d.bears_on for d in found_differences if d.bears_on in NOT_COMPARABLE})
+            notes = [f"n/c: not comparable, the runs differ in {', '.join(kinds)} (see 'What differs'); an accuracy "
+                     "difference would measure the inputs, not the change", *notes]
         views.append(build_table(f"compare-{scenario}", title, columns, table_rows, notes=notes,
                                  constant=("task", "dtype", "device", "shape")))
     if comparison.missing:
@@ -75,6 +85,15 @@ def comparison_views(comparison: Comparison, fail_on_regression: float | None = 
         views.append(build_table("compare-missing", "Cells without a counterpart in every run (not compared)",
                                  columns, rows))
     return views
+
+
+def differences_view(found: list[Difference], names: list[str]) -> TableData:
+    rows = [{"what": label(d.label), "bears on": label(d.bears_on)} | {n: label(v) for n, v in zip(names, d.values)}
+            for d in found]
+    columns = [Column("what", False), Column("bears on", False)] + [Column(n, False) for n in names]
+    return build_table("compare-differences", "What differs between the runs, besides the code", columns, rows,
+                       notes=["cells are joined by variant name: the figures below compare these as well"],
+                       constant=())
 
 
 def _ratio(ratio: Ratio, scenario: str, flagged: bool) -> Cell:
@@ -111,6 +130,14 @@ def _devices(run) -> list[str]:
     return sorted({str(r["device_name"]) for r in run.records if r.get("device_name")})
 
 
+def different_hardware(runs) -> bool:
+    """Runs measured on different machines or devices. A run with no env.json, or none of whose records names a
+    device (every cell failed or skipped), says nothing about its hardware and so never makes the runs differ."""
+    machines = {_hardware(run) for run in runs if run.env}
+    devices = {tuple(_devices(run)) for run in runs if _devices(run)}
+    return len(machines) > 1 or len(devices) > 1
+
+
 def _hardware(run) -> tuple:
     env = run.env or {}
     return env.get("cpu_model"), tuple(gpu.get("name") for gpu in env.get("gpus") or [])
@@ -119,9 +146,11 @@ def _hardware(run) -> tuple:
 def _notes(scenario: str, fail_on_regression: float | None) -> list[str]:
     if scenario != "latency":
         return ["ratios without intervals: these records carry no spread"] if scenario != "accuracy" else []
-    notes = ["ratio of medians with its 95% interval below: bootstrap where records carry latency_samples_ms, "
-             "else the two runs' CIs of the median divided end to end (conservative); red: slower beyond the "
-             "interval, green: faster"]
+    notes = ["ratio of medians with its interval below, of at least 95 % coverage: each run's order-statistic "
+             "interval of its median (latency_samples_ms), else the records' intervals, divided end to end "
+             "(distribution-free); red: slower beyond the interval, green: faster",
+             "MDE: the smallest change each ratio could have shown at these sample counts (the wider side of its "
+             "interval); a change smaller than that is not resolved by these runs"]
     if fail_on_regression is not None:
         notes.append(f"!: slower than +{fail_on_regression:g}% with the whole interval above it (a clear regression)")
     return notes

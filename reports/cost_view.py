@@ -23,8 +23,7 @@ def render_targets(runs: list[Run], prices: list[Price | None], console: Console
     from reports.cost import cost_cells
     from reports.summary import to_rich
 
-    devices = {_device(run) for run in runs}
-    if not (any(prices) or plots is not None or len(devices) > 1):
+    if not compares_targets(runs, prices, plots):
         return
     names = [chr(ord("A") + i) for i in range(len(runs))]
     cells = cost_cells(runs, prices)
@@ -34,6 +33,12 @@ def render_targets(runs: list[Run], prices: list[Price | None], console: Console
         plot = write_latency_vs_cost(cells, names, plots)
         console.print(f"plot: {plot.png}, {plot.svg}" if plot.png else f"plot not drawn: {plot.skipped}",
                       highlight=False, soft_wrap=True)
+
+
+def compares_targets(runs: list[Run], prices: list[Price | None], plots: Path | None = None) -> bool:
+    """Whether the runs are weighed as hardware targets: a price given or recorded, a plot asked for, or runs on
+    different devices. Then runs that share no cell are still compared (by target); else sharing none is an error."""
+    return any(price is not None for price in prices) or plots is not None or len({_device(run) for run in runs}) > 1
 
 
 def cost_views(runs: list[Run], prices: list[Price | None], cells: list[CostCell], names: list[str]) -> list[TableData]:

@@ -18,18 +18,6 @@ from reports.table import Cell, TableData
 REGENERATE = "Written by `bench report` from this directory's records alone; run `bench report {path}` to regenerate."
 
 
-def write_markdown(run: Run, views: list[TableData], plots: list) -> Path:
-    path = run.path / "report.md"
-    path.write_text(markdown(run, views, plots), encoding="utf-8")
-    return path
-
-
-def write_html(run: Run, views: list[TableData], plots: list) -> Path:
-    path = run.path / "report.html"
-    path.write_text(html_page(run, views, plots), encoding="utf-8")
-    return path
-
-
 def markdown(run: Run, views: list[TableData], plots: list) -> str:
     out = [f"# xglm-bench report: {run.run_id}", ""]
     out += [f"- **{line.label}**: {_md(line.text)}" for line in _header(run)]

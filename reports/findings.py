@@ -2,9 +2,12 @@
 mechanism behind it, e.g. "structured 50 % runs 1.93x faster than dense (ideal 2.00x)".
 
 Every ratio is a record's own paired ratio (speedup_vs_dense, prefix_overhead_vs_dense, speedup_vs_eager: medians of
-per-round ratios over interleaved rounds, bootstrap CIs). A sentence claims an effect only where the CI excludes 1.0;
-otherwise it says "no measurable difference". A masked-dense control outside 1.0 is reported as such, since it bounds
-how far the other ratios can be trusted. Accuracy is called meaningless when the backbone has random weights or the
+per-round ratios over interleaved rounds, order-statistic intervals of at least 95 %, marginal). Whether a sentence
+claims an effect is decided in one place, reports.claims: the interval excludes 1.0, Holm's procedure over the run's
+paired sign tests keeps the family-wise error at 5 %, and the effect exceeds the run's resolution floor (its A/A
+twin); otherwise it says "no measurable difference" or that the difference is within what the run resolves. A
+masked-dense control is never said to run faster or slower: it is reported as a control, and as a bias where it is
+claimed, since it bounds how far the other ratios can be trusted. Accuracy is called meaningless when the backbone has random weights or the
 data are synthetic. The block ends `bench run` and `bench report`, and heads report.md and report.html.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 from reports.backend_gap import gap_sentences
 from reports.cells import Record, Speedup, accuracy_rows, per_cell, reference_backend, row_key
+from reports.claims import ClaimRule, resolution
 from reports.method_style import SPARSE_METHODS
 
 TITLE = "Findings"
@@ -36,72 +40,103 @@ def findings(records: list[Record]) -> list[str]:
     by_variant = {v: [r for k, r in cells.items() if k[1] == v] for v in variants}
     dense = next((v for v in variants if by_variant[v][0].get("method") == "dense"), None)
     rounds = sorted({r["rounds"] for r in cells.values() if r.get("rounds")})
+    rule = ClaimRule.of(list(cells.values()))
     out = [f"{task}, {dtype} on {device}, batch {shape[0]} × {shape[1]} tokens; ratios vs {dense or 'dense'} on the same "
-           f"backend, paired over {_rounds(rounds)} (95 % CIs):"]
+           f"backend, paired over {_rounds(rounds)}; {_intervals(list(cells.values()), rule)}:"]
+    out += resolution(list(cells.values()))
     # Sparse backbones alone (structured first), then prompts on the dense backbone; variants on a base are left to
     # the tables, since their ratio vs dense mixes the two.
     sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
               and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")]
     prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
     labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
-    out += [_sparse_sentence(labels[v], by_variant[v]) for v in sparse]
-    out += [_prefix_sentence(labels[v], by_variant[v], shape) for v in prompts]
+    out += [_sparse_sentence(labels[v], by_variant[v], rule) for v in sparse]
+    out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
     if dense:
-        out += _backends(by_variant[dense], dense)
-        out += gap_sentences(by_variant[dense])  # the cause of each backend gap: the libraries behind the linears
+        out += _backends(by_variant[dense], dense, rule)
+        out += gap_sentences(by_variant[dense], rule)  # each backend gap's cause: the libraries behind the linears
     out += _accuracy(records)
     out += _drift(list(cells.values()))
     return out
 
 
-def _sparse_sentence(name: str, rows: list[Record]) -> str:
-    speedups = [(r["backend"], _ci(r, "speedup_vs_dense")) for r in rows]
-    measured = [(b, ci) for b, ci in speedups if ci]
+def _intervals(rows: list[Record], rule: ClaimRule) -> str:
+    """How the intervals are built and what a claim rests on: marginal levels, and the multiplicity control."""
+    levels = sorted({r[k] for r in rows for k in ("speedup_vs_dense_ci_level", "speedup_vs_eager_ci_level")
+                     if isinstance(r.get(k), (int, float))})
+    shown = (f"{levels[0]:.1%}" if len(levels) == 1 else f"{levels[0]:.1%}-{levels[-1]:.1%}") if levels else "95 %"
+    if not rule.holm:
+        return f"intervals {shown}, each marginal; a claim rests on its own interval (no p-values in these records)"
+    return (f"intervals are order statistics over rounds, {shown} each, marginal; an effect is claimed only where "
+            f"Holm's procedure over the {rule.size} paired sign tests keeps the family-wise error at "
+            f"{rule.alpha:.0%}")
+
+
+def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule) -> str:
+    speedups = [(r, _ci(r, "speedup_vs_dense")) for r in rows]
+    measured = [(r, ci) for r, ci in speedups if ci]
     first = rows[0]
     ideal = first.get("speedup_ideal")
     ideal_text = f" (ideal {ideal:.2f}x)" if ideal else ""
     if not measured:
         return f"{name}: no paired speedup vs dense was measured{ideal_text}."
-    said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
-                                   "same": "gives no measurable difference from dense"})
     mechanisms = {r.get("speedup_mechanism") for r in rows}
     reason = str(first.get("speedup_mechanism_reason") or "")
     if mechanisms == {"none"}:
-        # The reason's general part ("unstructured zeros are multiplied like any weight"), and for 2:4 why no kernel
-        # serves it on the first PyTorch backend ("2:4 sparse tensor cores are CUDA-only ...").
-        detail = reason.split(": ", 1)[0]
-        torch_row = next((r for r in rows if r.get("backend") != "onnxruntime"), None)
-        if first.get("method") == "semi24" and torch_row:
-            detail += ": " + str(torch_row.get("speedup_mechanism_reason") or "").split(": ", 1)[-1]
-        sentence = f"{name} {said}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
-        outside = [(b, ci) for b, ci in measured if Speedup(*ci).excludes_one]
-        if outside and first.get("method") == "unstructured":
-            where = ", ".join(f"{b} {_x(ci)}" for b, ci in outside)
-            sentence += (f" As the masked-dense control it should give 1.0x, but is outside 1.0 on {where}: "
-                         "ratios on that backend carry a bias of that size.")
-        return sentence
+        return _control_sentence(name, rows, measured, rule, ideal_text, reason)
+    said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
+                                   "same": "gives no measurable difference from dense",
+                                   "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"},
+                    rule, "speedup_vs_dense")
     return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
 
 
-def _prefix_sentence(name: str, rows: list[Record], shape: tuple) -> str:
-    costs = [(r["backend"], _ci(r, "prefix_overhead_vs_dense")) for r in rows]
+def _control_sentence(name: str, rows: list[Record], measured: list, rule: ClaimRule, ideal_text: str,
+                      reason: str) -> str:
+    """A variant whose zeros run through dense kernels: it is a control, never 'faster' or 'slower'. Where its
+    ratio is claimed (outside 1.0 by more than the floor, after Holm), that is a bias of the backend, said once."""
+    first = rows[0]
+    # The reason's general part ("unstructured zeros are multiplied like any weight"), and for 2:4 why no kernel
+    # serves it on the first PyTorch backend ("2:4 sparse tensor cores are CUDA-only ...").
+    detail = reason.split(": ", 1)[0]
+    torch_row = next((r for r in rows if r.get("backend") != "onnxruntime"), None)
+    if first.get("method") == "semi24" and torch_row:
+        detail += ": " + str(torch_row.get("speedup_mechanism_reason") or "").split(": ", 1)[-1]
+    claimed = [(r, ci) for r, ci in measured if rule.verdict(r, "speedup_vs_dense", ci).claimed]
+    said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], _x,
+                    {"same": "gives no measurable difference from dense",
+                     "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"}, rule, "speedup_vs_dense")
+    sentence = f"{name} {said or 'is a control'}{ideal_text}; no sparse kernel serves it on these backends ({detail})."
+    if claimed:
+        where = ", ".join(f"{_x(ci)} on {r['backend']}" for r, ci in claimed)
+        sentence += (f" As the masked-dense control it should give 1.0x, but gives {where}, beyond what this run "
+                     "resolves: ratios on that backend carry a bias of that size.")
+    return sentence
+
+
+def _prefix_sentence(name: str, rows: list[Record], shape: tuple, rule: ClaimRule) -> str:
+    costs = [(r, _ci(r, "prefix_overhead_vs_dense")) for r in rows]
     measured = [(b, ci) for b, ci in costs if ci]
     share = rows[0].get("trainable_share")
     trains = f" and trains {share * 100:.2f} % of the parameters" if isinstance(share, (int, float)) else ""
     if not measured:
         return f"{name}: its cost vs dense was not measured{trains}."
     said = _grouped(measured, lambda ci: f"{_pct(ci[0])} ({_pct(ci[1])} to {_pct(ci[2])})",
-                    {"faster": "saves", "slower": "costs", "same": "has no measurable cost"}, inverse=True)
+                    {"faster": "saves", "slower": "costs", "same": "has no measurable cost",
+                     "unresolved": "has a cost this run cannot claim (its floor, or Holm)"}, rule, "prefix_overhead_vs_dense",
+                    inverse=True)
     return f"{name} at {shape[0]}×{shape[1]} {said}{trains}."
 
 
-def _backends(rows: list[Record], dense: str) -> list[str]:
-    others = [(r["backend"], _ci(r, "speedup_vs_eager")) for r in rows if r.get("backend") != "eager"]
-    measured = [(b, ci) for b, ci in others if ci]
+def _backends(rows: list[Record], dense: str, rule: ClaimRule) -> list[str]:
+    others = [(r, _ci(r, "speedup_vs_eager")) for r in rows if r.get("backend") != "eager"]
+    measured = [(r, ci) for r, ci in others if ci]
     if not measured:
         return []
-    parts = "; ".join(f"{b} {_x(ci)}, {'faster' if ci[1] > 1 else 'slower' if ci[2] < 1 else 'no measurable difference'}"
-                      for b, ci in measured)
+    words = {"faster": "faster", "slower": "slower", "same": "no measurable difference",
+             "unresolved": "a difference this run cannot claim (its floor, or Holm)"}
+    parts = "; ".join(f"{r['backend']} {_x(ci)}, {words[rule.verdict(r, 'speedup_vs_eager', ci).kind]}"
+                      for r, ci in measured)
     return [f"Backends vs eager, on {dense}: {parts}."]
 
 
@@ -175,16 +210,15 @@ def _ci(record: Record, key: str) -> tuple[float, float, float] | None:
     return value, low, high
 
 
-def _grouped(measured: list[tuple[str, tuple[float, float, float]]], show, verdicts: dict[str, str],
-             inverse: bool = False) -> str:
+def _grouped(measured: list[tuple[Record, tuple[float, float, float]]], show, verdicts: dict[str, str],
+             rule: ClaimRule, metric: str, inverse: bool = False) -> str:
     """'runs faster than dense: 1.90x (1.80–2.00) on eager; gives no measurable difference from dense: 1.0x (..) on
-    onnxruntime': the backends grouped by what their CI supports (for an overhead, inverse: above 1.0 is slower)."""
+    onnxruntime': the backends grouped by what the claim rule allows (for an overhead, inverse: above 1.0 is
+    slower)."""
     groups: dict[str, list[str]] = {}
-    for backend, ci in measured:
-        above, below = ci[1] > 1, ci[2] < 1
-        kind = "same" if not (above or below) else ("slower" if above else "faster") if inverse else (
-            "faster" if above else "slower")
-        groups.setdefault(kind, []).append(f"{show(ci)} on {backend}")
+    for record, ci in measured:
+        kind = rule.verdict(record, metric, ci, inverse).kind
+        groups.setdefault(kind, []).append(f"{show(ci)} on {record['backend']}")
     return "; ".join(f"{verdicts[kind]}: {', '.join(parts)}" for kind, parts in groups.items())
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from reports.fit import FittedTable
 from reports.header import RANDOM_WARNING, HeaderLine, header_lines
 from reports.report import all_views
 from reports.table import Cell, TableData
@@ -42,13 +42,7 @@ def header_panel(lines: list[HeaderLine]) -> Panel:
 
 def to_rich(data: TableData) -> Group:
     """Title, table, notes: title and notes at full width (as a title or caption they would wrap at the table's)."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in data.columns:
-        # Numbers never break across lines; labels and reasons may fold.
-        table.add_column(column.name, justify="right" if column.numeric else "left", no_wrap=column.numeric,
-                         overflow="fold")
-    for row in data.rows:
-        table.add_row(*(_text(cell) for cell in row))
+    table = FittedTable(data, _text)  # split into column blocks, labels repeated, where the console is narrow
     return Group(Text(data.title, style="bold"), table, *(Text(note, style="dim") for note in data.notes), Text(""))
 
 

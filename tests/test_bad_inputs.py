@@ -8,6 +8,7 @@ Most cases run in-process with typer's CliRunner; SUBPROCESS cases run `python -
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -224,6 +225,12 @@ def report_without_a_directory(ctx): return ["report"]
 # --------------------------------------------------------------------------------------------------- data
 @case("does not exist", "BENCH_DATA_DIR")
 def local_data_dir_missing(ctx): return run_with(ctx, data={"source": "local", "data_dir": str(ctx.tmp / "nowhere")})
+@case("$BENCH_DATA_DIR = '../no-such-data'", "does not exist", "resolved from", env={"BENCH_DATA_DIR": "../no-such-data"})
+def environment_data_dir_missing_with_auto(ctx): return ["run", ctx.config(data_dir=None, data={"source": "auto"})]
+@case("$BENCH_DATA_DIR", "does not exist", subprocess=True, env={"BENCH_DATA_DIR": "/no/such/data"})
+def environment_data_dir_missing_from_the_command_line(ctx): return ["run", ctx.config(data_dir=None, data={"source": "auto"})]
+@case("x-final not found", "so it is not skipped")
+def auto_with_a_data_dir_that_lacks_the_task(ctx): return run_with(ctx, data={"source": "auto", "tasks": ["pawsx"], "languages": ["en", "de"], "data_dir": str(ctx.tmp)})
 @case("xnli.test.tsv, line 26", "5 tab-separated fields", subprocess=True)
 def row_with_an_extra_field(ctx):
     data = ctx.data_copy()
@@ -365,6 +372,78 @@ def compare_with_a_newer_schema(ctx):
     return ["compare", str(ctx.recorded("cpu-dense-x1.25")), newer]
 
 
+# ------------------------------------------------------------------------------ issue 31: reliability, round 2
+@case("train.lr", "finite number", "inf")
+def infinite_learning_rate(ctx): return ["run", ctx.config(tomli_w.dumps(tiny_sweep(ctx.out, ctx.cache, ctx.data)).replace("[train]\n", "[train]\nlr = inf\n"))]
+@case("measure.block_time_s", "finite number")
+def nan_block_time(ctx): return ["run", ctx.config(tomli_w.dumps(tiny_sweep(ctx.out, ctx.cache, ctx.data)).replace("[measure]\n", "[measure]\nblock_time_s = nan\n"))]
+@case("'/dev/zero' is a device", "regular .toml file", subprocess=True)
+def config_is_dev_zero(ctx): return ["run", "/dev/zero"]
+@case("is a FIFO", "regular .toml file")
+def config_is_a_fifo_with_no_writer(ctx):
+    os.mkfifo(ctx.tmp / "fifo.toml")
+    return ["run", str(ctx.tmp / "fifo.toml")]
+@case("larger than 1 MB")
+def config_of_two_megabytes(ctx):
+    (ctx.tmp / "big.toml").write_text("# padding\n" * 200_000)
+    return ["run", str(ctx.tmp / "big.toml")]
+@case("batch 100000000 x 16 needs an estimated", "the largest batch that fits at sequence 16 is", "lower measure.batch_sizes")
+def batch_that_cannot_fit_in_memory(ctx): return run_with(ctx, measure={"batch_sizes": [100_000_000]})
+@case("batch 1000000000 x 32 needs an estimated", "lower measure.throughput_batch_size")
+def evaluation_batch_that_cannot_fit(ctx): return run_with(ctx, measure={"throughput_batch_size": 1_000_000_000})
+@case("pytorch_model.bin is a pickle that holds more than tensors", "convert the weights to safetensors")
+def model_weights_that_are_a_pickle_with_a_payload(ctx):
+    import torch
+    from transformers import XGLMConfig
+
+    from bench.model.source import PRESETS
+
+    XGLMConfig(**PRESETS["tiny"]).save_pretrained(ctx.tmp / "model")
+    torch.save({"x": _Payload(ctx.tmp / "pwned")}, ctx.tmp / "model" / "pytorch_model.bin")
+    return run_with(ctx, model={"source": str(ctx.tmp / "model")})
+@case("command-line option --name", "field 'name'", "no '/'")
+def run_name_that_climbs_out(ctx): return ["run", ctx.config(), "--name", "../../x"]
+@case("results.jsonl' is missing", "left as they were")
+def report_without_results(ctx):
+    run = ctx.recorded()
+    (run / "results.jsonl").unlink()
+    return ["report", str(run)]
+@case("results.jsonl' is not a file")
+def report_whose_results_is_a_directory(ctx):
+    run = ctx.recorded()
+    (run / "results.jsonl").unlink()
+    (run / "results.jsonl").mkdir()
+    return ["report", str(run)]
+@case("share no measured cell")
+def compare_runs_on_one_machine_that_share_no_cell(ctx): return ["compare", str(ctx.recorded()), str(_as_pawsx(ctx))]
+@case("not transformers' XGLMConfig", "trust_remote_code = false")
+def remote_code_that_is_not_xglm(ctx):
+    model = ctx.tmp / "model"
+    model.mkdir()
+    (model / "configuration_fake.py").write_text(
+        "from transformers import PretrainedConfig\n\nclass FakeConfig(PretrainedConfig):\n    model_type = 'xglm'\n")
+    (model / "config.json").write_text(json.dumps({"model_type": "xglm", "auto_map": {"AutoConfig": "configuration_fake.FakeConfig"}}))
+    return run_with(ctx, model={"source": str(model), "trust_remote_code": True})
+
+
+class _Payload:
+    """A pickle that would write a file if it were ever run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "ran"))
+
+
+def _as_pawsx(ctx) -> Path:
+    """The recorded CPU run again, as if it had measured PAWS-X: same machine, no cell in common."""
+    run = Path(shutil.copytree(RECORDED / "cpu-dense", ctx.tmp / "cpu-dense-pawsx"))
+    records = [json.loads(line) | {"task": "pawsx"} for line in (run / "results.jsonl").read_text().splitlines()]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
 # ---------------------------------------------------------------------------------------------- the test
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
@@ -404,6 +483,7 @@ def test_bad_input_is_one_line_and_leaves_nothing_that_looks_finished(item, shar
     assert "Traceback" not in stderr + stdout
     for needle in item.needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert not (ctx.tmp / "pwned").exists(), "a pickle's payload ran"
     for run in ctx.out.iterdir() if ctx.out.is_dir() else []:
         status = json.loads((run / "run.json").read_text()).get("status")
         assert status not in FINISHED, f"{run} looks finished: {status}"

@@ -338,3 +338,61 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
     assert done.stderr.splitlines() == [
         f"error: '{missing}' is not a run directory (no results.jsonl or run.json)"
     ]
+
+
+# ------------------------------------------------------------------ issue 31: writes outside the run and cache
+
+
+def test_an_eager_run_writes_nothing_outside_its_output_and_cache(tmp_path, generated_data_dir):
+    """HOME is a fresh directory: onnxruntime's telemetry store (~/.cache/Microsoft/DeveloperTools/.onnxruntime) and
+    anything else written under HOME would show; the env.json leaves ORT's providers null (ORT not imported)."""
+    from tinydata import tiny_sweep
+
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "sweep.toml"
+    config.write_text(tomli_w.dumps(tiny_sweep(tmp_path / "runs", tmp_path / "cache", generated_data_dir,
+                                               measure={"scenarios": ["latency"]})))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    done = subprocess.run([sys.executable, "-m", "bench", "run", str(config)], capture_output=True, text=True,
+                          timeout=300, env={**env, "HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert [p for p in home.rglob("*")] == []
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "env.json").read_text())["onnxruntime_providers"] is None
+
+
+def test_importing_onnxruntime_through_bench_writes_no_telemetry_store(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    done = subprocess.run([sys.executable, "-c", "import bench, onnxruntime"], capture_output=True, text=True,
+                          timeout=120, env={**env, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_git_state_takes_no_index_lock(tmp_path, monkeypatch):
+    """The fingerprint's git query is read-only: a `git status` that refreshed the index would take
+    .git/index.lock, and so fails while one is held (a commit in progress) where the read-only one succeeds."""
+    from bench.run.env import git_state
+
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "pkg" / "a.py").write_text("x = 2\n")  # stat info changes: a refreshing status would rewrite the index
+    (repo / ".git" / "index.lock").write_text("")  # held by someone else
+    state = git_state(repo / "pkg")
+    assert state["git_dirty"] is True and state["git_commit"]
+
+
+def test_compare_of_one_machine_says_nothing_of_different_hardware_and_two_machines_do(runner, tmp_path):
+    recorded = Path(__file__).parent / "fixtures" / "recorded"
+    same = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "cpu-dense-x1.25")])
+    assert same.exit_code == 0, same.output
+    assert "different hardware" not in _text(same.stdout)
+    other = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "synthetic-study")])
+    assert other.exit_code == 0, other.output  # weighed as targets (a CPU and a GPU): compared, not an error
+    assert "different hardware" in _text(other.stdout)

@@ -152,7 +152,7 @@ def test_pawsx_without_english_says_what_is_missing(shared_data_dir):
 
 
 def test_missing_directory_says_how_to_fix(tmp_path):
-    with pytest.raises(BenchError, match=r"nowhere does not exist; set data_dir in the config or BENCH_DATA_DIR"):
+    with pytest.raises(BenchError, match=r"nowhere' does not exist: set data_dir in the config or BENCH_DATA_DIR"):
         load_task_data("xnli", source="local", data_dir=tmp_path / "nowhere")
 
 
@@ -350,3 +350,22 @@ def test_every_xglm_language_has_a_resource_group():
     default = DataConfig().language_groups
     for task in TASKS.values():
         assert all(any(lang in langs for langs in default.values()) for lang in task.languages)
+
+
+# ------------------------------------------------------------------------------- a directory that was set
+
+
+def test_a_set_data_directory_that_does_not_exist_is_bad_input(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_DATA_DIR", "../shared/data")  # the README's line, from a clone elsewhere
+    with pytest.raises(BenchError, match=r"\$BENCH_DATA_DIR = '\.\./shared/data' \(resolved from .*\) does not exist"):
+        load_task_data("xnli")  # source auto: no silent fallback to synthetic rows
+    with pytest.raises(BenchError, match=r"data\.data_dir in the config = '/nowhere' does not exist"):
+        load_task_data("xnli", source="synthetic", data_dir="/nowhere")
+
+
+def test_a_set_data_directory_without_the_task_is_bad_input(monkeypatch, tmp_path):
+    (tmp_path / "XNLI-1.0").mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    with pytest.raises(BenchError, match=r"x-final.*not found.*the data directory was set, so it is not skipped"):
+        load_task_data("pawsx")

@@ -25,6 +25,7 @@ import bench.measure.passes
 import bench.run.store
 import bench.run.sweep
 from bench.cli import app
+from bench.run.records import make_record
 from bench.run.store import RunStore
 from processes import cell_processes
 from tinydata import tiny_sweep, write_layouts
@@ -395,7 +396,7 @@ def test_resume_keeps_whole_cells_and_redoes_cut_dead_and_with_retry_failed_fail
         for cell, status, extra in (("ok", "ok", {}), ("died", "failed", {"failure_retryable": True}),
                                     ("broke", "failed", {}), ("last", "ok", {})):
             for scenario in ("latency", "memory"):
-                store.append({"cell_id": cell, "status": status, "scenario": scenario, **extra})
+                store.append(make_record(cell_id=cell, status=status, scenario=scenario, **extra))
             store.mark_done(cell)
 
     for retry_failed, expected in ((False, ["ok", "broke"]), (True, ["ok"])):
@@ -420,3 +421,101 @@ def test_a_reader_sees_a_dead_writer_as_interrupted_and_a_live_one_as_running(tm
     store.unlock()  # as the kernel does when the writer dies
     state = reader_state(store)
     assert state["status"] == "interrupted" and f"pid {os.getpid()}" in state["reason"]
+
+
+# ------------------------------------------------------------------- issue 31: memory, caches, reports, training
+
+
+def test_an_oom_in_a_cell_is_a_failed_record_naming_the_shape_and_the_other_cells_go_on(tmp_path, data, monkeypatch):
+    """MemoryError in one cell's memory pass (faked: this machine is shared and must never be run out of memory)."""
+    real = bench.measure.passes.memory
+    calls = []
+
+    def memory(runner, batch):
+        calls.append(batch.input_ids.shape)
+        if len(calls) == 1:
+            raise MemoryError()
+        return real(runner, batch)
+
+    monkeypatch.setattr(bench.measure.passes, "memory", memory)
+    config = _config(tmp_path, data, variants=TWO_CELLS)
+    result = _invoke("run", config)
+    assert result.exit_code == 3, result.output  # complete_with_failures: the other cell was measured
+    records = RunStore(_only_run(tmp_path)).records()
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["scenario"] == "memory"
+    assert re.fullmatch(r"out of memory at batch 2 x 16 \(estimated \d+\.\d\d GiB, free \d+\.\d\d GiB\)", failed[0]["error"])
+    ok = [r for r in records if r["scenario"] == "memory" and r["status"] == "ok"]
+    assert len(ok) == 1 and ok[0]["estimated_peak_memory_mb"] > 0 and ok[0]["memory_free_at_start_mb"] > 0
+
+
+def test_a_cell_killed_by_sigkill_says_out_of_memory_at_its_shape(tmp_path, data):
+    config = _config(tmp_path, data, measure={"isolation": "process", "block_time_s": 600.0, "scenarios": ["latency"]})
+    writer = _bench("run", config)
+    parent = psutil.Process(writer.pid)
+    for line in writer.stdout:  # the cell is prepared and its blocks are being timed at 2 x 16
+        if "interleaved rounds" in line:
+            break
+    time.sleep(1.0)
+    for cell in cell_processes(parent):
+        cell.send_signal(signal.SIGKILL)
+    writer.communicate(timeout=120)
+    (record,) = RunStore(_only_run(tmp_path)).records()
+    assert record["error"].startswith("out of memory at batch 2 x 16 (estimated "), record["error"]
+    assert "killed by SIGKILL" in record["error"]
+
+
+def test_a_truncated_calibration_is_found_by_verify_and_measured_again_with_a_note(tmp_path, monkeypatch):
+    from bench.measure import calibrate
+
+    monkeypatch.setattr(calibrate, "measure", lambda device, threads: {
+        **{f"peak_tflops_{name}": 1.0 for name in calibrate.TORCH_DTYPES}, "peak_gbps": 2.0})
+    cache = tmp_path / "cache"
+    whole = calibrate.load_or_measure(cache, "cpu", 1)
+    (path,) = (cache / "calibration").glob("*.json")
+    assert not list(path.parent.glob(".*tmp"))  # written through a temporary file, none left
+    path.write_text(path.read_text()[:40])  # cut, as a crash mid-write (before atomic writes) left it
+
+    verify = _invoke("cache", "verify", "--cache-dir", cache)
+    assert verify.exit_code == 1 and "1 calibrations" in ANSI.sub("", verify.stderr), verify.output
+    assert "is unreadable (JSONDecodeError" in ANSI.sub("", verify.stdout) and str(path.name) in verify.stdout
+
+    notes = []
+    healed = calibrate.load_or_measure(cache, "cpu", 1, note=notes.append)
+    assert healed["peak_gbps"] == whole["peak_gbps"] and calibrate.calibration_problem(path) is None
+    assert len(notes) == 1 and "measuring the peaks again" in notes[0] and str(path) in notes[0]
+    assert _invoke("cache", "verify", "--cache-dir", cache).exit_code == 0
+
+
+def test_a_failed_render_leaves_the_old_report_and_plots_in_place(tmp_path, monkeypatch):
+    import reports.report
+
+    run = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "recorded" / "cpu-dense", tmp_path / "run"))
+    assert _invoke("report", run).exit_code == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert any(p.parts[0] == "plots" for p in before)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports.report, "html_page", broken)
+    result = _invoke("report", run)
+    assert result.exit_code == 2 and "cannot write the report" in _one_line(result.stderr)
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # nothing replaced, nothing deleted, no staging left behind
+
+
+def test_a_loss_that_becomes_nan_fails_the_build_at_its_step_and_caches_nothing(tmp_path, data):
+    config = _config(tmp_path, data, train={"steps": 3, "lr": 1e30}, measure={"scenarios": ["accuracy"]})
+    result = _invoke("run", config)
+    line = _one_line(result.stderr)
+    assert result.exit_code == 2 and re.search(r"the (loss|gradient norm|weights) became (nan|inf) at step [1-3] of 3", line), line
+    assert not list((tmp_path / "cache").glob("artifacts/*/meta.json"))
+    assert json.loads((_only_run(tmp_path) / "run.json").read_text())["status"] == "failed"
+
+
+def test_untrained_variants_say_so_in_a_warning_and_their_records(tmp_path, data):
+    result = _invoke("run", _config(tmp_path, data, measure={"scenarios": ["accuracy"]}))  # tiny_sweep: steps = 0
+    assert result.exit_code == 0, result.output
+    assert "train.steps = 0: dense-ft are not trained" in " ".join(ANSI.sub("", result.stdout).split())
+    assert {r["trained"] for r in RunStore(_only_run(tmp_path)).records()} == {False}

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from bench.plugins.spec import BackendSpec, MethodSpec, Strict, Style
 from bench.plugins.variant import VariantBase
+from bench.records import Key
 
 
 class ToyOptions(Strict):
@@ -40,7 +41,8 @@ def prepare(model, target, example, options, workdir, **_):
 
 
 BACKEND = BackendSpec(name="toy", prepare="toyplug:prepare", options=ToyOptions, devices=("cpu",),
-                      description="eager PyTorch under another name", style=Style("toy", marker="X", line=":"))
+                      description="eager PyTorch under another name", style=Style("toy", marker="X", line=":"),
+                      record_keys=(Key("toy_note", str, "", "the toy backend's note"),))
 
 
 class RandomMaskVariant(VariantBase):
@@ -66,7 +68,8 @@ def build(ctx):
 
 METHOD = MethodSpec(name="random_mask", variant=RandomMaskVariant, build="toyplug:build",
                     description="random mask after dense fine-tuning", sparse=True, masked=True,
-                    style=Style("random mask", "#F0E442"))
+                    style=Style("random mask", "#F0E442"),
+                    record_keys=(Key("random_mask_drop", float, "fraction", "share of weights zeroed at random"),))
 '''
 
 

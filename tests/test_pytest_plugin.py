@@ -227,3 +227,29 @@ def test_compare_fail_catches_a_deliberate_slowdown(pytester, monkeypatch, tmp_p
     output = slowed.stdout.str() + slowed.stderr.str()
     assert "Performance has regressed" in output
     assert "Field 'median' has failed PercentageRegressionCheck" in output
+
+
+def test_the_interval_gate_is_the_compare_gate():
+    from bench.pytest_plugin import regression_line
+
+    base = [20.0 + 0.1 * (i % 5) for i in range(9)]
+    assert regression_line("t", [2 * x for x in base], base, 20).startswith("regression: t: 2.000x")
+    assert regression_line("t", [1.1 * x for x in base], base, 20) is None  # +10 %: below the threshold
+    assert regression_line("t", [x * (1.3 if i % 2 else 0.9) for i, x in enumerate(base)], base, 20) is None  # unclear
+
+
+def test_fail_on_regression_gates_on_the_interval_against_a_saved_baseline(pytester, monkeypatch, tmp_path):
+    pytester.makepyfile(SLOWED_BENCH)
+    saved = tmp_path / "baseline.json"
+    # 15 rounds: each median's interval drops the two slowest and fastest rounds (7 would be [min, max], and one
+    # round disturbed by the shared machine then hides any regression).
+    common = ["--xglm-bench-rounds=15", "--xglm-bench-warmup=1"]
+    pytester.runpytest(*common, f"--benchmark-json={saved}").assert_outcomes(passed=1)
+    gate = [f"--xglm-bench-baseline={saved}", "--xglm-bench-fail-on-regression=20"]
+    assert pytester.runpytest(*common, *gate).ret == pytest.ExitCode.OK
+    monkeypatch.setenv("INJECTED_SLOWDOWN_MS", "30")  # about +150%
+    slowed = pytester.runpytest(*common, *gate)
+    assert slowed.ret != pytest.ExitCode.OK
+    output = slowed.stdout.str()
+    assert "regression: test_fail_on_regression_gates_on_the_interval_against_a_saved_baseline.py::test_tiny" in output
+    assert "order statistics) beyond +20%" in output and "Traceback" not in output

@@ -1,11 +1,11 @@
-"""LatencyStats and ratio_ci95: golden numbers, numpy agreement, bootstrap invariants."""
+"""LatencyStats and ratio_interval: golden numbers, numpy agreement, order-statistic intervals and their levels."""
 
 import json
 
 import numpy as np
 import pytest
 
-from bench.measure.stats import LatencyStats, order_statistic_ci, ratio_ci95
+from bench.measure.stats import LatencyStats, order_statistic_ci, ratio_interval, sign_test_p
 
 MS = 1_000_000  # ns per ms
 
@@ -32,10 +32,13 @@ def test_ci_contains_median_and_narrows_with_more_samples():
     assert many.ci95_high_ms - many.ci95_low_ms < (few.ci95_high_ms - few.ci95_low_ms) / 4
 
 
-def test_bootstrap_is_deterministic_across_chunked_resampling():
-    # 2500 samples x 2000 resamples exceeds one chunk, so this also goes through the chunked path.
+def test_the_median_interval_is_two_order_statistics_with_its_exact_level():
     samples = np.random.default_rng(2).integers(1 * MS, 3 * MS, size=2500)
-    assert LatencyStats.from_ns(samples) == LatencyStats.from_ns(samples.tolist())
+    s = LatencyStats.from_ns(samples)
+    assert s == LatencyStats.from_ns(samples.tolist())
+    ordered = np.sort(samples) / MS
+    assert s.ci95_low_ms in ordered and s.ci95_high_ms in ordered
+    assert 0.95 <= s.ci_level < 0.96 and s.to_record()["latency_ms_ci_level"] == s.ci_level
 
 
 @pytest.mark.parametrize("n", [1, 20])
@@ -56,7 +59,7 @@ def test_to_record_keys_units_and_exact_ns_to_ms():
     tails = {f"latency_ms_p{q}{suffix}" for q in (90, 95, 99) for suffix in ("", "_ci95_low", "_ci95_high", "_note")}
     assert set(record) == {
         "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "latency_ms_min", "latency_ms_max",
-        "latency_ms_ci95_low", "latency_ms_ci95_high", "latency_cv", "latency_outliers", "latency_count",
+        "latency_ms_ci95_low", "latency_ms_ci95_high", "latency_ms_ci_level", "latency_cv", "latency_outliers", "latency_count",
         "measured_s",
     } | tails
     assert record["latency_ms_p99"] is None and record["latency_ms_p99_note"] == "p99 needs at least 662 samples, have 2"
@@ -80,27 +83,35 @@ def test_invalid_samples_raise(bad):
 def test_ratio_of_identical_distributions_contains_one():
     rng = np.random.default_rng(3)
     a, b = (rng.lognormal(np.log(4 * MS), 0.1, size=300) for _ in range(2))
-    ratio, low, high = ratio_ci95(a, b)
+    ratio, low, high, level = ratio_interval(a, b)
     assert low <= ratio <= high
     assert low < 1.0 < high
-    assert ratio_ci95(a, a)[0] == 1.0
+    assert 0.95 <= level < 1.0  # the product of the two medians' exact coverages
+    assert ratio_interval(a, a)[0] == 1.0
 
 
 def test_ratio_of_2x_slower_is_about_2_and_excludes_one():
     rng = np.random.default_rng(4)
     base = rng.lognormal(np.log(4 * MS), 0.1, size=300)
     slow = 2 * rng.lognormal(np.log(4 * MS), 0.1, size=300)
-    ratio, low, high = ratio_ci95(slow, base)
+    ratio, low, high, _ = ratio_interval(slow, base)
     assert ratio == pytest.approx(2.0, rel=0.05)
     assert 1.0 < low <= ratio <= high
-    assert ratio_ci95(slow, base) == (ratio, low, high)  # fixed seed: reproducible
 
 
 def test_ratio_rejects_empty_and_zero_baseline():
     with pytest.raises(ValueError):
-        ratio_ci95([], [1, 2])
+        ratio_interval([], [1, 2])
     with pytest.raises(ValueError):
-        ratio_ci95([1, 2], [0, 0, 0])
+        ratio_interval([1, 2], [0, 0, 0])
+
+
+def test_sign_test_is_exact_and_two_sided():
+    assert sign_test_p([1.1] * 6) == pytest.approx(2 / 64)  # all six above 1.0: the smallest p six rounds allow
+    assert sign_test_p([0.9] * 10) == pytest.approx(2 / 1024)
+    assert sign_test_p([1.1] * 9 + [0.9]) == pytest.approx(2 * 11 / 1024)
+    assert sign_test_p([1.1, 0.9] * 4) == 1.0
+    assert sign_test_p([1.0, 1.0]) == 1.0  # no signs
 
 
 @pytest.mark.parametrize("q, needed", [(90, 64), (95, 130), (99, 662)])

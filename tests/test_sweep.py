@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-import bench.backends
+from bench import plugins
 import bench.measure.passes
 import bench.run.sweep
 import bench.variants.registry
@@ -29,6 +29,13 @@ from bench.data.tasks import TASKS
 from reports.summary import RANDOM_WARNING, render_run
 
 BACKENDS = ("eager", "compile", "onnxruntime")
+
+
+def _replace_spec(monkeypatch, registry: dict, name: str, **hooks: str) -> None:
+    """Swap one hook of a declared method or backend for this test (the declaration is frozen data)."""
+    import dataclasses
+
+    monkeypatch.setitem(registry, name, dataclasses.replace(registry[name], **hooks))
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 LANGUAGES = ["en", "sw"]
 
@@ -266,7 +273,7 @@ def _raising_prepare(model, target, example, options, workdir, export_cache=None
 
 
 def test_failing_backend_becomes_failed_records(monkeypatch, tiny_config, tmp_path):
-    monkeypatch.setitem(bench.backends.BACKENDS, "onnxruntime", f"{__name__}:_raising_prepare")
+    _replace_spec(monkeypatch, plugins.backends(), "onnxruntime", prepare=f"{__name__}:_raising_prepare")
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, output = _sweep(config)
 
@@ -294,7 +301,7 @@ def _raising_builder(ctx):
 
 
 def test_variant_that_cannot_be_built_fails_its_cells(monkeypatch, tiny_config, tmp_path):
-    monkeypatch.setitem(bench.variants.registry.METHODS, "dense", f"{__name__}:_raising_builder")
+    _replace_spec(monkeypatch, plugins.methods(), "dense", build=f"{__name__}:_raising_builder")
     config = tiny_config(tmp_path / "runs", tmp_path / "cache", measure={"backends": ["eager", "onnxruntime"]})
     store, records, _ = _sweep(config)
     assert store.manifest()["status"] == "failed"  # nothing was measured: exit 1
@@ -342,7 +349,7 @@ def test_ctrl_c_keeps_finished_records_and_marks_the_run_incomplete(monkeypatch,
     # Two cheap cells: "compile" is served by the eager backend here. Both are prepared (their throughput, accuracy
     # and memory records are written at once); the interrupt comes in the rounds, so no latency record exists and
     # no cell is done: --resume measures both again.
-    monkeypatch.setitem(bench.backends.BACKENDS, "compile", "bench.backends.eager:prepare")
+    _replace_spec(monkeypatch, plugins.backends(), "compile", prepare="bench.backends.eager.runner:prepare")
     real_block = bench.measure.passes.time_block
     calls = []
 

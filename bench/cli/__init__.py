@@ -47,6 +47,9 @@ def run(
 
     with Guard() as guard:
         overrides: dict[str, Any] = {}
+        flags = {"output_dir": "--output-dir", "model.source": "--model", "measure.device": "--device", "name": "--name",
+                 "measure.isolation": "--isolation", "executor.kind": "--executor", "executor.address": "--ray-address",
+                 "measure.backends": "--backends", "keep_exports": "--keep-exports"}
         for key, value in (("output_dir", output_dir and str(output_dir)), ("model.source", model),
                            ("measure.device", device), ("name", name), ("measure.isolation", isolation),
                            ("executor.kind", executor or (ray_address and "ray")), ("executor.address", ray_address)):
@@ -69,7 +72,7 @@ def run(
             config = RunStore.open(resume).path / "config.toml"
             if not config.is_file():
                 raise BenchError(f"'{resume}' is not a run directory (no config.toml)")
-        cfg = load_config(config or packaged_config("default"), overrides)
+        cfg = load_config(config or packaged_config("default"), overrides, flags={k: flags[k] for k in overrides})
         if cfg.executor.kind == "ray":  # before the run directory exists
             from bench.run.executors.ray import check_config
 
@@ -111,6 +114,12 @@ def run(
 def report(run_dir: Path = typer.Argument(..., help="a run directory written by `bench run`")) -> None:
     """Render a run again from its records: terminal views, RUN_DIR/report.md, report.html and plots/."""
     with Guard(run_dir if run_dir.is_dir() else None):
+        from bench.run.store import RESULTS, RunStore
+
+        results = RunStore.open(run_dir).path / RESULTS
+        if not results.exists():  # a directory in its place is refused where the records are read
+            raise BenchError(f"'{results}' is missing: there are no records to render; the report files in "
+                             f"'{run_dir}' are left as they were")
         _render(run_dir)
 
 
@@ -133,7 +142,7 @@ def compare(
         from reports.compare import compare_runs, compared_line, gate_verdict, no_shared_cell, regressions
         from reports.compare_view import render_comparison
         from reports.cost import run_prices
-        from reports.cost_view import render_targets
+        from reports.cost_view import compares_targets, render_targets
         from reports.load import load_run
 
         if len(run_dirs) < 2:
@@ -146,7 +155,7 @@ def compare(
         console.print(compared_line(comparison), highlight=False)
         # A gate that compared nothing must not pass; without one, runs on different hardware may share no cell and
         # still be compared as targets (--price).
-        if not comparison.rows and (fail_on_regression is not None or not prices):
+        if not comparison.rows and (fail_on_regression is not None or not compares_targets(runs, prices, plots)):
             raise BenchError(no_shared_cell(comparison))
         if fail_on_regression is None:
             return

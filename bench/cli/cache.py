@@ -1,4 +1,4 @@
-"""`bench cache`: what the cache directory holds, per part and in bytes; verify it (artifacts and ONNX exports);
+"""`bench cache`: what the cache directory holds, per part and in bytes; verify it (artifacts, ONNX exports and calibrations);
 clear it, whole or only its exports.
 
 The cache ($BENCH_CACHE_DIR, else ~/.cache/xglm-bench, or a config's cache_dir) holds trained artifacts, ONNX
@@ -58,17 +58,19 @@ def cache_verify(
     remove_damaged: bool = typer.Option(False, "--remove-damaged", help="delete damaged entries (the next run rebuilds "
                                                                         "or re-exports them)"),
 ) -> None:
-    """Check every cached artifact and ONNX export against the sizes and hashes recorded when it was saved; exit 1 if
-    any is damaged."""
+    """Check every cached artifact and ONNX export against the sizes and hashes recorded when it was saved, and every
+    calibration file is whole; exit 1 if any is damaged."""
     with Guard():
         from bench.backends.onnxruntime.export_cache import verify_exports
+        from bench.measure.calibrate import verify_calibrations
         from bench.variants.artifacts import remove, verify_cache
 
         root = _root(cache_dir)
-        artifacts, exports = verify_cache(root), verify_exports(root)
-        results = artifacts + exports
+        artifacts, exports, calibrations = verify_cache(root), verify_exports(root), verify_calibrations(root)
+        results = artifacts + exports + calibrations
         damaged = [(path, problem) for path, problem in results if problem and not problem.startswith("unverified")]
         bad_exports = sum(1 for path, _ in damaged if path.parent.name == "exports")
+        bad_calibrations = sum(1 for path, _ in damaged if path.parent.name == "calibration")
         for path, problem in results:
             tone = "green" if problem is None else "yellow" if problem.startswith("unverified") else "red"
             console.print(f"[{tone}]{problem or 'ok'}[/]: {path}", highlight=False, soft_wrap=True)
@@ -76,11 +78,12 @@ def cache_verify(
             for path, _ in damaged:
                 remove(path)
         done = "removed" if remove_damaged else "damaged"
-        console.print(f"{len(artifacts)} artifacts and {len(exports)} exports in {root}; {len(damaged)} {done}",
-                      highlight=False)
+        console.print(f"{len(artifacts)} artifacts, {len(exports)} exports and {len(calibrations)} calibrations in "
+                      f"{root}; {len(damaged)} {done}", highlight=False)
     if damaged and not remove_damaged:
-        error(f"{len(damaged) - bad_exports} artifacts, {bad_exports} exports; `bench cache verify --remove-damaged` "
-              "deletes them and the next run rebuilds them", "damaged")
+        error(f"{len(damaged) - bad_exports - bad_calibrations} artifacts, {bad_exports} exports, {bad_calibrations} "
+              "calibrations; `bench cache verify --remove-damaged` deletes them and the next run rebuilds them",
+              "damaged")
         raise typer.Exit(1)
 
 

@@ -6,6 +6,7 @@ bench.run.outcome.EXIT_CODES."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,27 @@ from typer.exceptions import TyperException
 
 from bench.errors import BenchError, one_line
 
-# Piped or captured output (CI logs, files) would default to 80 columns and squeeze the tables.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Piped or captured output (CI logs, files) would default to 80 columns: 160 there, unless COLUMNS says otherwise
+# (Rich reads it), so `COLUMNS=80 bench run | less` renders for the terminal that shows it.
+def _width(stream) -> int | None:
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit() else 160
+
+
+class PipeSafeConsole(Console):
+    """A console whose reader went away (`bench run | head -1`) goes quiet instead of ending the process: Rich's
+    default raises SystemExit(1) from whatever print hit the broken pipe, which failed a run that was measuring
+    well. The run goes on, writes its records and files, and its exit status still says how it ended."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stream = sys.stderr if self.stderr else sys.stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # later writes, and the flush at exit, go nowhere instead of failing
+        os.close(devnull)
+
+
+console = PipeSafeConsole(width=_width(sys.stdout))
+err_console = PipeSafeConsole(stderr=True, width=_width(sys.stderr))
 
 
 def error(message: str, label: str = "error", style: str = "bold red") -> None:

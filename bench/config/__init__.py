@@ -12,7 +12,7 @@ from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, Tag
                       create_model, field_validator, model_validator)
 
 from bench import plugins
-from bench.config.toml import first_error, read_toml, with_overrides
+from bench.config.toml import first_error, read_toml, toml_path, with_overrides
 from bench.plugins.variant import TrainConfig, TrainOverrides, VariantBase
 from bench.plugins.spec import Strict as _Strict
 from bench.data.tasks import xglm_language_groups
@@ -126,7 +126,12 @@ class MeasureConfig(_Strict):
     min_time_s: float = Field(1.0, ge=0, description="timed seconds per cell and shape over all rounds, at least")
     max_time_s: float = Field(60.0, gt=0, description="stop the rounds once a cell has this much timed at a shape")
     target_ci_pct: float | None = Field(
-        None, gt=0, description="also go on until every paired ratio's 95% CI half-width is within this %")
+        None, gt=0, description="also go on until every paired ratio (vs dense and vs eager) resolves this %: its "
+                                "minimum detectable effect (the wider side of its >= 95 % interval) within it")
+    aa_control: Literal["one", "all", "off"] = Field(
+        "one", description="A/A twin of the dense reference (same artifact, a worker of its own) in every group: on "
+                           "the group's first backend (one), on every backend (all), or none (off); its interval "
+                           "half-width is the run's resolution floor (resolution_pct)")
     round_order: Literal["rotate", "shuffle"] = Field("rotate", description="cell order from round to round")
     reference_every: int = Field(
         2, ge=0, description="the dense reference runs again after every k of its cells in a round, so each is timed "
@@ -221,7 +226,7 @@ class CostConfig(_Strict):
 
 
 class SweepConfig(_Strict):
-    name: str = Field("sweep", pattern=r"^[\w.+-]+$")
+    name: str = Field("sweep", description="the run directory's suffix: letters, digits, _, ., + and -")
     seed: int = 0
     output_dir: str = "runs"
     cache_dir: str | None = Field(None, description="artifacts, exports and tokenizers; else env BENCH_CACHE_DIR or ~/.cache/xglm-bench")
@@ -242,6 +247,16 @@ class SweepConfig(_Strict):
     backend: BackendOptions = Field(default_factory=BackendOptions)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _directory_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[\w.+-]+", value) or value in (".", ".."):
+            raise ValueError("a run name becomes a directory name: use letters, digits, _, ., + and - only "
+                             "(no '/', no spaces), and not '.' or '..'")
+        return value
 
     @model_validator(mode="after")
     def _unique_variants(self) -> "SweepConfig":
@@ -274,16 +289,24 @@ class SweepConfig(_Strict):
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
-def parse_config(data: dict[str, Any], origin: str = "config") -> SweepConfig:
+def parse_config(data: dict[str, Any], origin: str = "config", flags: dict[str, str] | None = None) -> SweepConfig:
+    """Validate; a bad value is one line naming where it came from: the command-line option that set it (`flags`
+    maps a dotted key to its option, e.g. {"name": "--name"}), else `origin` (the config file)."""
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as exc:
-        raise BenchError(f"{origin}: {first_error(exc, SweepConfig)}") from None
+        loc = toml_path(tuple(part for part in exc.errors()[0]["loc"] if part != "[key]"))
+        flag = next((f for key, f in (flags or {}).items() if loc == key or loc.startswith((f"{key}.", f"{key}["))),
+                    None)
+        where = f"command-line option {flag}" if flag else origin
+        raise BenchError(f"{where}: {first_error(exc, SweepConfig)}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
-    """Read a TOML sweep file, apply dotted overrides ({"measure.device": "cuda"}), validate."""
-    return parse_config(with_overrides(read_toml(Path(path)), overrides or {}), origin=str(path))
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                flags: dict[str, str] | None = None) -> SweepConfig:
+    """Read a TOML sweep file, apply dotted overrides ({"measure.device": "cuda"}), validate; `flags` names the
+    command-line option of each override, for the error line."""
+    return parse_config(with_overrides(read_toml(Path(path)), overrides or {}), origin=str(path), flags=flags)
 
 
 def packaged_config(name: str = "default") -> Path:

@@ -5,6 +5,7 @@ closest known one."""
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,13 @@ from pydantic import BaseModel, ValidationError
 from bench.errors import BenchError, did_you_mean
 
 
+# A sweep file is a few kB; anything past this is not one (and /dev/zero would otherwise be read until memory ends).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(_config_text(path))
     except FileNotFoundError:
         raise BenchError(f"config file '{path}' not found") from None
     except IsADirectoryError:
@@ -27,6 +32,24 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise BenchError(f"cannot read config file '{path}': {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"config file '{path}' is not valid TOML: {exc}") from None
+
+
+def _config_text(path: Path) -> str:
+    """The file's text, refused before it is opened unless it is a regular file (a FIFO with no writer would block
+    in open(), a device would never end) and refused past MAX_CONFIG_BYTES however it grows while read."""
+    mode = path.stat().st_mode  # follows symlinks: a link to a regular file is fine
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise BenchError(f"config file '{path}' is {kind}; give a regular .toml file")
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BenchError(f"config file '{path}' is larger than {MAX_CONFIG_BYTES // (1 << 20)} MB; a sweep file is a "
+                         "few kB of TOML: give the right file")
+    return raw.decode("utf-8")
 
 
 def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

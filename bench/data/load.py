@@ -3,8 +3,9 @@
 Three sources: the Hugging Face hub, a local directory in the official distribution layouts
 (XNLI-1.0/, XNLI-MT-1.0/, x-final/), and a seeded generator for machines with neither (hub.py, local.py,
 synthetic.py). `auto` tries them in that order and records in `TaskData.notes` why each earlier one was skipped.
-It moves on only when a source is absent (SourceUnavailable: no network, no directory, no files); a source that is
-there but broken (a malformed row, an empty file) stops the run with an error naming the file and line.
+It moves on only when a source is absent (SourceUnavailable: no network, no directory set). A directory that is set
+but missing or without the task's files is bad input, as is a source that is there but broken (a malformed row, an
+empty file): the run stops with an error naming the directory, or the file and line.
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Callable
 
 from bench.data.examples import TaskData
 from bench.data.hub import load_hub
-from bench.data.local import HOW_TO_SET_DIR, load_local, resolve_data_dir
+from bench.data.local import HOW_TO_SET_DIR, load_local, require_data_dir
 from bench.data.synthetic import load_synthetic
 from bench.data.tasks import TaskSpec, get_task
 from bench.errors import BenchError, SourceUnavailable, did_you_mean
@@ -42,7 +43,7 @@ def load_task_data(
         if value is not None and value < 0:
             raise BenchError(f"{name} must be 0 or more (or unset for all), got {value}")
     wanted = _parse_languages(languages)
-    directory = resolve_data_dir(data_dir)
+    directory = require_data_dir(data_dir)
 
     def synthetic() -> TaskData:
         return load_synthetic(spec, wanted, eval_split, max_train, max_eval_per_language, seed)
@@ -85,10 +86,11 @@ def _load_auto(
     else:
         try:
             data = load_local(spec, directory, wanted, eval_split)
-            data.notes[:0] = skipped
-            return data
-        except SourceUnavailable as exc:
-            skipped.append(f"local: {exc}")
+        except SourceUnavailable as exc:  # a directory the user named that lacks the task: theirs to fix
+            raise BenchError(f"{exc}; the data directory was set, so it is not skipped: add the {spec.name} files, "
+                             f"or set data.source = \"synthetic\" for generated rows") from None
+        data.notes[:0] = skipped
+        return data
     data = synthetic()
     data.notes[:0] = skipped
     return data

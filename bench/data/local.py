@@ -24,6 +24,20 @@ def resolve_data_dir(configured: str | Path | None) -> Path | None:
     return Path(value.strip()).expanduser() if value.strip() else None
 
 
+def require_data_dir(configured: str | Path | None) -> Path | None:
+    """The local data directory as resolve_data_dir finds it; one the user set that is not a directory is bad input
+    (a relative path resolves against the working directory, which is what a copied README line gets wrong)."""
+    directory = resolve_data_dir(configured)
+    if directory is not None and not directory.is_dir():
+        origin = "data.data_dir in the config" if configured is not None else f"${DATA_DIR_ENV}"
+        where = "" if directory.is_absolute() else f" (resolved from {Path.cwd()}: {directory.resolve()})"
+        state = "is not a directory" if directory.exists() else "does not exist"
+        raise BenchError(f"{origin} = {str(directory)!r}{where} {state}: {HOW_TO_SET_DIR} to a folder in the "
+                         f"official layout (XNLI-1.0/, x-final/), or unset it (only with no directory set does "
+                         f"source 'auto' fall back to synthetic rows)")
+    return directory
+
+
 _XNLI_EVAL = "XNLI-1.0/xnli.{split}.tsv"
 _XNLI_TRAIN = "XNLI-MT-1.0/multinli/multinli.train.en.tsv"
 _PAWSX_DIR = "x-final"

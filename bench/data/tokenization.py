@@ -27,7 +27,11 @@ def load_tokenizer(
     source: ModelSource, *, texts: Sequence[str], cache_dir: Path, trust_remote_code: bool = False
 ) -> tuple[PreTrainedTokenizerFast, str]:
     """(tokenizer, one line saying where it came from). `texts` trains one when the model brings none."""
-    if source.kind != "random":
+    if source.kind == "local" and not tokenizer_files(Path(source.name)):
+        # transformers 5 builds an empty XGLMTokenizer (11 tokens) from config.json alone instead of failing, so the
+        # absence of tokenizer files is checked here, and a tokenizer is trained as for a random preset.
+        note = f"trained here (no tokenizer files in {source.name})"
+    elif source.kind != "random":
         offline = source.kind == "hub" and hub_unreachable()
         try:
             tok = AutoTokenizer.from_pretrained(
@@ -46,6 +50,15 @@ def load_tokenizer(
     vocab_size = backbone_config(source, trust_remote_code=trust_remote_code).vocab_size
     tok, key = trained_tokenizer(texts, vocab_size=min(vocab_size, 8192), cache_dir=cache_dir)
     return tok, f"{note}: unigram, {len(tok)} tokens, cache key {key}"
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model", "tokenizer.model",
+                   "spiece.model", "vocab.json", "vocab.txt")
+
+
+def tokenizer_files(directory: Path) -> list[str]:
+    """The tokenizer files a save_pretrained directory holds (none: the model came without a tokenizer)."""
+    return [name for name in TOKENIZER_FILES if (directory / name).is_file()]
 
 
 def _refuse_if_it_reads_nothing(tok, texts: Sequence[str], name: str) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench import atomic
 from bench.measure.device import device_name
 from bench.measure.gemm_libraries import library_tflops, theoretical_cpu_tflops_fp32
 from bench.model.dtypes import TORCH_DTYPES, apply_tf32_policy, tf32_unsupported
@@ -41,26 +43,64 @@ def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     return cache_dir / "calibration" / f"{key['device'].replace(':', '')}-{digest}.json"
 
 
-def load_or_measure(cache_dir: Path, device: str, threads: int, *, refresh: bool = False) -> dict[str, Any]:
+def load_or_measure(cache_dir: Path, device: str, threads: int, *, refresh: bool = False,
+                    note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The cached peaks of this environment, else measured and cached (atomically). A damaged cache file (cut off,
+    not JSON, another key) is measured again, with a note saying so, and replaced."""
     key = calibration_key(device, threads)
     path = cache_path(cache_dir, key)
     if path.is_file() and not refresh:
-        return json.loads(path.read_text())
+        problem = calibration_problem(path, key)
+        if problem is None:
+            return json.loads(path.read_text(encoding="utf-8"))
+        (note or _warn)(f"calibration cache {path} {problem}; measuring the peaks again")
     result = {**key, "measured_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **measure(device, threads)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    atomic.write_json(path, result)
     return result
+
+
+def calibration_problem(path: Path, key: dict[str, Any] | None = None) -> str | None:
+    """None for a whole calibration file (JSON with its key and a peak per dtype); else what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    if not isinstance(data, dict):
+        return "is not a JSON object"
+    missing = [k for k in (*(key or {}), *(f"peak_tflops_{name}" for name in TORCH_DTYPES), "peak_gbps") if k not in data]
+    if missing:
+        return f"lacks {', '.join(missing[:3])}"
+    if key is not None and any(data[k] != v for k, v in key.items()):
+        return "was measured for another environment"
+    return None
+
+
+def verify_calibrations(cache_dir: Path) -> list[tuple[Path, str | None]]:
+    """Every cached calibration file and its problem (None: whole), for `bench cache verify`."""
+    return [(path, calibration_problem(path)) for path in sorted((cache_dir / "calibration").glob("*.json"))]
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"note: {message}", file=sys.stderr)
 
 
 def sweep_peaks(mode: str, device: str, threads: int, cache_dir: Path, console) -> dict[str, Any] | None:
     """A sweep's peaks by its `measure.peaks` mode: measured once per machine if missing (auto), only if cached,
     or none (off)."""
-    cached = cache_path(cache_dir, calibration_key(device, threads)).is_file()
+    key = calibration_key(device, threads)
+    path = cache_path(cache_dir, key)
+    cached = path.is_file()
+    if mode == "cached" and cached and calibration_problem(path, key):
+        console.print(f"[yellow]note[/] calibration cache {path} {calibration_problem(path, key)}; measure.peaks = "
+                      "'cached' leaves % of peak out (`bench calibrate --refresh` measures again)")
+        return None
     if mode == "off" or (mode == "cached" and not cached):
         return None
     if not cached:
         console.print(f"calibrating {device} peaks once for this machine (bench calibrate)...")
-    return load_or_measure(cache_dir, device, threads)
+    return load_or_measure(cache_dir, device, threads, note=lambda line: console.print(f"[yellow]note[/] {line}"))
 
 
 def measure(device: str, threads: int) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 In each round every cell runs one block of iterations at each shape, in an order that rotates (or is shuffled,
 seeded) from round to round. A ratio between two cells is then taken round by round, each the ratio of the two
-blocks' medians, and summarised as the median of those per-round ratios with a 95% CI from a bootstrap over rounds
-(`paired_ratio`): a machine that slows down by 30% between round 2 and round 9 slows both cells of each round
+blocks' medians, and summarised as the median of those per-round ratios with a distribution-free interval over
+rounds (order statistics, at least 95 %, its exact coverage recorded; `paired_ratio`): a machine that slows down by 30% between round 2 and round 9 slows both cells of each round
 alike, and the ratio does not move. Per-cell statistics (p50, tails) stay over all of a cell's samples.
 
 Pairing cancels only what is shared by the two blocks, and a shared machine's speed also wanders over seconds:
@@ -30,9 +30,9 @@ from typing import Protocol
 
 import numpy as np
 
+from bench.measure.stats import median_interval, sign_test_p
+
 Shape = tuple[int, int]  # (batch_size, seq_len)
-_RESAMPLES = 2000
-_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,30 @@ class RoundsResult:
 
 @dataclass(frozen=True)
 class Ratio:
-    """median over rounds of median(reference block) / median(cell block), with a bootstrap 95% CI over rounds."""
+    """median over rounds of median(reference block) / median(cell block), with its order-statistic interval over
+    rounds (coverage `level`, marginal: it covers this ratio alone) and the sign test's p-value against 1.0."""
 
     value: float
     low: float
     high: float
     rounds: int
+    level: float = 0.95
+    p_value: float = 1.0
 
     @property
     def half_width_pct(self) -> float:
         return 100 * (self.high - self.low) / 2 / self.value
+
+    @property
+    def mde_pct(self) -> float | None:
+        """The smallest effect this ratio could have shown, in %: a true ratio that far from 1.0, with the same
+        spread of per-round ratios around it, puts the whole interval on one side of 1.0 (the wider side of the
+        interval, on the log scale). None where the interval cannot reach 95 % (fewer than 6 rounds): no effect
+        is detectable then."""
+        if self.level < 0.95 or self.low <= 0:
+            return None
+        wider = max(np.log(self.value / self.low), np.log(self.high / self.value))
+        return float(100 * np.expm1(wider))
 
 
 def round_order(names: Sequence[str], index: int, how: str, seed: int) -> list[str]:
@@ -205,33 +219,37 @@ def stop_reason(result: RoundsResult, active: list[str], shapes: Sequence[Shape]
             continue
         for shape in shapes:
             ratio = paired_ratio(result.blocks[reference][shape], result.blocks[cell][shape])
-            if ratio is None or ratio.half_width_pct > rule.target_ci_pct:
+            if ratio is None or ratio.mde_pct is None or ratio.mde_pct > rule.target_ci_pct:
                 return None
     return "target_ci_pct"
 
 
 def paired_ratio(reference: Sequence[Block], cell: Sequence[Block]) -> Ratio | None:
-    """Per round, median(reference) / median(cell) (above 1: the cell is faster); their median over rounds with a
-    percentile-bootstrap 95% CI (rounds resampled with replacement, fixed seed). None with fewer than 2 rounds.
-    Where the reference ran more than once in a round, the cell's block is paired with the geometric mean of the
-    reference blocks just before and just after it (the nearest one alone at either end); a cell with several
-    blocks in a round (a reference against its eager twin) gives that round the geometric mean of theirs."""
+    """Per round, median(reference) / median(cell) (above 1: the cell is faster); their median over rounds with the
+    order-statistic interval of that median (`median_interval`: [min, max] at 6 rounds, 96.9 %) and the sign test
+    against 1.0. None with fewer than 2 rounds."""
+    per_round = per_round_ratios(reference, cell)
+    rounds = len(per_round)
+    if rounds < 2:
+        return None
+    interval = median_interval(per_round)
+    return Ratio(float(np.median(per_round)), interval.low, interval.high, rounds, interval.level,
+                 sign_test_p(per_round))
+
+
+def per_round_ratios(reference: Sequence[Block], cell: Sequence[Block]) -> np.ndarray:
+    """One ratio median(reference) / median(cell) per round. Where the reference ran more than once in a round, the
+    cell's block is paired with the geometric mean of the reference blocks just before and just after it (the
+    nearest one alone at either end); a cell with several blocks in a round (a reference against its eager twin)
+    gives that round the geometric mean of theirs. Blocks not stamped by run_rounds pair the i-th of each."""
     if all(b.round >= 0 for b in (*reference, *cell)):
-        by_round: dict[int, list[float]] = {}  # a cell that itself runs several blocks a round: their geometric mean
+        by_round: dict[int, list[float]] = {}
         for block in cell:
             ratio = _round_ratio(reference, block)
             if ratio is not None:
                 by_round.setdefault(block.round, []).append(np.log(ratio))
-        per_round = np.exp([np.mean(logs) for logs in by_round.values()])
-    else:  # blocks not stamped by run_rounds: the i-th of each
-        per_round = np.array([r.median_ns / c.median_ns for r, c in zip(reference, cell)])
-    rounds = len(per_round)
-    if rounds < 2:
-        return None
-    rng = np.random.default_rng(_SEED)
-    medians = np.median(per_round[rng.integers(0, rounds, size=(_RESAMPLES, rounds))], axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return Ratio(float(np.median(per_round)), float(low), float(high), rounds)
+        return np.exp([np.mean(logs) for logs in by_round.values()]) if by_round else np.empty(0)
+    return np.array([r.median_ns / c.median_ns for r, c in zip(reference, cell)])
 
 
 def _round_ratio(reference: Sequence[Block], block: Block) -> float | None:

@@ -76,7 +76,19 @@ def backbone_config(source: ModelSource, *, trust_remote_code: bool = False) -> 
         config = AutoConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code, local_files_only=offline)
     if config.model_type != "xglm":
         raise BenchError(f"model '{source.name}' is a {config.model_type} model, not XGLM")
+    if not isinstance(config, XGLMConfig):  # trust_remote_code: the directory's own class, claiming to be xglm
+        raise BenchError(f"model '{source.name}': its code loads {type(config).__module__}.{type(config).__name__}, "
+                         "not transformers' XGLMConfig; this harness measures XGLM only: set "
+                         "model.trust_remote_code = false to use transformers' XGLM classes")
     return config
+
+
+def remote_code_files(source: ModelSource) -> list[str]:
+    """The Python files trust_remote_code would run: a local directory's *.py (a hub repository's are only known
+    once downloaded, so the repository is named instead)."""
+    if source.kind == "local":
+        return sorted(path.name for path in Path(source.name).glob("*.py"))
+    return []
 
 
 def load_backbone(source: ModelSource, *, seed: int = 0, trust_remote_code: bool = False) -> XGLMModel:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict
 class Strict(BaseModel):
     """An options model: unknown keys and bad values are errors, assignment is validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: inf and nan are refused in every float field (an lr of inf trains to NaN).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class MethodSpec:
     adds_prompt: bool = False  # puts P positions in front of the input (prefix or soft prompt)
     trains_on_base: bool = False  # `base` may name another variant whose frozen model it is trained on
     style: Style = field(default_factory=lambda: Style("other"))
+    record_keys: tuple[Any, ...] = ()  # bench.records.Key of each record field its hooks add
 
     @property
     def full_model(self) -> bool:
@@ -86,6 +88,7 @@ class BackendSpec:
     available: str | None = None
     uses_export_cache: bool = False
     style: Style = field(default_factory=lambda: Style("other"))
+    record_keys: tuple[Any, ...] = ()  # bench.records.Key of each record field its runner adds
 
     def names(self) -> list[str]:
         """Every name `measure.backends` accepts for it: the backend and each of its modes."""

@@ -65,12 +65,32 @@ class CellRunner:
         self.batches: dict[Shape, Any] = {}
         self.inputs: dict[Shape, Any] = {}
         self.counter = None
+        self.memory = None  # bench.run.memory_estimate.CellMemory, once the model is loaded
+        self.at: Shape | None = None  # the forward's shape now running, for an out-of-memory's message
+        self.notify = lambda shape, message: None  # the worker process tells its parent (a SIGKILL leaves no record)
+
+    def _running(self, shape: Shape) -> None:
+        self.at = shape
+        if self.memory is not None:
+            self.notify(shape, self.memory.oom(*shape))
+
+    def _failure(self, stage: str, exc: BaseException) -> str:
+        """A failed stage's error; an out-of-memory says at which shape, what was estimated and what was free."""
+        from bench.run.memory_estimate import is_oom, oom_message
+
+        if is_oom(exc):
+            if self.memory is not None and self.at is not None:
+                return self.memory.oom(*self.at)
+            return oom_message(*(self.at or (None, None)), None, None)
+        return f"{stage}: {type(exc).__name__}: {exc}"
 
     def prepare(self) -> Prepared:
         from bench.variants.artifacts import Artifact
         from bench.variants.registry import realize
         from sparsify.accounting import count
 
+        from bench.plugins import backend_kind
+        from bench.run.memory_estimate import CellMemory, free_bytes, runtime_bytes
         from bench.run.placement import pin, placement_fields
 
         task = self.task
@@ -78,6 +98,7 @@ class CellRunner:
         # every record says its TF32 policy and its threads and placement, skipped ones too
         base = dict(task.base) | tf32_fields(task.target.dtype) | placement_fields(task.target.threads,
                                                                                    task.measure.cpu_affinity)
+        runtime, free = runtime_bytes(task.target.device), free_bytes(task.target.device)
         try:
             model = Artifact.open(Path(task.artifact_path)).load_model()
             # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
@@ -85,8 +106,10 @@ class CellRunner:
             model, realized = realize(model, base["method"], task.target, base["backend"])
             counts = count(model)  # densities and MACs of exactly what is measured
             base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
+            self.memory = CellMemory(model, task.measure, task.max_length, task.target.dtype,
+                                     backend_kind(base["backend"]), task.target.device, runtime, free)
         except Exception as exc:
-            return self._stand_in(base, "failed", f"realize: {type(exc).__name__}: {exc}")
+            return self._stand_in(base, "failed", self._failure("realize", exc))
         example = task.evalset.fixed_batch(2, 16)
         cache = _CompileCache(Path(task.workdir))
         try:
@@ -99,7 +122,7 @@ class CellRunner:
         except SkipCell as exc:
             return self._stand_in(base, "skipped", str(exc))
         except Exception as exc:
-            return self._stand_in(base, "failed", f"prepare: {type(exc).__name__}: {exc}")
+            return self._stand_in(base, "failed", self._failure("prepare", exc))
         if base["backend"].startswith("compile"):
             for fields in (out.base, *out.records):
                 fields |= cache.fields()
@@ -111,10 +134,11 @@ class CellRunner:
         from bench.measure.roofline import forward_cost
 
         task, cfg, runner = self.task, self.task.measure, self.runner
+        self._running((cfg.throughput_batch_size, task.max_length))
         try:
             passed = eval_pass(runner, task.evalset, task.evalset.batches(cfg.throughput_batch_size))
         except Exception as exc:
-            return self._stand_in(base, "failed", f"evaluation pass: {type(exc).__name__}: {exc}")
+            return self._stand_in(base, "failed", self._failure("evaluation pass", exc))
         base |= parity(passed.logits, task.reference)
         out = Prepared("ok", base=base)
         if "throughput" in cfg.scenarios:
@@ -123,6 +147,7 @@ class CellRunner:
             _add(out, "accuracy", base | {"accuracy_by_language": task.evalset.accuracy_by_language(passed.logits.argmax(1))})
         for bs in cfg.batch_sizes:
             for seq in cfg.seq_lens:
+                self._running((bs, seq))
                 batch = task.evalset.fixed_batch(bs, seq)
                 shape_fields = records.shape_fields(batch, counts, base["speedup_mechanism"])
                 self.batches[(bs, seq)], self.inputs[(bs, seq)] = batch, runner.inputs(batch.input_ids, batch.attention_mask)
@@ -133,9 +158,11 @@ class CellRunner:
                 if "memory" in cfg.scenarios:
                     try:
                         _add(out, "memory", base | shape_fields | memory(runner, batch)
-                             | {"weight_bytes_in_memory": out.shapes[(bs, seq)]["weight_bytes_in_memory"]})
+                             | {"weight_bytes_in_memory": out.shapes[(bs, seq)]["weight_bytes_in_memory"]}
+                             | self.memory.fields(bs, seq))
                     except Exception as exc:
-                        _add(out, "memory", base | shape_fields, "failed", f"{type(exc).__name__}: {exc}")
+                        _add(out, "memory", base | shape_fields | self.memory.fields(bs, seq), "failed",
+                             self._failure("memory pass", exc).removeprefix("memory pass: "))
         try:
             runner.verify()  # compile: no frame ran eagerly in the passes and warm-ups above
         except Exception as exc:
@@ -155,8 +182,17 @@ class CellRunner:
         `min_time_s`; energy over the block's window where the device has a counter."""
         from bench.measure.passes import time_block
 
-        samples, energy_mj = time_block(self.runner, self.inputs[shape], self.task.measure, iters, min_time_s,
-                                        self.counter)
+        if shape != self.at:
+            self._running(shape)
+        try:
+            samples, energy_mj = time_block(self.runner, self.inputs[shape], self.task.measure, iters, min_time_s,
+                                            self.counter)
+        except Exception as exc:
+            from bench.run.memory_estimate import is_oom
+
+            if is_oom(exc):
+                raise MemoryError(self._failure("block", exc)) from exc
+            raise
         return Block(samples, energy_mj)
 
     def _stand_in(self, base: dict[str, Any], status: str, error: str) -> Prepared:

@@ -101,7 +101,9 @@ def git_state(package_dir: Path) -> dict[str, Any]:
         if ignored.returncode != 1:  # 0: ignored; 128: not a repository
             return nulls
         head = _git(root, "rev-parse", "HEAD")  # fails in a repository with no commits yet
-        status = _git(root, "status", "--porcelain")
+        # --no-optional-locks: a plain `git status` refreshes the index and so takes .git/index.lock, a write into
+        # the user's checkout (and a failure beside a running `git commit`).
+        status = _git(root, "--no-optional-locks", "status", "--porcelain")
     except (OSError, subprocess.SubprocessError):  # git missing or hung
         return nulls
     return {
@@ -110,8 +112,9 @@ def git_state(package_dir: Path) -> dict[str, Any]:
     }
 
 
-def fingerprint() -> dict[str, Any]:
-    """A flat, JSON-serialisable description of the machine, software stack and code version."""
+def fingerprint(onnxruntime: bool = True) -> dict[str, Any]:
+    """A flat, JSON-serialisable description of the machine, software stack and code version. onnxruntime=False
+    (a run with no ORT cell) leaves its providers null rather than importing it only to ask."""
     import bench
     from bench import plugins
 
@@ -138,7 +141,7 @@ def fingerprint() -> dict[str, Any]:
         **{f"{p.replace('-', '_')}_version": _safe(version, p) for p in _PACKAGES},
         # ORT's CPU and CUDA builds are separate distributions of one import name.
         "onnxruntime_version": _safe(version, "onnxruntime") or _safe(version, "onnxruntime-gpu"),
-        "onnxruntime_providers": _safe(_ort_providers),
+        "onnxruntime_providers": _safe(_ort_providers) if onnxruntime else None,
         "bench_version": bench.__version__,
         # the methods and backends this run could use, and the module that declares each (plug-ins included)
         "plugins": _safe(plugins.inventory),

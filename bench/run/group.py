@@ -5,20 +5,25 @@ in rounds (bench.measure.rounds). At most `max_live_workers` cells live at once;
 batches that each hold the reference cells (the dense variant on every backend of the batch), so every
 speedup_vs_dense is still paired within a batch. A cell measured in an earlier batch or an earlier run (resume)
 that is needed again as a reference is measured again without writing its records twice.
+
+Each batch also runs an A/A twin of its dense reference (`measure.aa_control`: on the batch's first backend, or on
+every backend): the same artifact in a worker process of its own, timed in the rounds beside the reference like any
+cell and paired with it. Its ratio should contain 1.0; its half-width is the resolution floor every record of the
+batch carries (bench.run.records.resolution_fields). It writes no records of its own.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.config import MeasureConfig
 from bench.measure.rounds import RoundsResult, StopRule, run_rounds
 from bench.run.cell import CellTask, Prepared
 from bench.run.progress import Progress
-from bench.run.records import latency_records
+from bench.run.records import latency_records, twin_id, twin_reference
 from bench.run.worker import LocalWorker, ProcessWorker
 
 Cell = tuple[str, str]  # (variant, backend)
@@ -85,7 +90,8 @@ def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, 
               sink: GroupSink, *, done: set[str], seed: int = 0, progress: Progress | None = None) -> None:
     """Measure a group: tasks are its cells in a stable order; `done` holds cell ids whose records exist."""
     by_cell = {(t.base["variant"], t.base["backend"]): t for t in tasks}
-    batches = plan_batches(list(by_cell), reference, max_live)
+    twins = len({b for _, b in by_cell}) if cfg.aa_control == "all" else 1 if cfg.aa_control == "one" else 0
+    batches = plan_batches(list(by_cell), reference, max(2, max_live - twins) if reference else max_live)
     # A batch runs unless every cell of it was finished before (resume); reference cells run in every batch.
     todo = [batch for batch in batches if any(by_cell[cell].cell_id not in done for cell in batch)]
     if progress is not None:
@@ -103,10 +109,11 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
         progress.batch_started(f"group {first['task']} {first['dtype']} batch {info['group_batch']}/{info['group_batches']}",
                                len(tasks))
     workers: list[LocalWorker | ProcessWorker] = []
+    twins = aa_twins(tasks, reference, cfg.aa_control)
     try:
         prepared: dict[str, Prepared] = {}
-        for task in tasks:
-            task.emit_prepared = task.cell_id not in done
+        for task in [*tasks, *twins.values()]:
+            task.emit_prepared = task.cell_id not in done and not task.base.get("aa_twin")  # a twin writes none
             where = "in its own process" if cfg.isolation == "process" else "in this process"
             sink.announce(f"{_label(task)}: preparing {where}")
             started = time.perf_counter()
@@ -122,12 +129,13 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
                           + cached + note + (f" ({outcome.error})" if outcome.error else ""))
             if progress is not None and task.emit_prepared:
                 progress.cell_prepared(time.perf_counter() - started)
-        ready = [w for w, t in zip(workers, tasks) if prepared[t.cell_id].status == "ok"]
+        ready = [w for w in workers if prepared[w.name].status == "ok"]
         result = RoundsResult(blocks={})
         if ready and "latency" in cfg.scenarios:
             shapes = [(b, s) for b in cfg.batch_sizes for s in cfg.seq_lens]
             sink.announce(f"timing {len(ready)} cells in interleaved rounds at {len(shapes)} shape(s)")
-            pairs = _pairs(tasks, reference)
+            pairs = _pairs(tasks, reference) + [((twin_reference(twin.cell_id), twin.cell_id), "dense")
+                                                for twin in twins.values()]
             result = run_rounds(ready, shapes, StopRule.from_config(cfg), pairs=[p for p, _ in pairs],
                                 order=cfg.round_order, seed=seed, on_round=_round_clock(progress),
                                 references={cell: ref for (ref, cell), vs in pairs if vs == "dense"},
@@ -136,12 +144,26 @@ def _run_batch(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig,
         finished = [task for task in tasks if task.emit_prepared]
         for task in finished:
             if "latency" in cfg.scenarios:
-                sink.measured(task, latency_records(task, tasks, prepared, result, reference, peaks, info))
+                sink.measured(task, latency_records(task, tasks, prepared, result, reference, peaks, info,
+                                                    {b: t.cell_id for b, t in twins.items() if prepared[t.cell_id].status == "ok"}))
         if progress is not None:
             progress.cells_done(len(finished))
     finally:
         for worker in workers:
             worker.close()
+
+
+def aa_twins(tasks: list[CellTask], reference: str | None, how: str) -> dict[str, CellTask]:
+    """backend -> the A/A twin of the batch's dense reference on it: on the first backend that has a reference cell
+    (how "one"), on every one ("all"), or none ("off"). A twin is the reference's task under its own id and scratch
+    directory, writing no records (emit_prepared False)."""
+    if not reference or how == "off":
+        return {}
+    references = [t for t in tasks if t.base["variant"] == reference]
+    chosen = references if how == "all" else references[:1]
+    return {t.base["backend"]: replace(t, cell_id=twin_id(t.cell_id), emit_prepared=False, workdir=f"{t.workdir}-aa",
+                                       base=t.base | {"aa_twin": True})
+            for t in chosen}
 
 
 def _round_clock(progress: Progress | None) -> Callable[[RoundsResult], None] | None:
@@ -173,4 +195,5 @@ def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[tuple[str
 
 def _label(task: CellTask) -> str:
     base = task.base
-    return f"  {base['variant']} {base['task']} {base['backend']} {base['dtype']}"
+    twin = " (A/A twin)" if base.get("aa_twin") else ""
+    return f"  {base['variant']}{twin} {base['task']} {base['backend']} {base['dtype']}"

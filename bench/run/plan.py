@@ -19,10 +19,11 @@ from bench.config import SweepConfig, VariantBase
 from bench.plugins import backend_kind
 from bench.data.examples import TaskData
 from bench.data.load import load_task_data
-from bench.data.local import resolve_data_dir
+from bench.data.local import require_data_dir
 from bench.data.tokenization import load_tokenizer
 from bench.errors import BenchError
 from bench.model.source import ModelSource, backbone_config
+from bench.run.memory_estimate import check_fits
 
 
 @dataclass
@@ -41,15 +42,19 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     check_device(cfg.measure.device)
     check_semi24(cfg, console)
     source = ModelSource.parse(cfg.model.source)
+    if cfg.model.trust_remote_code:
+        _warn_remote_code(source, console)
     backbone = backbone_config(source, trust_remote_code=cfg.model.trust_remote_code)
     _check_weights(source)
     _check_lengths(cfg, backbone.max_position_embeddings)
     _warn_padding(cfg, console)
+    _warn_untrained(cfg, console)
     for variant in cfg.variants:
         if getattr(variant, "prefix_artifact", None):
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
-    data_dir = resolve_data_dir(cfg.data.data_dir)
+    check_fits(cfg, backbone)  # a cell that cannot fit in memory, refused before anything is built
+    data_dir = require_data_dir(cfg.data.data_dir)
     data = {}
     for task in cfg.data.tasks:
         data[task] = load_task_data(
@@ -63,6 +68,24 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
     tokenizer, note = load_tokenizer(source, texts=texts, cache_dir=cache_dir, trust_remote_code=cfg.model.trust_remote_code)
     threads = cfg.measure.threads or psutil.cpu_count(logical=False) or 1
     return Plan(source, data, tokenizer, note, threads, cache_dir)
+
+
+def _warn_untrained(cfg: SweepConfig, console: Console) -> None:
+    """train.steps = 0 builds untrained variants (speed-only): their accuracy is chance, said once, and every record
+    carries trained: false."""
+    untrained = [v.name for v in cfg.variants if cfg.train_for(v).steps == 0]
+    if untrained:
+        console.print(f"[yellow]warning[/] train.steps = 0: {', '.join(untrained)} are not trained (records say "
+                      "trained: false); their accuracy is chance, their speed is what it measures")
+
+
+def _warn_remote_code(source: ModelSource, console: Console) -> None:
+    from bench.model.source import remote_code_files
+
+    files = remote_code_files(source)
+    what = (", ".join(files) + f" in {source.name}") if files else (
+        f"the Python files of the hub repository '{source.name}'" if source.kind == "hub" else "no files (none found)")
+    console.print(f"[yellow]warning[/] model.trust_remote_code = true: transformers will import and run {what}")
 
 
 def _check_lengths(cfg: SweepConfig, positions: int) -> None:
@@ -83,10 +106,31 @@ def _check_weights(source: ModelSource) -> None:
     not a failed build in every cell."""
     if source.kind != "local":
         return
-    for path in sorted(Path(source.name).glob("*.safetensors")):
+    safetensors = sorted(Path(source.name).glob("*.safetensors"))
+    for path in safetensors:
         problem = artifacts.safetensors_problem(path)
         if problem:
             raise BenchError(f"model directory '{source.name}': {problem}; download or save the model again")
+    if not safetensors:  # transformers reads pickled weights (pytorch_model*.bin) only where there is no safetensors
+        for path in sorted(Path(source.name).glob("pytorch_model*.bin")):
+            _check_pickle(path)
+
+
+def _check_pickle(path: Path) -> None:
+    """A pickled checkpoint is read with torch.load(weights_only=True), which refuses (never runs) anything but
+    tensors; refused here in one line, memory-mapped so a large file costs no memory, instead of failing in the build
+    with torch's advice to turn the protection off."""
+    import pickle
+
+    try:
+        torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise BenchError(f"model directory '{path.parent}': {path.name} is a pickle that holds more than tensors, and "
+                         "code in it is never run; convert the weights to safetensors (model.safetensors) where they "
+                         "came from, or use a checkpoint of tensors only") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise BenchError(f"model directory '{path.parent}': {path.name} is unreadable ({type(exc).__name__}); "
+                         "download or save the model again") from None
 
 
 def _warn_padding(cfg: SweepConfig, console: Console) -> None:

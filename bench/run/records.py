@@ -22,7 +22,7 @@ from bench.records import REQUIRED_KEYS, SCHEMA_VERSION
 
 SAMPLES_KEPT = 1000  # raw latency samples stored per record (evenly thinned beyond), for bootstrap ratios
 # Fields that belong to one seed's artifact, not to the variant as a whole.
-PER_SEED_KEYS = {"seed", "artifact_key", "artifact_built_this_run", "train_s", "train_steps", "train_final_loss"}
+PER_SEED_KEYS = {"seed", "artifact_key", "artifact_built_this_run", "train_s", "train_steps", "trained", "train_final_loss"}
 
 
 def make_record(**fields: Any) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def artifact_fields(model, artifact, built: bool) -> dict[str, Any]:
         "artifact_built_this_run": built,
         "train_s": train.get("seconds"),
         "train_steps": train.get("steps"),
+        "trained": None if train.get("steps") is None else train.get("steps", 0) > 0,
         "train_final_loss": train.get("final_loss"),
         **extra,
     }
@@ -94,10 +95,12 @@ def shape_fields(batch, counts, mechanism: str) -> dict[str, Any]:
             "real_tokens": batch.real_tokens, **counts.fields(int(seq), mechanism)}
 
 
-def latency_records(task, tasks, prepared, result, reference: str | None, peaks, info: dict[str, Any]) -> list[dict[str, Any]]:
+def latency_records(task, tasks, prepared, result, reference: str | None, peaks, info: dict[str, Any],
+                    twins: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One cell's latency records from its batch's rounds: per shape, statistics over all of its samples, ratios
     paired round by round with its references measured in the same rounds (dense on the same backend, the same
-    variant on eager), energy over its blocks, the roofline, and how the rounds went."""
+    variant on eager), energy over its blocks, the roofline, how the rounds went, and the run's resolution floor
+    from the A/A twins (`twins`: backend -> the twin's cell id)."""
     from bench.measure.calibrate import roofline_fields  # torch: imported here, so reports can read records without it
     from bench.measure.stats import LatencyStats
 
@@ -124,10 +127,13 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
         fields |= rounds_fields(result, task.cell_id, shape, refs["dense"] or task.cell_id)
         fields |= paired_fields("vs_dense", result, refs["dense"], task.cell_id, shape)
         fields |= paired_fields("vs_eager", result, refs["eager"], task.cell_id, shape)
+        fields |= resolution_fields(result, twins, backend, shape)
         if (prep.base.get("prompt_length") or 0) > 0 and fields.get("speedup_vs_dense"):
             fields |= {"prefix_overhead_vs_dense": 1 / fields["speedup_vs_dense"],
                        "prefix_overhead_vs_dense_ci95_low": _inverse(fields.get("speedup_vs_dense_ci95_high")),
                        "prefix_overhead_vs_dense_ci95_high": _inverse(fields.get("speedup_vs_dense_ci95_low"))}
+            fields |= {f"prefix_overhead_vs_dense_{k}": fields.get(f"speedup_vs_dense_{k}")
+                       for k in ("ci_level", "p_value", "mde_pct")}
         out.append({**fields, "scenario": "latency", "status": "ok", "error": None})
     return out
 
@@ -143,7 +149,10 @@ def latency_fields(stats, samples_ns: np.ndarray, shaped: dict[str, Any]) -> dic
 
 def paired_fields(name: str, result, reference_id: str | None, cell_id: str, shape) -> dict[str, Any]:
     """speedup_<name> = median over rounds of median(reference block) / median(this cell's block), with its
-    bootstrap CI over rounds; 1.0 for the reference itself; null with a note when it could not be paired."""
+    order-statistic interval over rounds (`_ci95_low/_high`: at least 95 %, the exact coverage in `_ci_level`;
+    marginal, for this ratio alone), the sign test's p-value against 1.0 (`_p_value`, for the Findings' Holm
+    procedure) and the smallest effect it could have shown (`_mde_pct`); 1.0 for the reference itself; null with a
+    note when it could not be paired."""
     from bench.measure.rounds import paired_ratio
 
     key = f"speedup_{name}"
@@ -155,7 +164,48 @@ def paired_fields(name: str, result, reference_id: str | None, cell_id: str, sha
     if ratio is None:
         why = result.lost.get(reference_id, "its reference was not measured in the same rounds")
         return {key: None, f"{key}_note": f"not paired: {why}"}
-    return {key: ratio.value, f"{key}_ci95_low": ratio.low, f"{key}_ci95_high": ratio.high}
+    return {key: ratio.value, f"{key}_ci95_low": ratio.low, f"{key}_ci95_high": ratio.high,
+            f"{key}_ci_level": ratio.level, f"{key}_p_value": ratio.p_value, f"{key}_mde_pct": ratio.mde_pct,
+            "ratio_ci_method": RATIO_CI_METHOD}
+
+
+RATIO_CI_METHOD = ("order statistics of the per-round ratios (binomial, distribution-free); marginal: each interval "
+                   "covers its own ratio")
+
+
+def resolution_fields(result, twins: dict[str, str] | None, backend: str, shape) -> dict[str, Any]:
+    """The run's resolution floor from its A/A twin: the dense reference measured again in a worker of its own,
+    paired with the reference like any cell. Its ratio should contain 1.0 (`aa_ratio*`); its interval's half-width
+    (`resolution_pct`) is the smallest effect this group's ratios resolve. The twin of this record's backend where
+    there is one (measure.aa_control = "all"), else the group's one twin; `aa_backend` says which."""
+    from bench.measure.rounds import paired_ratio
+
+    if not twins:
+        return {}
+    twin_backend = backend if backend in twins else next(iter(twins))
+    twin = twins[twin_backend]
+    reference = twin_reference(twin)
+    blocks = result.blocks.get(twin, {}).get(shape, [])
+    ratio = paired_ratio(result.blocks.get(reference, {}).get(shape, []), blocks) if blocks else None
+    if ratio is None:
+        why = result.lost.get(twin, "the A/A twin was not measured in these rounds")
+        return {"aa_backend": twin_backend, "resolution_pct": None, "resolution_note": f"no floor: {why}"}
+    return {"aa_backend": twin_backend, "aa_ratio": ratio.value, "aa_ratio_ci95_low": ratio.low,
+            "aa_ratio_ci95_high": ratio.high, "aa_ratio_ci_level": ratio.level, "aa_ratio_p_value": ratio.p_value,
+            "aa_significant": not ratio.low <= 1.0 <= ratio.high, "resolution_pct": ratio.half_width_pct}
+
+
+def twin_id(reference_id: str) -> str:
+    """The cell id of a reference's A/A twin."""
+    return f"{reference_id}{_TWIN}"
+
+
+def twin_reference(twin: str) -> str:
+    """The reference cell id of an A/A twin's id."""
+    return twin.removesuffix(_TWIN)
+
+
+_TWIN = "~aa"
 
 
 def rounds_fields(result, cell_id: str, shape, reference_id: str) -> dict[str, Any]:

@@ -92,14 +92,12 @@ class RunStore(RunDir):
         self.write_text(name, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
     def write_text(self, name: str, text: str) -> None:
-        """Atomically (a temporary file, then a rename); a failed write leaves no temporary file behind."""
-        tmp, target = self.path / f".{name}.tmp", self.path / name
-        try:
-            with named_errors(target):
-                tmp.write_text(text, encoding="utf-8")
-                tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Atomically (bench.atomic); a failed write leaves the old file and no temporary file behind."""
+        from bench import atomic
+
+        target = self.path / name
+        with named_errors(target):
+            atomic.write_text(target, text)
 
     # ---------------------------------------------------------------------------------------------- state
 

@@ -40,7 +40,7 @@ from bench.run.executors import Executor, PendingBuild, make_executor
 from bench.run.group import GroupSink
 from bench.run.outcome import fail, finish, interrupt_reason
 from bench.run.plan import Plan, preflight
-from bench.run.progress import Progress
+from bench.run.progress import PIPED_PROGRESS_INTERVAL_S, Progress
 from bench.run.store import RunStore, now_utc
 from bench.run.variant_build import SeedJob
 
@@ -68,7 +68,7 @@ def run_sweep(cfg: SweepConfig, console: Console, resume: Path | None = None, re
     try:
         if resume is None:
             store.write_text("config.toml", cfg.to_toml())
-            store.write_json("env.json", fingerprint())
+            store.write_json("env.json", fingerprint(onnxruntime="onnxruntime" in cfg.measure.backends))
         Sweep(cfg, plan, store, console, executor).run()
         finish(store)  # complete, complete_with_failures or failed, from the records
     except KeyboardInterrupt as exc:
@@ -108,7 +108,8 @@ class Sweep:
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
         cells = len(plan.data) * len(cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
-                                 say=console.print)
+                                 say=console.print, max_rounds=cfg.measure.max_rounds,
+                                 min_interval_s=0.0 if console.is_terminal else PIPED_PROGRESS_INTERVAL_S)
 
     def run(self) -> None:
         # Cells' scratch files (compile caches, ORT profiles) live apart from the run directory and go with the run;

@@ -37,7 +37,7 @@ class LocalWorker:
         try:
             return self.cell.block(shape, iters, min_time_s)
         except Exception as exc:
-            raise CellLost(f"{type(exc).__name__}: {exc}") from exc
+            raise CellLost(_error_line(exc, traced=False)) from exc
 
     def close(self) -> None:
         self.cell = None  # the runner and its model go with it
@@ -48,6 +48,7 @@ class ProcessWorker:
 
     def __init__(self, task: CellTask, timeout_s: float) -> None:
         self.name, self.task, self.timeout_s = task.cell_id, task, timeout_s
+        self.running: str | None = None  # the child's out-of-memory line for the forward it runs now
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_main, args=(child, task, os.getpid()), daemon=True,
@@ -76,7 +77,7 @@ class ProcessWorker:
             raise CellLost(self._death()) from None
         reply = self._receive("block")
         if reply[0] == "error":
-            raise CellLost(f"cell process error: {reply[1]}")
+            raise CellLost(reply[1] if reply[1].startswith("out of memory") else f"cell process error: {reply[1]}")
         return reply[1]
 
     def _receive(self, what: str) -> tuple:
@@ -85,12 +86,22 @@ class ProcessWorker:
                 self.kill()
                 raise CellLost(f"cell exceeded its time limit of {self.timeout_s:.0f} s (measure.cell_timeout_s) "
                                f"in its {what} and was killed")
-            return self.conn.recv()
+            reply = self.conn.recv()
+            while reply[0] == "at":  # the child starts a forward at a new shape: what an OOM there would say
+                self.running = reply[2]
+                if not self.conn.poll(self.timeout_s):
+                    self.kill()
+                    raise CellLost(f"cell exceeded its time limit of {self.timeout_s:.0f} s (measure.cell_timeout_s) "
+                                   f"in its {what} and was killed")
+                reply = self.conn.recv()
+            return reply
         except (EOFError, ConnectionResetError):
             raise CellLost(self._death()) from None
 
     def _death(self) -> str:
         self.process.join(5)
+        if self.process.exitcode == -signal.SIGKILL and self.running:
+            return f"{self.running}: the cell's process was killed by SIGKILL, as the kernel's OOM killer does"
         return f"cell process died ({exit_reason(self.process.exitcode)})"
 
     def close(self) -> None:
@@ -153,6 +164,7 @@ def _main(conn, task: CellTask, parent: int) -> None:
 
     torch.set_num_threads(task.target.threads)
     cell = CellRunner(task)
+    cell.notify = lambda shape, oom_line: conn.send(("at", shape, oom_line))
     try:
         conn.send(("prepared", cell.prepare()))
         while True:
@@ -163,7 +175,7 @@ def _main(conn, task: CellTask, parent: int) -> None:
             try:
                 conn.send(("block", cell.block(shape, iters, min_time_s)))
             except Exception as exc:
-                conn.send(("error", _one_line(exc)))
+                conn.send(("error", _error_line(exc)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # the parent is gone or ending us
     except Exception as exc:
@@ -177,6 +189,13 @@ def _main(conn, task: CellTask, parent: int) -> None:
 
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} ({traceback.format_exc().strip().splitlines()[-1]})"
+
+
+def _error_line(exc: BaseException, traced: bool = True) -> str:
+    """A block's failure; the cell's own out-of-memory line (bench.run.memory_estimate) as it is."""
+    if isinstance(exc, MemoryError) and str(exc).startswith("out of memory"):
+        return str(exc)
+    return _one_line(exc) if traced else f"{type(exc).__name__}: {exc}"
 
 
 def _die_with_parent(parent: int) -> None:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from bench.config import TrainConfig
+from bench.errors import BenchError
 from bench.measure.timing import stopwatch
 from bench.data.tokenization import pad_batch
 
@@ -85,9 +86,13 @@ def train_classifier(
                 input_ids, attention_mask = pad_batch([ids[r] for r in rows], pad_id)
                 logits = model(input_ids.to(device), attention_mask.to(device))
                 loss = nn.functional.cross_entropy(logits.float(), label_tensor[rows].to(device))
+                if not torch.isfinite(loss):
+                    raise NonFiniteTraining(description, loss.item(), result.steps + 1, total, cfg)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                if not torch.isfinite(norm):
+                    raise NonFiniteTraining(description, float(norm), result.steps + 1, total, cfg, "gradient norm")
                 optimizer.step()
                 schedule.step()
                 result.steps += 1
@@ -102,5 +107,16 @@ def train_classifier(
                     progress.update(bar, loss=f"{mean:.4f}")
                 progress.advance(bar)
     result.seconds = elapsed.seconds
+    if any(not torch.isfinite(p).all() for p in params):  # the last step's update, which no later loss saw
+        raise NonFiniteTraining(description, float("nan"), result.steps, total, cfg, "weights")
     model.eval()
     return result
+
+
+class NonFiniteTraining(BenchError):
+    """Training diverged: the build fails at that step and nothing is cached (the artifact is saved after training)."""
+
+    def __init__(self, description: str, value: float, step: int, total: int, cfg: TrainConfig,
+                 what: str = "loss") -> None:
+        super().__init__(f"{description}: the {what} became {value} at step {step} of {total} (train.lr {cfg.lr:g}); "
+                         "training diverged and nothing was cached: lower the learning rate or max_grad_norm")

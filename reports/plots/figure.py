@@ -58,8 +58,21 @@ def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (6.0
     return fig, list(axes.flat)
 
 
+def _matplotlib_cache() -> None:
+    """matplotlib caches its font list in MPLCONFIGDIR, else ~/.config/matplotlib: a write outside the run and the
+    harness's cache. Unless the user chose a directory, it goes into the harness's cache (before the first import)."""
+    import os
+    import sys
+
+    if "matplotlib" not in sys.modules and "MPLCONFIGDIR" not in os.environ:
+        from bench.variants.artifacts import default_cache_dir
+
+        os.environ["MPLCONFIGDIR"] = str(default_cache_dir() / "matplotlib")
+
+
 def rendered(build, *args: Any):
     """Call a figure builder under the report style; the style must also hold while saving."""
+    _matplotlib_cache()
     import matplotlib
 
     with matplotlib.rc_context(STYLE):

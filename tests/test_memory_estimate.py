@@ -1,0 +1,69 @@
+"""The memory estimate (bench.run.memory_estimate): exact parameter counts, the largest batch that fits, and the
+estimate within 2x of the measured peak on random:tiny and random:small for every backend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tomli_w
+import torch
+from typer.testing import CliRunner
+from transformers import XGLMModel
+
+from bench.cli import app
+from bench.model.source import PRESETS, preset_config
+from bench.run import memory_estimate as me
+from bench.run.store import RunStore
+from tinydata import tiny_sweep
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_parameter_count_is_xglm_counted_on_the_meta_device(preset):
+    config = preset_config(preset)
+    with torch.device("meta"):
+        model = XGLMModel(config)
+    counted = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    assert me.parameter_count(config) == counted + 3 * (config.d_model + 1)
+
+
+def test_the_largest_batch_that_fits_fits_and_one_more_does_not():
+    shape = me.Shape.of(preset_config("small"))
+    free = 8 * me.GiB
+    est = me.estimate(shape, [(10**6, 128)], "fp32", "eager", runtime=300 * me.MB)
+    fits = est.largest_batch(free)
+    assert fits > 0
+    at = lambda b: me.estimate(shape, [(b, 128)], "fp32", "eager", runtime=300 * me.MB).total  # noqa: E731
+    assert at(fits) <= me.HEADROOM * free < at(fits + 1)
+
+
+def test_a_prefix_and_ort_cost_more_and_half_precision_less():
+    shape = me.Shape.of(preset_config("small"))
+    plain = me.estimate(shape, [(8, 128)], "fp32", "eager", runtime=0).total
+    assert me.estimate(shape, [(8, 128)], "fp32", "eager", runtime=0, prefix=16).total > plain
+    assert me.estimate(shape, [(8, 128)], "fp32", "onnxruntime", runtime=0).total > plain
+    assert me.estimate(shape, [(8, 128)], "bf16", "eager", runtime=0).total == pytest.approx(plain / 2, rel=1e-6)
+
+
+def test_oom_is_recognised_and_worded():
+    assert me.is_oom(MemoryError()) and not me.is_oom(ValueError("x"))
+    assert me.oom_message(8, 128, 1.5 * me.GiB, 2 * me.GiB) == "out of memory at batch 8 x 128 (estimated 1.50 GiB, free 2.00 GiB)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_the_estimate_is_within_2x_of_the_measured_peak(preset, tmp_path, bench_env, generated_data_dir):
+    config = tiny_sweep(tmp_path / "runs", tmp_path / "cache", generated_data_dir, model={"source": f"random:{preset}"},
+                        measure={"backends": ["eager", "compile", "onnxruntime"], "scenarios": ["memory", "throughput"],
+                                 "batch_sizes": [1, 8], "seq_lens": [32], "isolation": "process"})
+    path = tmp_path / "sweep.toml"
+    path.write_text(tomli_w.dumps(config))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    memory = [r for r in RunStore(run).records() if r["scenario"] == "memory"]
+    assert len(memory) == 6
+    for record in memory:
+        ratio = record["estimated_peak_memory_mb"] / record["peak_memory_mb"]
+        assert 0.5 <= ratio <= 2.0, json.dumps({k: record[k] for k in ("backend", "batch_size", "peak_memory_mb",
+                                                                       "estimated_peak_memory_mb")})
