@@ -18,6 +18,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from reports.backend_gap import gap_sentences
 from reports.cells import Record, Speedup, accuracy_rows, per_cell, reference_backend, row_key
 from reports.claims import ClaimRule, resolution
 from reports.method_style import SPARSE_METHODS
@@ -56,6 +57,7 @@ def findings(records: list[Record]) -> list[str]:
     out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
     if dense:
         out += _backends(by_variant[dense], dense, rule)
+        out += gap_sentences(by_variant[dense], rule)  # each backend gap's cause: the libraries behind the linears
     out += _accuracy(records)
     out += _drift(list(cells.values()))
     return out

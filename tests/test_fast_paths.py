@@ -169,7 +169,7 @@ def test_backend_names_accept_compile_modes_and_refuse_others():
     cfg = parse_config({"measure": {"backends": ["eager", "compile", "compile:reduce-overhead", "compile:max-autotune"]}})
     assert cfg.measure.backends[2] == "compile:reduce-overhead" and backend_kind(cfg.measure.backends[3]) == "compile"
     assert set(backend_names()) >= {"eager", "compile", "onnxruntime", "compile:max-autotune"}
-    with pytest.raises(BenchError, match=r"unknown backend 'compile:fast'; did you mean 'compile:default'\? available: eager, compile, "):
+    with pytest.raises(BenchError, match=r"unknown backend 'compile:fast'; did you mean 'compile:default'\? available: eager, eager:onednn, compile, "):
         parse_config({"measure": {"backends": ["compile:fast"]}})
     with pytest.raises(BenchError, match="repeated entries"):
         parse_config({"measure": {"backends": ["compile:max-autotune", "compile:max-autotune"]}})

@@ -140,6 +140,9 @@ class MeasureConfig(_Strict):
     max_live_workers: int | None = Field(
         None, ge=2, description="cells alive at once (default: what fits in memory); larger groups run in batches")
     threads: int | None = Field(None, ge=1, description="torch and ONNX Runtime intra-op threads; default: physical cores")
+    cpu_affinity: list[int] | None = Field(
+        None, description="pin each cell's worker to these CPU ids (os.sched_setaffinity, numactl -C style); "
+                          "default: not pinned, the OS places it")
     isolation: Literal["process", "none"] = Field("process", description="each cell in its own process, or all in this one")
     cell_timeout_s: float = Field(3600.0, gt=0, description="a cell still running after this long is killed and failed")
     peaks: Literal["auto", "cached", "off"] = Field(
@@ -151,6 +154,13 @@ class MeasureConfig(_Strict):
         if any(v < 1 for v in values):
             raise ValueError(f"every value must be >= 1, got {values}")
         return values
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _cores_exist(cls, cores: list[int] | None) -> list[int] | None:
+        from bench.run.placement import check_cores
+
+        return None if cores is None else check_cores(cores)
 
     @field_validator("scenarios")
     @classmethod

@@ -123,7 +123,8 @@ def _path(settings: Settings, area: str, backend: str, target: Target, model, me
             return checks
         p50_s, timing = _timing(area, runner, inputs)
         checks += [timing, _memory(area, runner, inputs), _energy(area, runner, inputs, batch[0].shape[0]),
-                   _percent_of_peak(area, model, target, batch[0].shape, p50_s, settings)]
+                   _percent_of_peak(area, model, target, batch[0].shape, p50_s, settings,
+                                    runner.info.get("linear_library"))]
     except Exception as exc:
         checks.append(failed(area, "run", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
     return checks
@@ -202,18 +203,25 @@ def _energy(area: str, runner, inputs, batch_size: int) -> Check:
     return (passed if 0.05 * limit <= watts <= 1.1 * limit else failed)(area, "energy", detail)
 
 
-def _percent_of_peak(area: str, model, target: Target, shape, p50_s: float, settings: Settings) -> Check:
+def _percent_of_peak(area: str, model, target: Target, shape, p50_s: float, settings: Settings,
+                     library: str | None = None) -> Check:
     from bench.measure.calibrate import roofline_fields
     from bench.measure.roofline import forward_cost
 
     peaks = settings.peaks.get(target.device)
     if not peaks:
         return skipped(area, "% of peak", settings.peaks_reason or "no calibrated peaks")
-    fields = roofline_fields(forward_cost(model, int(shape[0]), int(shape[1]), target.torch_dtype), p50_s, target.dtype, peaks)
+    fields = roofline_fields(forward_cost(model, int(shape[0]), int(shape[1]), target.torch_dtype), p50_s, target.dtype,
+                             peaks, library)
     percent = fields["percent_of_peak"]
     if percent is None:
         return skipped(area, "% of peak", f"no calibrated {target.dtype} peak on {target.device}")
-    detail = f"{percent:.1f}% of the {fields['bound']} roof ({fields['achieved_tflops']:.3f} TFLOP/s)"
+    detail = f"{percent:.1f}% of the {fields['bound']} roof ({fields['achieved_tflops']:.3f} TFLOP/s"
+    if fields.get("peak_library"):
+        detail += f", peak from {fields['peak_library']}"
+    if fields.get("percent_of_library_peak") is not None:
+        detail += f"; {fields['percent_of_library_peak']:.1f}% of its own {library}"
+    detail += ")"
     if fields.get("peak_note"):
         detail += f": {fields['peak_note']} (bench calibrate --refresh)"
     return (passed if percent <= 100 else failed)(area, "% of peak", detail)

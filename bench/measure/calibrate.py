@@ -20,6 +20,7 @@ import torch
 
 from bench import atomic
 from bench.measure.device import device_name
+from bench.measure.gemm_libraries import library_tflops, theoretical_cpu_tflops_fp32
 from bench.model.dtypes import TORCH_DTYPES, apply_tf32_policy, tf32_unsupported
 from bench.measure.timing import time_iterations
 
@@ -27,7 +28,9 @@ GEMM_SIZE = {"cpu": 2048, "cuda": 8192}
 COPY_MB = {"cpu": 256, "cuda": 2048}
 
 
-CALIBRATION_VERSION = 2  # 2: fp32 under the TF32-off policy, and a tf32 peak on CUDA
+# 2: fp32 under the TF32-off policy, and a tf32 peak on CUDA. 3: the best of every GEMM library (torch's BLAS,
+# oneDNN, ONNX Runtime's MLAS), each recorded, and a theoretical CPU peak.
+CALIBRATION_VERSION = 3
 
 
 def calibration_key(device: str, threads: int) -> dict[str, Any]:
@@ -110,8 +113,16 @@ def measure(device: str, threads: int) -> dict[str, Any]:
             peaks[f"peak_tflops_{name}"] = None  # no TF32 here: tf32 cells are skipped
             continue
         apply_tf32_policy(name)
-        peaks[f"peak_tflops_{name}"] = _gemm_tflops(device, dtype)
+        by_library, skipped = _gemm_tflops(device, dtype)
+        best = max(by_library, key=by_library.get) if by_library else None
+        peaks[f"peak_tflops_{name}"] = by_library[best] if best else None
+        peaks[f"peak_library_{name}"] = best
+        peaks[f"peak_tflops_{name}_by_library"] = by_library
+        if skipped:
+            peaks[f"gemm_skipped_{name}"] = skipped
     apply_tf32_policy("fp32")
+    if _kind(device) == "cpu":
+        peaks |= theoretical_cpu_tflops_fp32(threads)
     return {**peaks, "peak_gbps": _copy_gbps(device), "copy_mb": COPY_MB[_kind(device)], "tf32_policy":
             "peak_tflops_fp32 with TF32 off, peak_tflops_tf32 with TF32 on"}
 
@@ -136,13 +147,9 @@ def _gemm_size(device: str, dtype: torch.dtype, target_s: float = 0.05) -> int:
     return max(n, min(GEMM_SIZE[_kind(device)], fitting))
 
 
-def _gemm_tflops(device: str, dtype: torch.dtype) -> float:
-    n = _gemm_size(device, dtype)
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    samples = time_iterations(lambda: torch.mm(a, b), synchronize=_sync(device), cuda_events=_kind(device) == "cuda",
-                              warmup=2, min_iters=5, min_time_s=0.5, max_time_s=20.0)
-    return float(2 * n**3 / (samples.min() / 1e9) / 1e12)
+def _gemm_tflops(device: str, dtype: torch.dtype) -> tuple[dict[str, float], dict[str, str]]:
+    """TFLOP/s per GEMM library (bench.measure.gemm_libraries) at the dtype's size, and the libraries left out."""
+    return library_tflops(device, dtype, _gemm_size(device, dtype), _sync(device))
 
 
 def _copy_gbps(device: str) -> float:
@@ -154,12 +161,15 @@ def _copy_gbps(device: str) -> float:
     return float(2 * src.numel() * src.element_size() / (samples.min() / 1e9) / 1e9)
 
 
-def roofline_fields(cost, latency_s: float, dtype: str, peaks: dict[str, Any] | None) -> dict[str, Any]:
-    """achieved TFLOP/s and GB/s of one forward, % of the measured peak, and which roof bounds it."""
+def roofline_fields(cost, latency_s: float, dtype: str, peaks: dict[str, Any] | None,
+                    library: str | None = None) -> dict[str, Any]:
+    """achieved TFLOP/s and GB/s of one forward, % of the machine's peak (the best GEMM library measured here), %
+    of the peak of `library` (the one that ran the cell's linears), and which roof bounds it."""
     achieved_tflops = cost.flops_executed / latency_s / 1e12
     achieved_gbps = cost.min_bytes / latency_s / 1e9
     fields: dict[str, Any] = {"achieved_tflops": achieved_tflops, "achieved_gbps": achieved_gbps,
-                              **cost.record(), "percent_of_peak": None, "bound": None}
+                              **cost.record(), "percent_of_peak": None, "bound": None,
+                              "linear_library": library, "percent_of_library_peak": None}
     peak_tflops = (peaks or {}).get(f"peak_tflops_{dtype}")
     if peak_tflops:
         ridge = peak_tflops * 1e12 / (peaks["peak_gbps"] * 1e9)  # FLOPs per byte where the roofs meet
@@ -167,9 +177,14 @@ def roofline_fields(cost, latency_s: float, dtype: str, peaks: dict[str, Any] | 
         roof = peak_tflops if bound == "compute" else cost.intensity * peaks["peak_gbps"] / 1e3
         percent = 100 * achieved_tflops / roof
         fields.update(percent_of_peak=percent, bound=bound, peak_tflops=peak_tflops,
+                      peak_library=peaks.get(f"peak_library_{dtype}"),
                       peak_gbps=peaks["peak_gbps"], ridge_flops_per_byte=ridge)
+        own = (peaks.get(f"peak_tflops_{dtype}_by_library") or {}).get(library)
+        if own:
+            own_roof = min(own, roof) if bound == "memory" else own
+            fields.update(library_peak_tflops=own, percent_of_library_peak=100 * achieved_tflops / own_roof)
         if percent > 100:
-            # A model cannot beat a peak measured on the same machine; the calibration ran slow (a loaded
+            # A model cannot beat the best GEMM measured on the same machine; the calibration ran slow (a loaded
             # machine, other threads): `bench calibrate --refresh` on a quiet machine.
             fields["peak_note"] = f"above the calibrated peak ({percent:.0f}%): recalibrate on a quiet machine"
     return fields

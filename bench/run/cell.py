@@ -92,9 +92,13 @@ class CellRunner:
 
         from bench.plugins import backend_kind
         from bench.run.memory_estimate import CellMemory, free_bytes, runtime_bytes
+        from bench.run.placement import pin, placement_fields
 
         task = self.task
-        base = dict(task.base) | tf32_fields(task.target.dtype)  # every record says its TF32 policy, skipped ones too
+        pin(task.measure.cpu_affinity)  # before the model's threads start: OpenMP's and ORT's pools inherit it
+        # every record says its TF32 policy and its threads and placement, skipped ones too
+        base = dict(task.base) | tf32_fields(task.target.dtype) | placement_fields(task.target.threads,
+                                                                                   task.measure.cpu_affinity)
         runtime, free = runtime_bytes(task.target.device), free_bytes(task.target.device)
         try:
             model = Artifact.open(Path(task.artifact_path)).load_model()

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from bench.measure import device
+from bench.measure.cpu_info import libraries_fingerprint
 
 # Distribution names, not import names: versions come from metadata, without importing anything.
 _PACKAGES = ("transformers", "onnx", "onnxscript", "tokenizers", "torch-pruning", "peft", "numpy")
@@ -126,6 +127,8 @@ def fingerprint(onnxruntime: bool = True) -> dict[str, Any]:
         "python_version": platform.python_version(),
         "cpu_model": device.cpu_model(),
         "cpu_flags": _safe(device.cpu_flags),
+        # vendor/family/model/microarchitecture, SMT, NUMA, torch's BLAS, oneDNN version and ISA, ORT's build
+        **(_safe(libraries_fingerprint) or {}),
         "cpu_cores_physical": _safe(psutil.cpu_count, False),
         "cpu_cores_logical": _safe(psutil.cpu_count, True),
         "memory_total_gib": round(memory.total / 2**30, 2) if memory else None,

@@ -125,7 +125,8 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
         samples = np.concatenate([b.samples_ns for b in blocks])
         stats = LatencyStats.from_ns(samples)
         fields |= latency_fields(stats, samples, shaped) | energy_fields(blocks, shaped["batch_size"], prep.base)
-        fields |= roofline_fields(shaped["cost"], stats.p50_ms / 1e3, task.target.dtype, peaks)
+        fields |= roofline_fields(shaped["cost"], stats.p50_ms / 1e3, task.target.dtype, peaks,
+                                  library=prep.base.get("linear_library"))
         fields |= rounds_fields(result, task.cell_id, shape, refs["dense"] or task.cell_id)
         fields |= paired_fields("vs_dense", result, refs["dense"], task.cell_id, shape)
         fields |= paired_fields("vs_eager", result, refs["eager"], task.cell_id, shape)

@@ -35,7 +35,8 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     opts = options.compile
     module = placed_copy(model, target)
     compiled, limit_note = compile_module(module, mode=opts.mode, dynamic=opts.dynamic, fullgraph=opts.fullgraph)
-    runner = CompiledRunner(compiled, target, cudagraphs=target.is_cuda and opts.mode in CUDAGRAPH_MODES)
+    runner = CompiledRunner(compiled, target, cudagraphs=target.is_cuda and opts.mode in CUDAGRAPH_MODES,
+                            freezing=opts.freezing)
     inputs = runner.inputs(*example)
     # The first call traces and generates code; later shapes recompile during the cell's own warm-up.
     with stopwatch(runner.synchronize) as first_call:
@@ -43,8 +44,21 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     runner.build_seconds["compile_s"] = first_call.seconds
     runner.info.update(compile_mode=opts.mode, compile_dynamic=opts.dynamic, compile_fullgraph=opts.fullgraph,
                        compile_recompile_limit=RECOMPILE_LIMIT, compile_recompile_limit_note=limit_note,
-                       compile_cudagraphs=runner.cudagraphs)
+                       compile_cudagraphs=runner.cudagraphs, compile_freezing=opts.freezing,
+                       linear_library=compiled_linear_library(target, opts.freezing, opts.dynamic))
     return runner
+
+
+def compiled_linear_library(target: Target, freezing: bool, dynamic: bool | None) -> str:
+    """The library inductor hands CPU linears to: torch's BLAS (extern mm) without freezing; with it, MKL's packed
+    GEMM for fp32 where torch has MKL and the batch is static, else oneDNN (inductor's mkldnn_fusion rules)."""
+    import torch
+
+    from bench.measure.gemm_libraries import torch_library
+
+    if target.is_cuda or not freezing:
+        return torch_library(target.device)
+    return "mkl" if target.dtype == "fp32" and torch._C.has_mkl and dynamic is not True else "onednn"
 
 
 def compile_module(module: torch.nn.Module, *, mode: str = "default", dynamic: bool | None = None,
@@ -93,9 +107,9 @@ class DynamoCounts:
 class CompiledRunner(TorchRunner):
     """A compiled module that counts its recompiles and refuses to hand out results computed eagerly."""
 
-    def __init__(self, module: Any, target: Target, *, cudagraphs: bool = False) -> None:
+    def __init__(self, module: Any, target: Target, *, cudagraphs: bool = False, freezing: bool = False) -> None:
         super().__init__("compile", module, target)
-        self.cudagraphs = cudagraphs
+        self.cudagraphs, self.freezing = cudagraphs, freezing
         self.warmup_per_shape = CUDAGRAPH_WARMUP if cudagraphs else 1
         self._start = DynamoCounts.now()
 
@@ -103,6 +117,11 @@ class CompiledRunner(TorchRunner):
         if self.cudagraphs:
             # A new step for cudagraph trees: the previous output may be overwritten (logits() copied it already).
             torch.compiler.cudagraph_mark_step_begin()
+        if self.freezing:  # inductor reads its config at each (re)compile; patched per call, not process-wide
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(freezing=True):
+                return super().__call__(inputs)
         return super().__call__(inputs)
 
     def runtime_info(self) -> dict[str, Any]:

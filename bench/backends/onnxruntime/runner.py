@@ -80,6 +80,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
         onnx_opset=ort_options.opset, ort_skip_layer_norm=skip_ln, ort_fused_ops=exported.fused_ops,
         onnx_bytes=exported.bytes, **cache_fields,
         ort_provider_options=ort_session.provider_options(target), ort_output_dtype="float32",
+        linear_library="mlas" if not target.is_cuda else "cublas",
         **({"ort_preload_dlls": preloaded} if preloaded else {}), **ort_session.placement_fields(placement),
     )
     return runner
