@@ -38,6 +38,19 @@ def _section(title: str, *keys: Key) -> list[Key]:
     return [Key(k.name, k.type, k.unit, k.doc, k.required, title) for k in keys]
 
 
+def _paired(name: str, doc: str, required: bool = False) -> list[Key]:
+    """A ratio paired round by round and the keys every such ratio carries (bench.run.records.paired_fields)."""
+    return [
+        Key(name, float, "ratio", doc, required),
+        Key(f"{name}_ci95_low", float, "ratio", f"lower bound of {name}'s interval (at least 95 %)"),
+        Key(f"{name}_ci95_high", float, "ratio", f"upper bound of {name}'s interval (at least 95 %)"),
+        Key(f"{name}_ci_level", float, "probability", f"exact coverage of {name}'s interval (marginal: this ratio alone)"),
+        Key(f"{name}_p_value", float, "probability", f"two-sided exact sign test of {name} == 1.0 over rounds (Holm in the Findings)"),
+        Key(f"{name}_mde_pct", float, "%", f"smallest effect {name} could have shown at its round count (null below 6 rounds)"),
+        Key(f"{name}_note", str, "", f"why {name} is null (its reference was not paired)"),
+    ]
+
+
 STATUS = Literal["ok", "failed", "skipped"]
 SCENARIO = Literal["latency", "throughput", "memory", "accuracy"]
 
@@ -148,10 +161,7 @@ KEYS: list[Key] = [
         Key("sparse_kernel_calibration", str, "", "auto: the calibration file the break-even densities come from"),
         Key("sparse_kernel_calibration_measured", list[str], "", "auto: the calibration entries this cell measured (the rest were cached)"),
         Key("weight_bytes", int, "bytes", "bytes of the weights as the realised model holds them (sparse: values plus int32 indices)"),
-        Key("speedup_vs_control", float, "ratio", "the masked-dense control's latency over this kernel cell's: the kernel's own gain"),
-        Key("speedup_vs_control_ci95_low", float, "ratio", "lower bound of speedup_vs_control's 95% CI"),
-        Key("speedup_vs_control_ci95_high", float, "ratio", "upper bound of speedup_vs_control's 95% CI"),
-        Key("speedup_vs_control_note", str, "", "why speedup_vs_control is null (its control was not paired)"),
+        *_paired("speedup_vs_control", "the masked-dense control's latency over this kernel cell's: the kernel's own gain"),
     ),
     *_section(
         "Backend build and settings",
@@ -252,26 +262,10 @@ KEYS: list[Key] = [
     ),
     *_section(
         "Ratios paired round by round (median over rounds, order-statistic interval over rounds, >= 95 %, marginal)",
-        Key("speedup_vs_dense", float, "ratio", "dense on the same backend's latency over this cell's (>1: faster); 1.0 for dense itself", True),
-        Key("speedup_vs_dense_ci95_low", float, "ratio", "lower bound of speedup_vs_dense's 95% CI"),
-        Key("speedup_vs_dense_ci95_high", float, "ratio", "upper bound of speedup_vs_dense's 95% CI"),
-        Key("speedup_vs_dense_note", str, "", "why speedup_vs_dense is null (its reference was not paired)"),
-        Key("speedup_vs_eager", float, "ratio", "the same variant on eager's latency over this cell's (>1: faster)"),
-        Key("speedup_vs_eager_ci95_low", float, "ratio", "lower bound of speedup_vs_eager's 95% CI"),
-        Key("speedup_vs_eager_ci95_high", float, "ratio", "upper bound of speedup_vs_eager's 95% CI"),
-        Key("speedup_vs_eager_note", str, "", "why speedup_vs_eager is null (its reference was not paired)"),
-        Key("prefix_overhead_vs_dense", float, "ratio", "a prompt variant's latency over dense's (1 / speedup_vs_dense)"),
-        Key("prefix_overhead_vs_dense_ci95_low", float, "ratio", "lower bound of prefix_overhead_vs_dense's 95% CI"),
-        Key("prefix_overhead_vs_dense_ci95_high", float, "ratio", "upper bound of prefix_overhead_vs_dense's 95% CI"),
-        Key("speedup_vs_dense_ci_level", float, "probability", "exact coverage of speedup_vs_dense's interval (marginal: this ratio alone)"),
-        Key("speedup_vs_dense_p_value", float, "probability", "two-sided exact sign test of speedup_vs_dense == 1.0 over rounds (Holm in the Findings)"),
-        Key("speedup_vs_dense_mde_pct", float, "%", "smallest effect speedup_vs_dense could have shown at its round count (null below 6 rounds)"),
-        Key("speedup_vs_eager_ci_level", float, "probability", "exact coverage of speedup_vs_eager's interval (marginal: this ratio alone)"),
-        Key("speedup_vs_eager_p_value", float, "probability", "two-sided exact sign test of speedup_vs_eager == 1.0 over rounds (Holm in the Findings)"),
-        Key("speedup_vs_eager_mde_pct", float, "%", "smallest effect speedup_vs_eager could have shown at its round count (null below 6 rounds)"),
-        Key("prefix_overhead_vs_dense_ci_level", float, "probability", "exact coverage of prefix_overhead_vs_dense's interval (marginal: this ratio alone)"),
-        Key("prefix_overhead_vs_dense_p_value", float, "probability", "two-sided exact sign test of prefix_overhead_vs_dense == 1.0 over rounds (Holm in the Findings)"),
-        Key("prefix_overhead_vs_dense_mde_pct", float, "%", "smallest effect prefix_overhead_vs_dense could have shown at its round count (null below 6 rounds)"),
+        *_paired("speedup_vs_dense", "dense on the same backend's latency over this cell's (>1: faster); 1.0 for dense itself",
+                 required=True),
+        *_paired("speedup_vs_eager", "the same variant on eager's latency over this cell's (>1: faster)"),
+        *_paired("prefix_overhead_vs_dense", "a prompt variant's latency over dense's (1 / speedup_vs_dense)"),
         Key("ratio_ci_method", str, "", "how the paired ratios' intervals are built, and that they are marginal"),
         Key("aa_backend", str, "", "the backend of the A/A twin whose floor this record carries"),
         Key("aa_ratio", float, "ratio", "the A/A twin's paired ratio vs the dense reference (should contain 1.0)"),

@@ -19,6 +19,7 @@ accounting), so backends and accounting never learn how it multiplies.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -80,10 +81,9 @@ class CompressedLinear(nn.Module):
     def __init__(self, linear: nn.Linear, layout: Layout) -> None:
         super().__init__()
         weight = linear.weight.detach()
-        if layout.kernel == "csr":
-            sparse = weight.to_sparse_csr()
-        else:
-            sparse = weight.to_sparse_bsr(layout.blocksize)
+        with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state": known, and said in DESIGN.md
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            sparse = weight.to_sparse_csr() if layout.kernel == "csr" else weight.to_sparse_bsr(layout.blocksize)
         self.layout = layout
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("crow", sparse.crow_indices().to(torch.int32))

@@ -266,6 +266,41 @@ def test_bad_kernel_is_refused_before_the_run_directory_exists(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.usefixtures("bench_env")
+def test_a_sweep_writes_the_kernel_cell_beside_its_control_with_its_paired_gain(tmp_path):
+    """Through `bench run`: the kernel cell's record passes the schema with every paired key (the kernel's own gain
+    vs its control included), its accuracy is the control's (evaluated on the kernel model), the Findings give
+    its curve and the report draws it."""
+    import tomli_w
+
+    from bench.run.store import RunStore
+    from helpers import invoke
+    from tinydata import tiny_sweep, write_layouts
+
+    data = write_layouts(tmp_path / "data")
+    config = tmp_path / "sweep.toml"
+    config.write_text(tomli_w.dumps(tiny_sweep(
+        tmp_path / "runs", tmp_path / "cache", data,
+        variants=[{"name": "dense-ft", "method": "dense"},
+                  {"name": "u90", "method": "unstructured", "sparsity": 0.9, "kernels": ["csr"]}],
+        measure={"scenarios": ["latency", "accuracy"], "min_rounds": 6, "aa_control": "off"})))
+    result = invoke("run", config)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    records = RunStore(run).records()
+    (kernel,) = [r for r in records if r["variant"] == "u90@csr" and r["scenario"] == "latency"]
+    assert kernel["sparse_kernel"] == "csr" and kernel["kernel_control"] == "u90"
+    assert kernel["speedup_vs_control"] > 0 and kernel["speedup_vs_control_ci_level"] >= 0.95
+    assert kernel["speedup_vs_control_ci95_low"] <= kernel["speedup_vs_control"] <= kernel["speedup_vs_control_ci95_high"]
+    assert sum(kernel["sparse_kernel_linears"].values()) == len(kernel["sparse_kernel_by_linear"])
+    (control,) = [r for r in records if r["variant"] == "u90" and r["scenario"] == "latency"]
+    assert control["sparse_kernel"] == "dense" and kernel["weight_bytes"] < control["weight_bytes"]
+    accuracy = {r["variant"]: r["accuracy_by_language"] for r in records if r["scenario"] == "accuracy"}
+    assert accuracy["u90@csr"] == accuracy["u90"]
+    assert "unstructured through CSR on eager (cpu):" in " ".join(result.stdout.split())
+    assert (run / "plots" / "latency_vs_sparsity.png").is_file()
+
+
 # ------------------------------------------------------------------------------------------------- CUDA
 
 
