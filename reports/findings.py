@@ -48,12 +48,12 @@ def findings(records: list[Record]) -> list[str]:
     # the tables, since their ratio vs dense mixes the two.
     sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
               and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")
-              and not by_variant[v][0].get("kernel_control")]  # kernel cells: in their curve's sentence below
+              and not _kernel_cell(by_variant[v][0])]  # kernel cells: in their curve's sentence below
     prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
     labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
-    controls = {r["kernel_control"] for r in cells.values() if r.get("kernel_control")}
+    controls = {r["kernel_control"] for r in cells.values() if _kernel_cell(r)}
     out += [_sparse_sentence(labels[v], by_variant[v], rule, v in controls) for v in sparse]
-    out += _kernel_curves([r for r in cells.values() if r.get("kernel_control")], rule, device)
+    out += _kernel_curves([r for r in cells.values() if _kernel_cell(r)], rule, device)
     out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
     if dense:
         out += _backends(by_variant[dense], dense, rule)
@@ -92,6 +92,11 @@ def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule, has_kernels
                                    "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"},
                     rule, "speedup_vs_dense")
     return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
+
+
+def _kernel_cell(record: Record) -> bool:
+    """A cell that ran a masked variant through a sparse kernel (its control ran the zeros dense)."""
+    return record.get("sparse_kernel") not in (None, "dense")
 
 
 def _kernel_curves(rows: list[Record], rule: ClaimRule, device: str) -> list[str]:

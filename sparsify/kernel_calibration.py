@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sparsify.kernels import CompressedLinear, Layout
+from sparsify.kernels import PRODUCT_VERSION, CompressedLinear, Layout
 
 DENSITIES = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)  # high to low
 TOKENS = (64, 512)
@@ -36,7 +36,7 @@ PAIRS = 9  # alternating dense / sparse calls per point, after two warm-up calls
 def calibration_key(device: str, dtype: torch.dtype, threads: int) -> dict[str, Any]:
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else _cpu_model()
     return {"kind": "sparse-kernels", "device": device, "device_name": name, "threads": threads,
-            "torch": torch.__version__, "dtype": str(dtype).removeprefix("torch.")}
+            "torch": torch.__version__, "dtype": str(dtype).removeprefix("torch."), "product": PRODUCT_VERSION}
 
 
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:

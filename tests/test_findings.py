@@ -194,7 +194,8 @@ def test_each_kernel_gets_its_curve_and_break_even_and_its_control_says_so():
                                (0.95, 2.4, (2.3, 2.5))):
         name = f"unstructured-{sparsity * 100:.0f}"
         records.append(latency(name, "eager", "unstructured", 1.0, (0.98, 1.02), sparsity=sparsity,
-                               speedup_mechanism="none", speedup_mechanism_reason="zeros are multiplied: dense"))
+                               speedup_mechanism="none", speedup_mechanism_reason="zeros are multiplied: dense",
+                               sparse_kernel="dense", kernel_control=name))  # as the sweep writes a control
         records.append(latency(f"{name}@csr", "eager", "unstructured", gain, ci, sparsity=sparsity,
                                sparse_kernel="csr", kernel_control=name, speedup_mechanism="sparse_kernel"))
     lines = findings(records)
