@@ -19,6 +19,7 @@ from bench.cli import app
 from helpers import plain
 from bench.config import load_config, packaged_config, read_toml
 from bench.run.sweep import run_sweep
+from sparsify.methods import kernel_cells
 
 PLOTS = ("latency_vs_sparsity", "pareto", "prefix_overhead", "accuracy_vs_sparsity")
 
@@ -62,9 +63,13 @@ def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
     cfg, store, _ = default_run
     records = store.records()
     assert store.manifest()["status"] == "complete"
-    assert {r["variant"] for r in records} == {v["name"] for v in read_toml(packaged_config("default"))["variants"]}
+    # Each masked variant is measured as its control and through auto (the default kernel): `<name>@auto`.
+    cells = {name for v in cfg.variants for name, _ in kernel_cells(v)}
+    assert {v["name"] for v in read_toml(packaged_config("default"))["variants"]} < cells
+    assert {r["variant"] for r in records} == cells and {"unstructured-50@auto", "semi24@auto"} < cells
     latency = [r for r in records if r["scenario"] == "latency"]
-    assert len(latency) == len(cfg.variants) * 2 and all(r["status"] == "ok" for r in latency)
+    assert len(latency) == len(cells) * 2 and all(r["status"] == "ok" for r in latency)
+    assert {r["sparse_kernel"] for r in latency if r["variant"].endswith("@auto")} == {"auto"}
     assert {r["measure_scheme"] for r in latency} == {"interleaved rounds"}
     for r in latency:
         if r["method"] == "dense":
@@ -74,7 +79,8 @@ def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
     pt = [r for r in latency if r["method"] == "prompt"]
     assert all(r["prefix_overhead_vs_dense"] == pytest.approx(1 / r["speedup_vs_dense"]) for r in pt)
     assert {r["speedup_mechanism"] for r in latency if r["method"] == "structured"} == {"smaller_gemm"}
-    assert {r["speedup_mechanism"] for r in latency if r["method"] in ("unstructured", "semi24")} == {"none"}
+    assert {r["speedup_mechanism"] for r in latency if r["method"] in ("unstructured", "semi24")
+            and r["sparse_kernel"] == "dense"} == {"none"}
     assert {r["scenario"] for r in records} == {"latency", "throughput", "memory", "accuracy"}
 
 
