@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsify.masks import is_semi24
+from sparsify.realize import semi24_unsupported
 from sparsify.kernels import COMPRESSED, CompressedLinear, KernelSkipped, Layout, unsupported
 from sparsify.targets import decoder_linears
 
@@ -61,8 +63,11 @@ def realize_masked(model: nn.Module, target, backend: str, options=None) -> tupl
     if opts.kernel == "dense":
         where = ("ONNX Runtime densifies sparse initializers and runs dense GEMMs" if backend == "onnxruntime"
                  else f"{backend} on {target.device} runs dense GEMMs")
-        return model, _fields("none", f"zeros multiplied like any weight: {where}; the masked-dense control",
-                              opts.kernel, {name: "dense" for name in linears})
+        reason = f"zeros multiplied like any weight: {where}; the masked-dense control"
+        if linears and all(is_semi24(linear.weight) for linear in linears.values()):
+            why_not = semi24_unsupported(target, backend)  # where 2:4 could run, its own cell (kernel 2:4) runs it
+            reason += f" (no 2:4 kernel here: {why_not})" if why_not else " (2:4 sparse tensor cores serve its 2:4 cell)"
+        return model, _fields("none", reason, opts.kernel, {name: "dense" for name in linears})
     if opts.kernel == "2:4":
         return _semi24(model, target, backend, linears)
     if opts.kernel in COMPRESSED:
@@ -85,6 +90,8 @@ def realize_masked(model: nn.Module, target, backend: str, options=None) -> tupl
         served, extra = _auto(linears, target, opts)
         reason = ("auto: each decoder linear on the kernel whose measured break-even density on this machine is at "
                   "or above its density, else dense")
+        if linears and all(is_semi24(linear.weight) for linear in linears.values()):
+            reason += f" (no 2:4 kernel here: {semi24_unsupported(target, backend)})"
     for name, layout in served.items():
         if layout is not None:
             _replace(model, name, CompressedLinear(linears[name], layout))
@@ -115,9 +122,6 @@ def _semi24(model, target, backend: str, linears: dict[str, nn.Linear]) -> tuple
 
 def _semi24_serves(target, backend: str, linears: dict[str, nn.Linear]) -> bool:
     """auto on 2:4 weights where sparse tensor cores run them (CUDA, fp16/bf16, compute capability >= 8.0)."""
-    from sparsify.masks import is_semi24
-    from sparsify.realize import semi24_unsupported
-
     return semi24_unsupported(target, backend) is None and all(is_semi24(lin.weight) for lin in linears.values())
 
 

@@ -74,7 +74,7 @@ def test_calibration_measures_fp32_without_tf32_and_no_tf32_peak_on_cpu(monkeypa
 
     seen = {}
     monkeypatch.setattr(calibrate, "_gemm_tflops", lambda device, dtype: seen.setdefault(
-        str(dtype), dtypes.torch_tf32_state()["float32_matmul_precision"]) and 1.0)
+        str(dtype), dtypes.torch_tf32_state()["float32_matmul_precision"]) and ({"mkl": 1.0}, {}))
     monkeypatch.setattr(calibrate, "_copy_gbps", lambda device: 10.0)
     dtypes.apply_tf32_policy("tf32")  # a stale setting must not leak into the fp32 peak
     peaks = calibrate.measure("cpu", 1)

@@ -158,7 +158,7 @@ class MeasureConfig(_Strict):
     @field_validator("cpu_affinity")
     @classmethod
     def _cores_exist(cls, cores: list[int] | None) -> list[int] | None:
-        from bench.run.placement import check_cores
+        from bench.config.cores import check_cores
 
         return None if cores is None else check_cores(cores)
 
