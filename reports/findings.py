@@ -106,16 +106,22 @@ def _kernel_curves(rows: list[Record], rule: ClaimRule, device: str) -> list[str
     curves: dict[tuple, list[Record]] = {}
     for record in rows:
         curves.setdefault((record.get("method"), record.get("sparse_kernel"), record["backend"]), []).append(record)
-    out = []
+    out, all_dense = [], {}
     for (method, kernel, backend), curve in sorted(curves.items(), key=lambda c: tuple(map(str, c[0]))):
         measured = sorted(((r.get("sparsity") or 0.0, r, _ci(r, "speedup_vs_dense")) for r in curve),
                           key=lambda m: m[0])
         measured = [(s, r, ci) for s, r, ci in measured if ci]
         if not measured:
             continue
-        points = ", ".join(f"{_x(ci)} at {s * 100:.0f} %" for s, _, ci in measured)
+        ran_dense = {s for s, r, _ in measured if r.get("speedup_mechanism") != "sparse_kernel"}
+        points = ", ".join(f"{_x(ci)} at {s * 100:.0f} %" + (" (every linear dense)" if s in ran_dense else "")
+                           for s, _, ci in measured)
+        measured = [m for m in measured if m[0] not in ran_dense]  # a cell that ran dense is a control, not a kernel
         faster = [rule.verdict(r, "speedup_vs_dense", ci).kind == "faster" for _, r, ci in measured]
         tail = next((i for i in range(len(faster)) if all(faster[i:])), None)
+        if not measured:  # said once per method and kernel, over its backends, below
+            all_dense.setdefault((method, kernel), []).append(f"{points.replace(' (every linear dense)', '')} on {backend}")
+            continue
         if tail is None:
             verdict = f"it beats dense at none of these levels (up to {measured[-1][0] * 100:.0f} %)"
         else:
@@ -124,6 +130,9 @@ def _kernel_curves(rows: list[Record], rule: ClaimRule, device: str) -> list[str
                 verdict += f", not at {measured[tail - 1][0] * 100:.0f} %"
         name = "auto (a kernel per linear where it wins here)" if kernel == "auto" else str(kernel).upper()
         out.append(f"{method} through {name} on {backend} ({device}): {points}; {verdict}.")
+    for (method, kernel), where in all_dense.items():
+        out.append(f"{method} through {kernel} ran every linear dense here ({device}; no sparse kernel wins or runs "
+                   f"at its density): {', '.join(where)}; these cells are second masked-dense controls.")
     return out
 
 
@@ -136,8 +145,9 @@ def _control_sentence(name: str, rows: list[Record], measured: list, rule: Claim
     # serves it on the first PyTorch backend ("2:4 sparse tensor cores are CUDA-only ...").
     detail = reason.split(": ", 1)[0]
     torch_row = next((r for r in rows if r.get("backend") != "onnxruntime"), None)
-    if first.get("method") == "semi24" and torch_row:
-        detail += ": " + str(torch_row.get("speedup_mechanism_reason") or "").split(": ", 1)[-1]
+    why_not = str((torch_row or {}).get("speedup_mechanism_reason") or "").partition("(no 2:4 kernel here: ")[2]
+    if why_not:
+        detail += "; no 2:4 kernel here: " + why_not.removesuffix(")")
     claimed = [(r, ci) for r, ci in measured if rule.verdict(r, "speedup_vs_dense", ci).claimed]
     said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], _x,
                     {"same": "gives no measurable difference from dense",

@@ -209,3 +209,9 @@ def test_each_kernel_gets_its_curve_and_break_even_and_its_control_says_so():
               if r.get("sparse_kernel") else r for r in records]
     (curve,) = [line for line in findings(losing) if "through CSR" in line]
     assert curve.endswith("it beats dense at none of these levels (up to 95 %).")
+    # auto that served every linear dense (ONNX Runtime, or below break-even) claims nothing, however it reads.
+    dense_auto = [r | {"sparse_kernel": "auto", "speedup_mechanism": "none"} if r.get("sparse_kernel") == "csr" else r
+                  for r in records]
+    (curve,) = [line for line in findings(dense_auto) if "through auto" in line]
+    assert curve.startswith("unstructured through auto ran every linear dense here (cpu;")
+    assert "1.70x (1.60–1.80) at 90 %" in curve and "on eager" in curve and "beats" not in curve
