@@ -239,3 +239,18 @@ def _overall(record: Record, by_language: dict[str, float]) -> float | None:
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+def ratio_ci(record: Record, key: str) -> tuple[float, float, float] | None:
+    """(value, low, high) of a record's paired ratio `key`, or None where it has no interval to claim on."""
+    value, low, high = record.get(key), record.get(f"{key}_ci95_low"), record.get(f"{key}_ci95_high")
+    if not isinstance(value, (int, float)):
+        return None
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return (value, value, value) if value == 1.0 else None  # the reference itself; else no interval: no claim
+    return value, low, high
+
+
+def times(ci: tuple[float, float, float]) -> str:
+    """'1.93x (1.83–1.96)': two decimals, three on a bound that excludes 1.0 but would print as 1.00."""
+    return f"{ci[0]:.2f}x ({Speedup(*ci).bounds_text()})"

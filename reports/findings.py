@@ -19,8 +19,9 @@ from collections import Counter
 from typing import Any
 
 from reports.backend_gap import gap_sentences
-from reports.cells import Record, Speedup, accuracy_rows, per_cell, reference_backend, row_key
+from reports.cells import Record, accuracy_rows, per_cell, ratio_ci, reference_backend, row_key, times
 from reports.claims import ClaimRule, resolution
+from reports.kernel_curves import kernel_cell, kernel_curves
 from reports.method_style import SPARSE_METHODS
 
 TITLE = "Findings"
@@ -48,12 +49,12 @@ def findings(records: list[Record]) -> list[str]:
     # the tables, since their ratio vs dense mixes the two.
     sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
               and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")
-              and not _kernel_cell(by_variant[v][0])]  # kernel cells: in their curve's sentence below
+              and not kernel_cell(by_variant[v][0])]  # kernel cells: in their curve's sentence below
     prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
     labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
-    controls = {r["kernel_control"] for r in cells.values() if _kernel_cell(r)}
+    controls = {r["kernel_control"] for r in cells.values() if kernel_cell(r)}
     out += [_sparse_sentence(labels[v], by_variant[v], rule, v in controls) for v in sparse]
-    out += _kernel_curves([r for r in cells.values() if _kernel_cell(r)], rule, device)
+    out += kernel_curves([r for r in cells.values() if kernel_cell(r)], rule, device)
     out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
     if dense:
         out += _backends(by_variant[dense], dense, rule)
@@ -76,7 +77,7 @@ def _intervals(rows: list[Record], rule: ClaimRule) -> str:
 
 
 def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule, has_kernels: bool = False) -> str:
-    speedups = [(r, _ci(r, "speedup_vs_dense")) for r in rows]
+    speedups = [(r, ratio_ci(r, "speedup_vs_dense")) for r in rows]
     measured = [(r, ci) for r, ci in speedups if ci]
     first = rows[0]
     ideal = first.get("speedup_ideal")
@@ -87,53 +88,11 @@ def _sparse_sentence(name: str, rows: list[Record], rule: ClaimRule, has_kernels
     reason = str(first.get("speedup_mechanism_reason") or "")
     if mechanisms == {"none"}:
         return _control_sentence(name, rows, measured, rule, ideal_text, reason, has_kernels)
-    said = _grouped(measured, _x, {"faster": "runs faster than dense", "slower": "runs slower than dense",
+    said = _grouped(measured, times, {"faster": "runs faster than dense", "slower": "runs slower than dense",
                                    "same": "gives no measurable difference from dense",
                                    "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"},
                     rule, "speedup_vs_dense")
     return f"{name} {said}{ideal_text}; {reason or 'mechanism ' + ', '.join(map(str, mechanisms))}."
-
-
-def _kernel_cell(record: Record) -> bool:
-    """A cell that ran a masked variant through a sparse kernel (its control ran the zeros dense)."""
-    return record.get("sparse_kernel") not in (None, "dense")
-
-
-def _kernel_curves(rows: list[Record], rule: ClaimRule, device: str) -> list[str]:
-    """Per method, kernel and backend, the measured curve and where it breaks even: "unstructured through CSR on
-    eager (cpu): 0.52x (..) at 50 %, ..., 2.41x (..) at 95 %; it beats dense from 80 % sparsity on". The break-even
-    is the lowest sparsity from which every measured level is claimed faster (claims.ClaimRule)."""
-    curves: dict[tuple, list[Record]] = {}
-    for record in rows:
-        curves.setdefault((record.get("method"), record.get("sparse_kernel"), record["backend"]), []).append(record)
-    out, all_dense = [], {}
-    for (method, kernel, backend), curve in sorted(curves.items(), key=lambda c: tuple(map(str, c[0]))):
-        measured = sorted(((r.get("sparsity") or 0.0, r, _ci(r, "speedup_vs_dense")) for r in curve),
-                          key=lambda m: m[0])
-        measured = [(s, r, ci) for s, r, ci in measured if ci]
-        if not measured:
-            continue
-        ran_dense = {s for s, r, _ in measured if r.get("speedup_mechanism") != "sparse_kernel"}
-        points = ", ".join(f"{_x(ci)} at {s * 100:.0f} %" + (" (every linear dense)" if s in ran_dense else "")
-                           for s, _, ci in measured)
-        measured = [m for m in measured if m[0] not in ran_dense]  # a cell that ran dense is a control, not a kernel
-        faster = [rule.verdict(r, "speedup_vs_dense", ci).kind == "faster" for _, r, ci in measured]
-        tail = next((i for i in range(len(faster)) if all(faster[i:])), None)
-        if not measured:  # said once per method and kernel, over its backends, below
-            all_dense.setdefault((method, kernel), []).append(f"{points.replace(' (every linear dense)', '')} on {backend}")
-            continue
-        if tail is None:
-            verdict = f"it beats dense at none of these levels (up to {measured[-1][0] * 100:.0f} %)"
-        else:
-            verdict = f"it beats dense from {measured[tail][0] * 100:.0f} % sparsity"
-            if tail > 0:
-                verdict += f", not at {measured[tail - 1][0] * 100:.0f} %"
-        name = "auto (a kernel per linear where it wins here)" if kernel == "auto" else str(kernel).upper()
-        out.append(f"{method} through {name} on {backend} ({device}): {points}; {verdict}.")
-    for (method, kernel), where in all_dense.items():
-        out.append(f"{method} through {kernel} ran every linear dense here ({device}; no sparse kernel wins or runs "
-                   f"at its density): {', '.join(where)}; these cells are second masked-dense controls.")
-    return out
 
 
 def _control_sentence(name: str, rows: list[Record], measured: list, rule: ClaimRule, ideal_text: str,
@@ -149,21 +108,21 @@ def _control_sentence(name: str, rows: list[Record], measured: list, rule: Claim
     if why_not:
         detail += "; no 2:4 kernel here: " + why_not.removesuffix(")")
     claimed = [(r, ci) for r, ci in measured if rule.verdict(r, "speedup_vs_dense", ci).claimed]
-    said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], _x,
+    said = _grouped([(r, ci) for r, ci in measured if (r, ci) not in claimed], times,
                     {"same": "gives no measurable difference from dense",
                      "unresolved": "differs from dense by no more than this run can claim (its floor, or Holm)"}, rule, "speedup_vs_dense")
     how = ("as the masked-dense control of its kernel cells, whose curves follow" if has_kernels
            else "no sparse kernel serves it on these backends")
     sentence = f"{name} {said or 'is a control'}{ideal_text}; {how} ({detail})."
     if claimed:
-        where = ", ".join(f"{_x(ci)} on {r['backend']}" for r, ci in claimed)
+        where = ", ".join(f"{times(ci)} on {r['backend']}" for r, ci in claimed)
         sentence += (f" As the masked-dense control it should give 1.0x, but gives {where}, beyond what this run "
                      "resolves: ratios on that backend carry a bias of that size.")
     return sentence
 
 
 def _prefix_sentence(name: str, rows: list[Record], shape: tuple, rule: ClaimRule) -> str:
-    costs = [(r, _ci(r, "prefix_overhead_vs_dense")) for r in rows]
+    costs = [(r, ratio_ci(r, "prefix_overhead_vs_dense")) for r in rows]
     measured = [(b, ci) for b, ci in costs if ci]
     share = rows[0].get("trainable_share")
     trains = f" and trains {share * 100:.2f} % of the parameters" if isinstance(share, (int, float)) else ""
@@ -177,13 +136,13 @@ def _prefix_sentence(name: str, rows: list[Record], shape: tuple, rule: ClaimRul
 
 
 def _backends(rows: list[Record], dense: str, rule: ClaimRule) -> list[str]:
-    others = [(r, _ci(r, "speedup_vs_eager")) for r in rows if r.get("backend") != "eager"]
+    others = [(r, ratio_ci(r, "speedup_vs_eager")) for r in rows if r.get("backend") != "eager"]
     measured = [(r, ci) for r, ci in others if ci]
     if not measured:
         return []
     words = {"faster": "faster", "slower": "slower", "same": "no measurable difference",
              "unresolved": "a difference this run cannot claim (its floor, or Holm)"}
-    parts = "; ".join(f"{r['backend']} {_x(ci)}, {words[rule.verdict(r, 'speedup_vs_eager', ci).kind]}"
+    parts = "; ".join(f"{r['backend']} {times(ci)}, {words[rule.verdict(r, 'speedup_vs_eager', ci).kind]}"
                       for r, ci in measured)
     return [f"Backends vs eager, on {dense}: {parts}."]
 
@@ -249,15 +208,6 @@ def _labels(firsts: dict[str, Record]) -> dict[str, str]:
     return {v: f"{text} [{v}]" if counts[text] > 1 else text for v, text in out.items()}
 
 
-def _ci(record: Record, key: str) -> tuple[float, float, float] | None:
-    value, low, high = record.get(key), record.get(f"{key}_ci95_low"), record.get(f"{key}_ci95_high")
-    if not isinstance(value, (int, float)):
-        return None
-    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
-        return (value, value, value) if value == 1.0 else None  # the reference itself; else no interval: no claim
-    return value, low, high
-
-
 def _grouped(measured: list[tuple[Record, tuple[float, float, float]]], show, verdicts: dict[str, str],
              rule: ClaimRule, metric: str, inverse: bool = False) -> str:
     """'runs faster than dense: 1.90x (1.80–2.00) on eager; gives no measurable difference from dense: 1.0x (..) on
@@ -268,11 +218,6 @@ def _grouped(measured: list[tuple[Record, tuple[float, float, float]]], show, ve
         kind = rule.verdict(record, metric, ci, inverse).kind
         groups.setdefault(kind, []).append(f"{show(ci)} on {record['backend']}")
     return "; ".join(f"{verdicts[kind]}: {', '.join(parts)}" for kind, parts in groups.items())
-
-
-def _x(ci: tuple[float, float, float]) -> str:
-    """'1.93x (1.83–1.96)': two decimals, three on a bound that excludes 1.0 but would print as 1.00."""
-    return f"{ci[0]:.2f}x ({Speedup(*ci).bounds_text()})"
 
 
 def _pct(ratio: float) -> str:
