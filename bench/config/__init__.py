@@ -6,17 +6,17 @@ A bad value is reported as one line naming the field, what is allowed and what w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, Tag, TypeAdapter, ValidationError,
-                      create_model, field_validator, model_validator)
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from bench import plugins
 from bench.config.toml import first_error, read_toml, toml_path, with_overrides
+from bench.config.variants import VariantConfig, make_variant, registered_method
 from bench.plugins.variant import TrainConfig, TrainOverrides, VariantBase
 from bench.plugins.spec import Strict as _Strict
 from bench.data.tasks import xglm_language_groups
-from bench.errors import BenchError, did_you_mean
+from bench.errors import BenchError
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16"]
 SCENARIOS = ("latency", "throughput", "memory", "accuracy")
@@ -39,54 +39,6 @@ class DataConfig(_Strict):
     # Resource level of each of XGLM's 30 pre-training languages (bench.data.tasks): the grouping the study reports
     # accuracy by. Languages in no group are reported ungrouped.
     language_groups: dict[str, list[str]] = Field(default_factory=lambda: xglm_language_groups())
-
-
-def _registered_method(name: str) -> str:
-    if name not in plugins.methods():
-        raise ValueError(did_you_mean(name, list(plugins.methods()), "method"))
-    return name
-
-
-def _variant_union():
-    """One `[[variants]]` entry: the variant model of the method it names (default dense), so each method's
-    options are its own and a typo is answered with that method's fields."""
-    specs = plugins.methods()
-    members = tuple(Annotated[spec.variant, Tag(name)] for name, spec in specs.items())
-    return Annotated[Union[members], Discriminator(_method_of), BeforeValidator(_known_options)]  # noqa: UP007
-
-
-def _method_of(value: Any) -> str:
-    return value.get("method", "dense") if isinstance(value, dict) else getattr(value, "method", "dense")
-
-
-def _known_options(value: Any) -> Any:
-    """Refuse an unknown method, or an option of another method, in one line that says which would take it."""
-    if not isinstance(value, dict):
-        return value
-    name, method = value.get("name", "?"), _method_of(value)
-    specs = plugins.methods()
-    if method not in specs:
-        raise ValueError(f"variant '{name}': " + did_you_mean(str(method), list(specs), "method"))
-    own = specs[method].variant.model_fields
-    for key in value:
-        if key in own:
-            continue
-        takers = [m for m, spec in specs.items() if key in spec.variant.model_fields]
-        if takers:
-            raise ValueError(f"variant '{name}': {key} applies to method{'s' if len(takers) > 1 else ''} "
-                             f"{', '.join(takers)}, not '{method}'")
-        raise ValueError(f"variant '{name}' (method '{method}'): " + did_you_mean(str(key), list(own), "option"))
-    return value
-
-
-VariantConfig = _variant_union()
-_VARIANT = TypeAdapter(VariantConfig)
-
-
-def make_variant(**fields: Any) -> VariantBase:
-    """A variant from its fields, validated as a `[[variants]]` entry is: make_variant(name="p16", method="prompt",
-    prompt_length=16)."""
-    return _VARIANT.validate_python(fields)
 
 
 def _backend_options():
@@ -237,7 +189,7 @@ class SweepConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     # Training policy per method, between [train] and a variant's own overrides. Prompt tuning wants a far
     # larger learning rate and more epochs than full fine-tuning (P-tuning v2: 5e-3 to 1e-2).
-    method_train: dict[Annotated[str, AfterValidator(_registered_method)], TrainOverrides] = Field(
+    method_train: dict[Annotated[str, AfterValidator(registered_method)], TrainOverrides] = Field(
         default_factory=lambda: {"prompt": TrainOverrides(lr=5e-3, epochs=3.0, weight_decay=0.0),
                                  "soft_prompt": TrainOverrides(lr=3e-2, epochs=3.0, weight_decay=0.0),
                                  "lora": TrainOverrides(lr=5e-4, epochs=3.0, weight_decay=0.0)}
