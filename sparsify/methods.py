@@ -75,12 +75,11 @@ def kernel_cells(variant) -> list[tuple[str, str | None]]:
     return [(variant.name, "dense"), *((f"{variant.name}@{k}", k) for k in kernels)]
 
 
-class UnstructuredVariant(_Masked):
-    method: Literal["unstructured"] = "unstructured"
-    sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank within each tensor or across all (default layer)")
+class _Scheduled(_Masked):
+    """Masks pruned one-shot or along a schedule (unstructured, block)."""
+
     schedule: Literal["oneshot", "gradual"] | None = Field(None, description="prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
     gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
-    sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
 
     @model_validator(mode="after")
     def _gradual(self):
@@ -89,21 +88,23 @@ class UnstructuredVariant(_Masked):
         return self
 
 
-class BlockVariant(_Masked):
+class UnstructuredVariant(_Scheduled):
+    method: Literal["unstructured"] = "unstructured"
+    sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank within each tensor or across all (default layer)")
+    sparsity_include: list[Literal["embedding", "head"]] | None = Field(None, description="also prune these (default: decoder linears only)")
+
+
+class BlockVariant(_Scheduled):
     method: Literal["block"] = "block"
     sparsity: float | None = Field(None, description="fraction of the [rows, cols] blocks removed, in [0, 1)")
     block_shape: tuple[int, int] | None = Field(None, description="the [rows, columns] of a pruned block (default [16, 16])")
     sparsity_scope: Literal["layer", "global"] | None = Field(None, description="rank blocks within each tensor or across all (default layer)")
-    schedule: Literal["oneshot", "gradual"] | None = Field(None, description="prune then fine-tune, or Zhu & Gupta's cubic ramp (default oneshot)")
-    gradual_fraction: float | None = Field(None, gt=0, le=1, description="share of the training steps the cubic ramp covers (default 0.5)")
 
     @model_validator(mode="after")
     def _block(self):
         if self.block_shape is not None and min(self.block_shape) < 1:
             raise ValueError(f"variant '{self.name}': block_shape must be two positive integers [rows, columns], "
                              f"got {list(self.block_shape)}")
-        if self.gradual_fraction is not None and self.schedule != "gradual":
-            raise ValueError(f"variant '{self.name}': gradual_fraction applies to schedule 'gradual' only")
         return self
 
 
