@@ -50,6 +50,8 @@ def test_cpu_memory_pass_sees_a_transient_allocation():
         del block
 
     fields = measure_memory(allocate, lambda: None, "cpu", iters=2)
-    assert fields["rss_increase_mb"] >= 48
+    # Freed after each call, so only the poller can see it; the baseline moves by a few MiB on a
+    # busy machine (CI once read 47.0), so the bound asks for half the block, far above that noise.
+    assert fields["rss_increase_mb"] >= 32
     assert fields["peak_memory_mb"] == fields["peak_rss_mb"] >= fields["rss_before_mb"]
     assert fields["torch_peak_allocated_mb"] is None and "RSS" in fields["memory_source"]
