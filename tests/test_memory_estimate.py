@@ -50,11 +50,14 @@ def test_oom_is_recognised_and_worded():
     assert me.oom_message(8, 128, 1.5 * me.GiB, 2 * me.GiB) == "out of memory at batch 8 x 128 (estimated 1.50 GiB, free 2.00 GiB)"
 
 
+# compile's estimate is checked on tiny, where its fixed cost weighs most; on small its compilation alone took
+# half a minute of the suite's ten.
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_the_estimate_is_within_2x_of_the_measured_peak(preset, tmp_path, bench_env, generated_data_dir):
+@pytest.mark.parametrize(("preset", "backends"), [("tiny", ["eager", "compile", "onnxruntime"]),
+                                                  ("small", ["eager", "onnxruntime"])], ids=["tiny", "small"])
+def test_the_estimate_is_within_2x_of_the_measured_peak(preset, backends, tmp_path, bench_env, generated_data_dir):
     config = tiny_sweep(tmp_path / "runs", tmp_path / "cache", generated_data_dir, model={"source": f"random:{preset}"},
-                        measure={"backends": ["eager", "compile", "onnxruntime"], "scenarios": ["memory", "throughput"],
+                        measure={"backends": backends, "scenarios": ["memory", "throughput"],
                                  "batch_sizes": [1, 8], "seq_lens": [32], "isolation": "process"})
     path = tmp_path / "sweep.toml"
     path.write_text(tomli_w.dumps(config))
@@ -62,7 +65,7 @@ def test_the_estimate_is_within_2x_of_the_measured_peak(preset, tmp_path, bench_
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()
     memory = [r for r in RunStore(run).records() if r["scenario"] == "memory"]
-    assert len(memory) == 6
+    assert len(memory) == 2 * len(backends)
     for record in memory:
         ratio = record["estimated_peak_memory_mb"] / record["peak_memory_mb"]
         assert 0.5 <= ratio <= 2.0, json.dumps({k: record[k] for k in ("backend", "batch_size", "peak_memory_mb",
