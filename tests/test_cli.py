@@ -372,3 +372,16 @@ def test_compare_of_one_machine_says_nothing_of_different_hardware_and_two_machi
     other = runner.invoke(app, ["compare", str(recorded / "cpu-dense"), str(recorded / "synthetic-study")])
     assert other.exit_code == 0, other.output  # weighed as targets (a CPU and a GPU): compared, not an error
     assert "different hardware" in plain(other.stdout)
+
+
+def test_version_names_the_distribution_and_the_commit(runner):
+    from importlib.metadata import version
+
+    import bench
+    from bench.run.env import git_state
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    commit = git_state(Path(bench.__file__).parent)["git_commit"]
+    assert result.output.startswith(f"xglm-bench {version('xglm-bench')}, ")
+    assert (commit[:12] if commit else "not a git checkout") in result.output

@@ -19,15 +19,36 @@ from bench.cli.errors import Guard, OneLineErrors, console, err_console, error
 from bench.errors import BenchError
 
 
-app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime.")
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(cache_app, name="cache")
+
+
+def _print_version(asked: bool) -> None:
+    """`bench --version`: the distribution's version and, from a checkout, the commit a run would record."""
+    if not asked:
+        return
+    from importlib.metadata import version
+
+    import bench
+    from bench.run.env import git_state
+
+    state = git_state(Path(bench.__file__).parent)
+    commit = state["git_commit"]
+    where = "not a git checkout" if commit is None else f"git {commit[:12]}{' (dirty)' if state['git_dirty'] else ''}"
+    console.print(f"xglm-bench {version('xglm-bench')}, {where}", highlight=False)
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="print the version and commit, then exit")) -> None:
+    """Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime."""
 @app.command()
 def run(
     config: Optional[Path] = typer.Argument(None, help="sweep TOML; default: the packaged default config"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="where run directories go"),
     model: Optional[str] = typer.Option(None, help="hub id, local directory, or random:<tiny|small|564M>"),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N"),
     backends: Optional[str] = typer.Option(None, help="comma-separated: eager,compile,onnxruntime"),
     name: Optional[str] = typer.Option(None, help="run name (the directory suffix)"),
     isolation: Optional[str] = typer.Option(None, help="process (default: each cell in its own process) or none"),
