@@ -1,20 +1,8 @@
-"""pytest plugin (entry point pytest11): benchmark an XGLM variant on a backend with pytest-benchmark in a few lines.
-
-    def test_dense_eager(xglm_bench, benchmark):
-        runner, batch = xglm_bench.runner("random:tiny", "eager", batch_size=8, seq_len=64)
-        xglm_bench.run(benchmark, runner, batch)
-
-`runner` builds or loads the model, realises its method for the target as a sweep's cell does, prepares the backend
-once per session (runners are shared by every test that asks for the same model, backend and target) and makes a
-right-padded batch of random token ids with its eager fp32 logits. `run` times the runner with `benchmark.pedantic`,
-synchronising the device inside every round, then puts throughput, shape, memory, parity and build times into
-`benchmark.extra_info`. What this machine cannot serve is skipped with the reason, never passed. Imported by every
-pytest run where the package is installed, so torch and the harness are imported only when a fixture is used.
-"""
+"""The `xglm_bench` fixture's object: models and prepared runners built once per session, random right-padded
+batches with their eager fp32 reference, and the timed run that fills `benchmark.extra_info`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bench.pytest_plugin.settings import DEVICES, DTYPES, Settings, known_device, regression_line
 from bench.variants.model_spec import ModelSpec, build_model, realize_for
 
 if TYPE_CHECKING:
@@ -31,120 +20,6 @@ if TYPE_CHECKING:
 
     from bench.backends import Runner, Target
     from bench.model.classifier import XGLMClassifier
-
-# --xglm-bench-<name>: (environment variable, default, help). Defaults suit CI on shared CPUs; a dedicated
-# runner asks for more rounds.
-OPTIONS: dict[str, tuple[str, str, str]] = {
-    "rounds": ("XGLM_BENCH_ROUNDS", "10", "timed rounds per benchmark"),
-    "warmup": ("XGLM_BENCH_WARMUP", "2", "untimed rounds before timing (at least 1: compile recompiles at a new shape)"),
-    "device": ("XGLM_BENCH_DEVICE", "cpu", "device of runners that name none: cpu, cuda or cuda:N"),
-    "dtype": ("XGLM_BENCH_DTYPE", "fp32", "dtype of runners that name none: fp32, tf32, fp16 or bf16"),
-    "threads": ("XGLM_BENCH_THREADS", "0", "torch and ORT intra-op threads of runners that name none; 0: physical cores"),
-    "baseline": ("XGLM_BENCH_BASELINE", "", "a pytest-benchmark JSON saved before (--benchmark-json/--benchmark-save) "
-                                            "whose latency_samples_ms the regression gate compares with"),
-    "fail-on-regression": ("XGLM_BENCH_FAIL_ON_REGRESSION", "", "fail a benchmark slower than the baseline by more "
-                           "than PCT %, with the whole >= 95 % interval of the ratio above it (as bench compare)"),
-}
-DEVICES = ("cpu", "cuda")  # and cuda:N
-DTYPES = ("fp32", "tf32", "fp16", "bf16")
-# Hardware and software stack only: pytest-benchmark warns on every compare whose machine_info differs, so no
-# timestamps or commits here (it records commit_info itself).
-MACHINE_KEYS = (
-    "cpu_model", "cpu_cores_physical", "gpus", "nvidia_driver_version", "torch_cuda_version", "cudnn_version",
-    "cusparselt_version", "torch_version", "transformers_version", "onnxruntime_version", "onnxruntime_providers",
-)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("xglm-bench", "XGLM benchmark fixtures (bench.pytest_plugin)")
-    for name, (env, default, text) in OPTIONS.items():
-        group.addoption(f"--xglm-bench-{name}", default=None, help=f"{text} (env {env}; default {default})")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Validated at start-up, so a bad option stops the run with a usage error instead of erroring every test.
-    config.stash[SETTINGS] = Settings.from_config(config)
-
-
-@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: optional, so pytest without it still starts
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from bench.run.env import fingerprint
-
-    env = fingerprint()
-    machine_info["xglm_bench"] = {key: env.get(key) for key in MACHINE_KEYS}
-
-
-@dataclass(frozen=True)
-class Settings:
-    rounds: int
-    warmup_rounds: int
-    device: str
-    dtype: str
-    threads: int
-    baseline: dict[str, list[float]] | None = None  # benchmark fullname -> its latency_samples_ms
-    fail_on_regression: float | None = None
-
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> Settings:
-        def value(name: str) -> str:
-            env, default, _ = OPTIONS[name]
-            return config.getoption(f"--xglm-bench-{name}") or os.environ.get(env) or default
-
-        rounds, warmup = _count(value("rounds"), "rounds", 1), _count(value("warmup"), "warmup", 1)
-        threads = _count(value("threads"), "threads", 0) or _physical_cores()
-        device, dtype = value("device"), value("dtype")
-        if not _known_device(device) or dtype not in DTYPES:
-            raise pytest.UsageError(
-                f"--xglm-bench-device/--xglm-bench-dtype: allowed {'|'.join(DEVICES)} and {'|'.join(DTYPES)}, "
-                f"got {device!r} and {dtype!r}"
-            )
-        gate = value("fail-on-regression").strip()
-        try:
-            pct = float(gate) if gate else None
-        except ValueError:
-            pct = -1.0
-        if pct is not None and pct < 0:
-            raise pytest.UsageError(f"--xglm-bench-fail-on-regression: a percentage >= 0, got {gate!r}")
-        baseline = _baseline(value("baseline")) if value("baseline") else None
-        if pct is not None and baseline is None:
-            raise pytest.UsageError("--xglm-bench-fail-on-regression needs --xglm-bench-baseline FILE.json "
-                                    "(a pytest-benchmark JSON of an earlier session)")
-        return cls(rounds, warmup, device, dtype, threads, baseline, pct)
-
-
-def _baseline(path: str) -> dict[str, list[float]]:
-    """fullname -> latency_samples_ms of each benchmark in a pytest-benchmark JSON file."""
-    import json
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise pytest.UsageError(f"--xglm-bench-baseline {path}: cannot read it as JSON ({exc})") from None
-    return {b.get("fullname") or b.get("name"): (b.get("extra_info") or {}).get("latency_samples_ms")
-            for b in data.get("benchmarks", []) if (b.get("extra_info") or {}).get("latency_samples_ms")}
-
-
-def regression_line(name: str, samples_ms: list[float], baseline_ms: list[float], pct: float) -> str | None:
-    """One line when `samples_ms` is slower than `baseline_ms` by more than pct % with the whole >= 95 %
-    order-statistic interval of the ratio of medians above 1 + pct/100 (bench.measure.stats.ratio_interval, the
-    interval `bench compare --fail-on-regression` gates on); None otherwise."""
-    from bench.measure.stats import ratio_interval
-
-    ratio, low, high, level = ratio_interval(samples_ms, baseline_ms)
-    if level < 0.95 or low <= 1 + pct / 100:
-        return None
-    return (f"regression: {name}: {ratio:.3f}x the baseline's median latency ({level:.1%} interval {low:.3f}-"
-            f"{high:.3f}, order statistics) beyond +{pct:g}%")
-
-
-def _count(text: str, name: str, minimum: int) -> int:
-    count = int(text) if text.strip().lstrip("-").isdigit() else minimum - 1
-    if count < minimum:
-        raise pytest.UsageError(f"--xglm-bench-{name} ({OPTIONS[name][0]}): an integer >= {minimum}, got {text!r}")
-    return count
-
-
-SETTINGS = pytest.StashKey[Settings]()
 
 
 @dataclass(frozen=True)
@@ -268,12 +143,6 @@ class XglmBench:
         return runner
 
 
-@pytest.fixture(scope="session")
-def xglm_bench(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> XglmBench:
-    """Builds models and runners once per session; `runner(...)` then `run(benchmark, runner, batch)`."""
-    return XglmBench(pytestconfig.stash[SETTINGS], tmp_path_factory.mktemp("xglm-bench"))
-
-
 def _check_target(backend: str, target: Target) -> None:
     """A misspelt name is the caller's error; a capability this machine lacks is a skip."""
     import torch
@@ -283,16 +152,11 @@ def _check_target(backend: str, target: Target) -> None:
 
     names = ((backend, backend_names(), "backend"), (target.dtype, DTYPES, "dtype"), (target.device, [*DEVICES, "cuda:N"], "device"))
     for value, allowed, what in names:
-        if value not in allowed and not (what == "device" and _known_device(value)):
+        if value not in allowed and not (what == "device" and known_device(value)):
             raise BenchError(did_you_mean(value, list(allowed), what))
     # Before the model is built: a 564M model costs seconds that a skip should not.
     if target.device.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip(f"{backend} on cuda: CUDA is not available on this machine (torch {torch.__version__})")
-
-
-def _known_device(device: str) -> bool:
-    kind, colon, index = device.partition(":")
-    return kind in DEVICES and (not colon or kind == "cuda" and index.isdigit())
 
 
 def _random_batch(model: XGLMClassifier, info: dict[str, Any], batch_size: int, seq_len: int, seed: int) -> BenchBatch:
@@ -361,8 +225,3 @@ def _torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _physical_cores() -> int:
-    import psutil
-    return psutil.cpu_count(logical=False) or 1
