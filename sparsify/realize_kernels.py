@@ -31,7 +31,7 @@ from torch import nn
 
 from sparsify.masks import is_semi24
 from sparsify.realize import semi24_unsupported
-from sparsify.kernels import COMPRESSED, CompressedLinear, KernelSkipped, Layout, unsupported
+from sparsify.kernels import CHUNK, COMPRESSED, CompressedLinear, KernelSkipped, Layout, unsupported
 from sparsify.targets import decoder_linears
 
 ORT_NO_SPARSE = ("ONNX Runtime has no sparse matmul for these weights: it densifies sparse initializers, and "
@@ -79,7 +79,8 @@ def realize_masked(model: nn.Module, target, backend: str, options=None) -> tupl
             if problem:
                 raise KernelSkipped(f"{layout.label} kernel cannot serve {name}: {problem}")
         served = {name: layout for name in linears}
-        reason = f"decoder linears as {layout.label} tensors with int32 indices through torch.sparse.mm"
+        reason = (f"decoder linears as {layout.label} tensors with int32 indices, in column chunks of {CHUNK} "
+                  "input features, through torch.sparse.mm")
         extra: dict[str, Any] = {}
     else:  # auto
         if _semi24_serves(target, backend, linears):

@@ -21,7 +21,7 @@ from bench.measure.weight_bytes import weight_bytes
 from bench.run.group import _pairs, plan_batches
 from sparsify import kernel_calibration
 from sparsify.accounting import count
-from sparsify.kernels import CompressedLinear, Layout
+from sparsify.kernels import CHUNK, CompressedLinear, Layout
 from sparsify.masks import MaskKeeper, block_masks, block_norms, unstructured_masks
 from sparsify.methods import kernel_cells
 from sparsify.variants import check
@@ -57,7 +57,7 @@ def test_kernel_logits_equal_the_masked_dense_control(kernel, block):
     realized, fields = realize(copy.deepcopy(control), method, CPU, "eager", {"kernel": kernel, "block_shape": block})
     linears = decoder_linears(realized)
     assert all(isinstance(lin, CompressedLinear) and lin.kernel == kernel for lin in linears.values())
-    assert all(lin.crow.dtype == torch.int32 and lin.col.dtype == torch.int32 for lin in linears.values())
+    assert all(index.dtype == torch.int32 for lin in linears.values() for index in (*lin.crows, *lin.cols))
     assert fields["speedup_mechanism"] == "sparse_kernel" and fields["sparse_kernel"] == kernel
     assert fields["sparse_kernel_linears"] == {Layout(kernel, block if kernel == "bsr" else None).label: 12}
     assert (logits(realized) - logits(control)).abs().max() < 1e-4
@@ -65,6 +65,23 @@ def test_kernel_logits_equal_the_masked_dense_control(kernel, block):
     ids, mask = padded([9, 3])
     with torch.no_grad():
         assert (realized(ids, mask) - control(ids, mask)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("layout", [Layout("csr"), Layout("bsr", (16, 16))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_weight_wider_than_a_chunk_is_multiplied_chunk_by_chunk_to_the_same_product(layout, bias):
+    in_features = 2 * CHUNK + 48  # two whole chunks and a narrower last one
+    linear = torch.nn.Linear(in_features, 64, bias=bias)
+    g = torch.Generator().manual_seed(0)
+    blocks = torch.rand(64 // 16, in_features // 16, generator=g) < 0.2
+    linear.weight.data *= blocks.repeat_interleave(16, 0).repeat_interleave(16, 1)
+    kernel = CompressedLinear(linear, layout)
+    assert len(kernel.values) == 3 and kernel.nnz >= int(torch.count_nonzero(linear.weight))
+    assert torch.equal(kernel.weight, linear.weight.detach())
+    x = torch.randn(3, 7, in_features, generator=g)
+    for mode in (torch.inference_mode, torch.no_grad):
+        with mode():
+            assert (kernel(x) - linear(x)).abs().max() < 1e-4
 
 
 def test_lora_and_prompt_on_a_sparse_base_run_sparse_with_the_same_logits():
@@ -119,7 +136,8 @@ def test_weight_bytes_count_values_and_int32_indices():
     saved = 0
     for name, linear in decoder_linears(model).items():
         nnz, rows = int(torch.count_nonzero(linear.weight)), linear.out_features
-        saved += linear.weight.numel() * 4 - (nnz * 4 + nnz * 4 + (rows + 1) * 4)  # values, col, crow (int32)
+        chunks = -(-linear.in_features // CHUNK)  # each column chunk has its own row pointers
+        saved += linear.weight.numel() * 4 - (nnz * 4 + nnz * 4 + chunks * (rows + 1) * 4)  # values, col, crow (int32)
     assert weight_bytes(realized) == dense_bytes - saved
     assert weight_bytes(realized, torch.float16) < weight_bytes(realized)  # values halve, indices do not
 
