@@ -43,6 +43,12 @@ def identities(records: list[Record]) -> dict[RowKey, Record]:
     return out
 
 
+def masked_dense_control(record: Record) -> bool:
+    """A sparse variant whose zeros ran through dense kernels (`speedup_mechanism` none): it should time as dense,
+    so a ratio away from 1.0 is noise or a backend's bias. Its kernel cells (`@csr`, `@bsr`) are not controls."""
+    return bool(record.get("sparsity")) and record.get("speedup_mechanism") == "none"
+
+
 def per_cell(records: list[Record], scenario: str, metric: str) -> dict[CellKey, Record]:
     """One ok record per (row, shape) that has `metric`; with several seeds, the one with the median value."""
     groups: dict[CellKey, list[Record]] = defaultdict(list)

@@ -15,6 +15,7 @@ from reports.cells import (
     dense_variants,
     drift_flags,
     identities,
+    masked_dense_control,
     per_cell,
     reference_shape,
     row_key,
@@ -25,7 +26,6 @@ from reports.method_style import method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
 
 _NOISY_CV = 0.10  # beyond this, a cell's p50 moves with the machine's load more than with the code
-_CONTROL_METHOD = "unstructured"  # masked dense: zeros in dense kernels, so any speedup is noise or a bug
 
 
 def ordered_rows(records: list[Record]) -> list[RowKey]:
@@ -64,7 +64,7 @@ def summary_view(records: list[Record]) -> TableData | None:
         lat = latency.get((key, shape)) or {}
         ref = dense_key(key, dense)
         gain = speedup(lat, latency.get((ref, shape))) if lat and ref else None
-        control = ident.get("method") == _CONTROL_METHOD
+        control = masked_dense_control(ident)
         if control and gain and gain.excludes_one:
             flags.append(f"! {variant} {backend} {task}: a masked-dense control should run at 1.00x dense; "
                          f"{gain.value:.2f}x {gain.bounds_text()} excludes 1.0, so noise or a backend "

@@ -103,6 +103,23 @@ def test_a_straying_masked_dense_control_is_flagged(synthetic):
     assert "unstructured-50 onnxruntime xnli: a masked" not in text
 
 
+def test_a_kernel_cell_is_no_control_and_its_speedup_is_coloured():
+    """The same masked weights through a sparse kernel (`@csr`) are meant to differ from dense: no '!' flag."""
+    from reports.cells import masked_dense_control
+    from reports.views import summary_view
+
+    records = load_run(RUNS / "synthetic-study").records
+    kernel = [r | {"variant": "unstructured-90@csr", "speedup_mechanism": "sparse_kernel", "sparse_kernel": "csr"}
+              for r in records if r.get("variant") == "unstructured-90"]
+    assert all(masked_dense_control(r) for r in records if r.get("variant") == "unstructured-90")
+    assert not any(masked_dense_control(r) for r in kernel + [{"sparsity": None, "speedup_mechanism": "none"},
+                                                             {"sparsity": 0.5, "speedup_mechanism": "smaller_gemm"}])
+    summary = summary_view(records + kernel)
+    cell = _row(summary, variant="unstructured-90@csr", task="xnli", backend="onnxruntime")["vs dense"]
+    assert (cell.text, cell.tone) == ("1.05x", "better")
+    assert not any("unstructured-90@csr" in note for note in summary.notes)
+
+
 def test_latency_by_shape_lists_every_shape(synthetic):
     *_, views, _ = synthetic
     latency = _view(views, "latency")

@@ -100,10 +100,11 @@ class SdpaAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
         )  # [B, H, T, Dh]
+        inner = self.num_heads * self.head_dim  # below the model's width once heads are pruned
         if getattr(self.out_proj, "reads_transposed", False):  # written straight into the x^T it multiplies
-            out = _rows_of(out.permute(1, 3, 0, 2).reshape(width, -1), bsz, tgt_len)
+            out = _rows_of(out.permute(1, 3, 0, 2).reshape(inner, -1), bsz, tgt_len)
         else:
-            out = out.transpose(1, 2).reshape(bsz, tgt_len, width)
+            out = out.transpose(1, 2).reshape(bsz, tgt_len, inner)
         return self.out_proj(out), None
 
 
