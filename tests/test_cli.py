@@ -170,6 +170,18 @@ def test_unknown_backend_on_the_command_line(runner, write_config, out_dir):
     assert_user_error(result, out_dir, "measure.backends", "'onnx'", "'onnxruntime'")
 
 
+@pytest.mark.parametrize("options, needles", [
+    (["--batch-sizes", "1,x"], ("--batch-sizes", "comma-separated integers")),
+    (["--set", "train.steps"], ("--set", "KEY=VALUE")),
+    (["--set", "measure.bogus=1"], ("command-line option --set measure.bogus", "bogus")),
+    (["--set", "train.steps=inf"], ("command-line option --set train.steps",)),
+    (["--languages", "en,xx"], ("--languages", "xx")),
+])
+def test_bad_command_line_overrides_are_one_line_errors(runner, write_config, out_dir, options, needles):
+    result = runner.invoke(app, ["run", str(write_config()), *options])
+    assert_user_error(result, out_dir, *needles)
+
+
 def test_missing_config_file(runner, out_dir, tmp_path):
     missing = tmp_path / "nope.toml"
     result = runner.invoke(app, ["run", str(missing), "--output-dir", str(out_dir)])
@@ -197,7 +209,8 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
     # The config asks for every backend and another model; the command line narrows it to eager on tiny.
     config = write_config(model={"source": "random:small"}, cache_dir=tiny_sweep.cache_dir)
     result = runner.invoke(app, ["run", str(config), "--backends", "eager", "--model", "random:tiny",
-                                 "--name", "from-cli", "--device", "cpu"])
+                                 "--name", "from-cli", "--device", "cpu", "--batch-sizes", "2",
+                                 "--set", "measure.seq_lens=[12]"])
     assert result.exit_code == 0, result.output
     (run_dir,) = out_dir.iterdir()
     assert run_dir.name.endswith("-from-cli")
@@ -206,6 +219,7 @@ def test_run_applies_command_line_overrides(runner, write_config, out_dir, tiny_
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert {r["backend"] for r in records} == {"eager"}
     assert {r["model"] for r in records} == {"random:tiny"}
+    assert {(r["batch_size"], r["seq_len"]) for r in records} == {(2, 12)}
     assert all(r["status"] == "ok" for r in records)
     output = plain(result.output)
     assert "results:" in output and "results.jsonl" in output

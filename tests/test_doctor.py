@@ -39,6 +39,8 @@ def test_doctor_on_the_cpu_passes_its_paths_and_skips_cuda_with_reasons(tmp_path
     assert rows[("cpu eager fp32 structured", "speedup_mechanism")]["status"] == "pass"
     assert rows[("cpu eager fp32 prefix", "parity")]["status"] == "pass"
     assert "bench doctor" in result.output and "failed" in result.output
+    said = " ".join(result.output.split())  # however the console wrapped it
+    assert "proving cpu x 1 backend(s)" in said and "(cuda: CUDA is not available, skipped)" in said
 
 
 def test_bad_doctor_options_are_one_line_errors(tmp_path):

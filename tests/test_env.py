@@ -112,3 +112,31 @@ def test_git_state_of_a_checkout(tmp_path: Path):
     installed = tmp_path / ".venv" / "lib" / "site-packages" / "pkg"
     installed.mkdir(parents=True)
     assert git_state(installed) == {"git_commit": None, "git_dirty": None}
+
+
+def test_a_package_outside_a_checkout_reports_what_its_wheel_recorded(tmp_path: Path):
+    package = tmp_path / "site-packages" / "bench"
+    package.mkdir(parents=True)
+    nulls = {"git_commit": None, "git_dirty": None}
+    assert git_state(package) == nulls
+    recorded = {"git_commit": "ab" * 20, "git_dirty": False}
+    (package / "build_commit.json").write_text(json.dumps(recorded))
+    assert git_state(package) == recorded
+    (package / "build_commit.json").write_text('{"git_comm')  # damaged: nulls, never a guess or a crash
+    assert git_state(package) == nulls
+
+
+@needs_git
+def test_the_wheel_records_the_commit_it_is_built_from(tmp_path: Path):
+    """The README's quickstart installs non-editable: the wheel itself must carry the commit (hatch_build.py)."""
+    import zipfile
+
+    wheel_builder = pytest.importorskip("hatchling.builders.wheel", reason="hatchling (the test extra) is not installed")
+    root = Path(bench.run.env.__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0 or not (root / "hatch_build.py").is_file():
+        pytest.skip("the project is not a git checkout here")
+    wheel = next(iter(wheel_builder.WheelBuilder(str(root)).build(directory=str(tmp_path), versions=["standard"])))
+    with zipfile.ZipFile(wheel) as archive:
+        recorded = json.loads(archive.read("bench/build_commit.json"))
+    assert recorded["git_commit"] == head.stdout.strip() and isinstance(recorded["git_dirty"], bool)

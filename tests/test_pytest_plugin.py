@@ -247,6 +247,13 @@ def test_fail_on_regression_gates_on_the_interval_against_a_saved_baseline(pytes
     pytester.runpytest(*common, f"--benchmark-json={saved}").assert_outcomes(passed=1)
     gate = [f"--xglm-bench-baseline={saved}", "--xglm-bench-fail-on-regression=20"]
     assert pytester.runpytest(*common, *gate).ret == pytest.ExitCode.OK
+    recorded = json.loads(saved.read_text())  # a baseline measured with other threads: said, not silently compared
+    recorded["benchmarks"][0]["extra_info"]["threads"] = 7
+    (tmp_path / "other-threads.json").write_text(json.dumps(recorded))
+    other = pytester.runpytest(*common, f"--xglm-bench-baseline={tmp_path / 'other-threads.json'}")
+    other.assert_outcomes(passed=1, warnings=1)
+    said = " ".join(other.stdout.str().split())
+    assert "ran with 1 thread(s), the baseline with 7" in said and "not comparable" in said
     monkeypatch.setenv("INJECTED_SLOWDOWN_MS", "30")  # about +150%
     slowed = pytester.runpytest(*common, *gate)
     assert slowed.ret != pytest.ExitCode.OK

@@ -57,8 +57,11 @@ def run_doctor(settings: Settings, console: Console) -> tuple[list[Check], float
     started = time.perf_counter()
     torch.set_num_threads(settings.threads)  # as a sweep pins them: oversubscribed threads make CPU times meaningless
     checks = stack_checks()
-    console.print(f"stack checked; proving {len(settings.devices)} device(s) x {len(settings.backends)} backend(s) "
-                  f"on {', '.join(settings.models)}...")
+    usable = [d for d in settings.devices if not d.startswith("cuda") or torch.cuda.is_available()]
+    absent = [d for d in settings.devices if d not in usable]
+    note = f" ({', '.join(absent)}: CUDA is not available, skipped)" if absent else ""
+    console.print(f"stack checked; proving {', '.join(usable) or 'no device'} x {len(settings.backends)} backend(s) "
+                  f"on {', '.join(settings.models)}{note}...")
     checks += path_checks(settings)
     return checks, time.perf_counter() - started
 

@@ -3,6 +3,7 @@ batches with their eager fp32 reference, and the timed run that fills `benchmark
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,14 +117,19 @@ class XglmBench:
         return info
 
     def _gate(self, benchmark: Any, info: dict[str, Any]) -> None:
-        """The regression gate against --xglm-bench-baseline: one line, no traceback, on a clear regression."""
+        """Against --xglm-bench-baseline: a warning when the threads differ from the baseline's (the latencies are
+        then not comparable), and the regression gate: one line, no traceback, on a clear regression."""
         settings = self.settings
-        if settings.fail_on_regression is None or not settings.baseline:
-            return
         name = getattr(benchmark, "fullname", None) or getattr(benchmark, "name", "")
-        baseline = settings.baseline.get(name)
-        if baseline:
-            line = regression_line(name, info["latency_samples_ms"], baseline, settings.fail_on_regression)
+        baseline = (settings.baseline or {}).get(name)
+        if not baseline:
+            return
+        if baseline.get("threads") not in (None, info["threads"]):
+            warnings.warn(f"{name}: ran with {info['threads']} thread(s), the baseline with {baseline['threads']}: "
+                          "its latencies are not comparable (set --xglm-bench-threads to the baseline's)", stacklevel=2)
+        if settings.fail_on_regression is not None:
+            line = regression_line(name, info["latency_samples_ms"], baseline["latency_samples_ms"],
+                                   settings.fail_on_regression)
             if line:
                 pytest.fail(line, pytrace=False)
 

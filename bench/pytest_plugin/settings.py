@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ class Settings:
     device: str
     dtype: str
     threads: int
-    baseline: dict[str, list[float]] | None = None  # benchmark fullname -> its latency_samples_ms
+    baseline: dict[str, dict[str, Any]] | None = None  # benchmark fullname -> its extra_info (latency_samples_ms, threads)
     fail_on_regression: float | None = None
 
     @classmethod
@@ -64,15 +65,16 @@ class Settings:
         return cls(rounds, warmup, device, dtype, threads, baseline, pct)
 
 
-def _baseline(path: str) -> dict[str, list[float]]:
-    """fullname -> latency_samples_ms of each benchmark in a pytest-benchmark JSON file."""
+def _baseline(path: str) -> dict[str, dict[str, Any]]:
+    """fullname -> the extra_info (latency_samples_ms, threads, ...) of each benchmark in a pytest-benchmark JSON
+    file that recorded its samples."""
     import json
 
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--xglm-bench-baseline {path}: cannot read it as JSON ({exc})") from None
-    return {b.get("fullname") or b.get("name"): (b.get("extra_info") or {}).get("latency_samples_ms")
+    return {b.get("fullname") or b.get("name"): b["extra_info"]
             for b in data.get("benchmarks", []) if (b.get("extra_info") or {}).get("latency_samples_ms")}
 
 

@@ -7,6 +7,7 @@ pynvml) are imported inside the probes, never at module import.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -89,11 +90,29 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def git_state(package_dir: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout that holds `package_dir`; nulls when there is none.
+    """Commit and dirty flag of the checkout that holds `package_dir`; outside a checkout (a non-editable
+    install), what the wheel recorded when it was built (hatch_build.py); nulls when neither says.
 
     A package installed into a venv that sits inside some other repository is ignored there, so an
     ignored package directory counts as "not a checkout" rather than reporting the wrong repository.
     """
+    state = _checkout_state(package_dir)
+    if state["git_commit"] is None and state["git_dirty"] is None:
+        return _built_state(package_dir) or state
+    return state
+
+
+def _built_state(package_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((package_dir / "build_commit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    return {"git_commit": record.get("git_commit"), "git_dirty": record.get("git_dirty")}
+
+
+def _checkout_state(package_dir: Path) -> dict[str, Any]:
     nulls = {"git_commit": None, "git_dirty": None}
     root = package_dir.resolve().parent
     try:
