@@ -47,6 +47,15 @@ def html_page(run: Run, views: list[TableData], plots: list) -> str:
     parts += [f"<dt>{html.escape(line.label)}</dt><dd class=\"{line.tone or ''}\">{html.escape(line.text)}</dd>"
               for line in _header(run)]
     parts += ["</dl>", as_html(findings(run.records))]
+    # The summary, then the plots, then every other table: the plots belong on the first screens, not after ten tables.
+    first, rest = views[:1], views[1:]
+    parts += _html_tables(first) + _html_plots(plots) + _html_tables(rest)
+    parts.append(f"<hr><p class=\"note\">{html.escape(REGENERATE.format(path=run.path))}</p></body></html>\n")
+    return "\n".join(parts)
+
+
+def _html_tables(views: list[TableData]) -> list[str]:
+    parts: list[str] = []
     for view in views:
         parts += [f"<h2 id=\"{html.escape(view.key)}\">{html.escape(view.title)}</h2>",
                   "<div class=\"scroll\"><table><thead><tr>"]  # a wide table scrolls in its box, not the page
@@ -57,18 +66,22 @@ def html_page(run: Run, views: list[TableData], plots: list) -> str:
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></div>")
         parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in view.notes]
-    parts.append("<h2 id=\"plots\">Plots</h2>")
+    return parts
+
+
+def _html_plots(plots: list) -> list[str]:
+    parts = ["<h2 id=\"plots\">Plots</h2>", "<div class=\"plots\">"]
     for plot in plots:
         if plot.png:
             data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt=\"{html.escape(plot.title)}\" src=\"data:image/png;base64,{data}\">"
                          f"<figcaption>{html.escape(plot.title)}</figcaption></figure>")
+    parts.append("</div>")
     skipped = [plot for plot in plots if plot.skipped]
     if skipped:
         parts.append("<p>Not drawn:</p><ul>" + "".join(f"<li>{html.escape(p.title)}: {html.escape(p.skipped)}</li>"
                                                        for p in skipped) + "</ul>")
-    parts.append(f"<hr><p class=\"note\">{html.escape(REGENERATE.format(path=run.path))}</p></body></html>\n")
-    return "\n".join(parts)
+    return parts
 
 
 def _header(run: Run) -> list[HeaderLine]:
@@ -106,6 +119,7 @@ th { border-bottom: 2px solid #888; }
 .better { color: #006b3c; font-weight: 600; }
 .worse { color: #b00020; font-weight: 600; }
 .note { color: #555; font-size: 0.9em; max-width: 110ch; overflow-wrap: anywhere; }
-figure { margin: 1.5em 0; } img { max-width: 100%; height: auto; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1em; }
+figure { margin: 0.5em 0; } img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; }
 """

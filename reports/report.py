@@ -14,13 +14,14 @@ from reports.languages import per_language_views, pt_minus_ft_views
 from reports.load import Run
 from reports.peft import methods_views, prompt_ablation_views
 from reports.plots import Plot, write_plots
+from reports.sparsity import sparsity_views
 from reports.table import TableData
 from reports.views import latency_view, parity_view, problems_view, summary_view, throughput_view
 
 
 def all_views(records: list[Record]) -> list[TableData]:
     views = [summary_view(records), latency_view(records), throughput_view(records), *methods_views(records),
-             *prompt_ablation_views(records), *per_language_views(records), *pt_minus_ft_views(records),
+             *sparsity_views(records), *prompt_ablation_views(records), *per_language_views(records), *pt_minus_ft_views(records),
              parity_view(records), problems_view(records)]
     return [view for view in views if view is not None]
 

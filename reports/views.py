@@ -56,7 +56,9 @@ def summary_view(records: list[Record]) -> TableData | None:
         return None
     shapes = {task: reference_shape(latency, task) for task in dict.fromkeys(k[0] for k in keys)}
     fastest = _best({(k, shapes[k[0]]): latency.get((k, shapes[k[0]])) for k in keys}, "latency_ms_p50", min)
-    best_acc = _best_by_task({k: accuracy[k].overall.mean for k in keys if k in accuracy}, max)
+    # Random weights make accuracy meaningless (the header says so): then no accuracy is marked best.
+    meaningless = any(r.get("random_weights") for r in records)
+    best_acc = {} if meaningless else _best_by_task({k: accuracy[k].overall.mean for k in keys if k in accuracy}, max)
     rows, flags = [], []
     for key in keys:
         task, variant, backend, dtype, _ = key
@@ -86,7 +88,7 @@ def summary_view(records: list[Record]) -> TableData | None:
                               tone="better" if best_acc.get(key) else None),
             "vs dense": speedup_text(gain, control),
             "ideal": num(ident.get("speedup_ideal"), ".2f", "x"),
-            "% peak": num(counters.get("percent_of_peak"), ".1f", "%", sub=counters.get("bound") or ""),
+            "% peak": _percent_of_peak(counters),
             "J/sample": num(counters.get("energy_j_per_sample"), ".3g"),
         })
     distinct = {shape for shape in shapes.values() if shape}
@@ -202,6 +204,15 @@ def problems_view(records: list[Record]) -> TableData | None:
     columns = [Column("variant", False), Column("task", False), Column("backend", False), Column("dtype", False),
                Column("status", False), Column("scenarios", False), Column("reason", False)]
     return build_table("problems", "Cells not measured", columns, rows)
+
+
+def _percent_of_peak(counters: Record) -> Cell:
+    """% of the calibrated peak; above 100 the peak was no peak (a backend beat the library it was measured with,
+    `bench calibrate`): flagged, never shown as a plain figure."""
+    value = counters.get("percent_of_peak")
+    if isinstance(value, (int, float)) and value > 100:
+        return Cell(f"{value:.1f}% !", "above the calibrated peak: recalibrate", "worse")
+    return num(value, ".1f", "%", sub=counters.get("bound") or "")
 
 
 def _trainable_share(record: Record) -> float | None:

@@ -94,6 +94,19 @@ def test_a_far_off_pareto_point_is_an_arrow_at_the_edge(records):
     assert not any("prompt-p64-eager" == (c.lines[0].get_gid() or "")[6:] for c in ax.containers)
 
 
+def test_the_pareto_front_is_ringed_and_no_rule_joins_a_variants_backends(records):
+    from reports.plots.figure import pareto_front
+
+    for ax in rendered(pareto, records).axes:
+        (ring,) = [line for line in ax.lines if line.get_gid() == "pareto-front"]
+        points = [c.lines[0].get_data() for c in ax.containers if (c.lines[0].get_gid() or "").startswith("point-")]
+        assert [tuple(p) for p in zip(*ring.get_data())] == pareto_front([(x[0], y[0]) for x, y in points])
+        # Dashed is the chance line's alone, and the only solid rule is the front's staircase.
+        rules = [line for line in ax.lines if line.get_linestyle() not in ("None", "none", " ", "")]
+        assert all(line.get_gid() == "chance" or line.get_linestyle() == "-" for line in rules)
+        assert len([line for line in rules if line.get_linestyle() == "-"]) <= 1
+
+
 def test_prefix_overhead_draws_each_prompt_kind_per_task(records):
     mlp = [r for name in ("prompt-p16", "prompt-p64") for r in _variant(records, name, f"{name}-mlp", prompt_mlp=True)]
     fig = rendered(prefix_overhead, records + mlp)

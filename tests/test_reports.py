@@ -92,6 +92,25 @@ def test_summary_shows_the_cost_model_numbers(synthetic):
         assert needle in text, needle
 
 
+def test_no_accuracy_is_best_on_random_weights_and_a_peak_beaten_is_flagged():
+    from reports.views import summary_view
+
+    records = load_run(RUNS / "synthetic-study").records
+    assert any(c.tone == "better" for c in summary_view(records).column("accuracy %"))
+    beaten = dict(next(r for r in records if r.get("percent_of_peak")), percent_of_peak=150.0)
+    changed = [dict(r, random_weights=True) for r in records if r is not beaten] + [beaten]
+    summary = summary_view([dict(r, random_weights=True) for r in changed])
+    assert not any(c.tone == "better" for c in summary.column("accuracy %"))  # the header says it measures nothing
+    flagged = [c for c in summary.column("% peak") if c.text == "150.0% !"]
+    assert len(flagged) == 1 and flagged[0].tone == "worse" and "recalibrate" in flagged[0].sub
+
+
+def test_the_html_report_puts_the_plots_right_after_the_summary(synthetic):
+    _, files, *_ = synthetic
+    page = files.html.read_text()
+    assert page.index('<h2 id="summary">') < page.index('<h2 id="plots">') < page.index('<h2 id="latency')
+
+
 def test_a_straying_masked_dense_control_is_flagged(synthetic):
     *_, views, text = synthetic
     summary = _view(views, "summary")

@@ -317,6 +317,16 @@ def test_a_sweep_writes_the_kernel_cell_beside_its_control_with_its_paired_gain(
     assert accuracy["u90@csr"] == accuracy["u90"]
     assert "unstructured through CSR on eager (cpu):" in " ".join(result.stdout.split())
     assert (run / "plots" / "latency_vs_sparsity.png").is_file()
+    # What sparsity leaves, in the terminal: densities, MACs with and without zeros, the artifact's bytes.
+    from reports.sparsity import sparsity_views
+
+    (view,) = sparsity_views(records)
+    rows = {row[0].text: dict(zip([c.name for c in view.columns], row)) for row in view.rows}
+    assert set(rows) == {"dense-ft", "u90", "u90@csr"} and rows["u90"]["kernel"].text == "dense"
+    assert rows["u90"]["density linears"].text == "10%" and rows["u90"]["vs dense"].text == "1.00x"
+    assert float(rows["u90@csr"]["vs dense"].text.rstrip("x")) < 1  # values plus int32 indices, no zeros
+    assert float(rows["u90"]["nonzero M"].text) < float(rows["u90"]["MACs/token M"].text)
+    assert "What sparsity leaves" in result.stdout
 
 
 # ------------------------------------------------------------------------------------------------- CUDA

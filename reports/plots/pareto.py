@@ -31,7 +31,7 @@ def pareto(records: list[Record]):
     random_weights_note(fig, records)
     methods = list(dict.fromkeys(ids[k].get("method") for _, (_, points) in tasks.items() for *_, k in points))
     backends = list(dict.fromkeys(k[2] for _, (_, points) in tasks.items() for *_, k in points))
-    labelled = []
+    labelled, stair = [], False
     for ax, (task, (shape, points)) in zip(axes, tasks.items()):
         far = outliers([x for x, _, _ in points])
         kept = [p for i, p in enumerate(points) if i not in far]
@@ -48,13 +48,15 @@ def pareto(records: list[Record]):
                 artist.set_alpha(0.45)
             extent += [y] + [b for b in bounds if b is not None]
             ends += [e for e in timing if e is not None]
-        for variant in dict.fromkeys(k[1] for _, _, k in kept):  # a faint rule joins one variant's backends
-            same = sorted((x, y, k) for x, y, k in kept if k[1] == variant)
-            if len(same) > 1:
-                ax.plot([x for x, _, _ in same], [y for _, y, _ in same], color=_colour(ids, same[0][2]), alpha=0.35,
-                        linewidth=1.0, zorder=1)
-        front = pareto_front([(x, y) for x, y, _ in points])
-        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="0.3", linewidth=1.0, linestyle="--")
+        # The front: a ring round each point on it, and a solid staircase through them where there are two or more
+        # (dashed is the chance line's). A variant's backends are not joined: such rules read as error bars.
+        front = pareto_front([(x, y) for x, y, _ in kept])
+        ax.plot([x for x, _ in front], [y for _, y in front], linestyle="none", marker="o", markersize=14,
+                fillstyle="none", color="0.15", markeredgewidth=1.1, zorder=3, gid="pareto-front")
+        if len(front) > 1:
+            ax.step([x for x, _ in front], [y for _, y in front], where="post", color="0.15", linewidth=1.4,
+                    alpha=0.55, zorder=2)
+            stair = True
         accuracy_ylim(ax, extent + [y for i, (_, y, _) in enumerate(points) if i in far])
         chance_or_note(ax, task)
         if kept:
@@ -64,7 +66,8 @@ def pareto(records: list[Record]):
         ax.set(xlabel=f"p50 latency at B x T = {shape_label(shape)} (ms)", ylabel="mean accuracy (%)",
                title=f"Accuracy vs latency · {task} (up and left is better)")
         labelled.append((ax, kept))
-    handles = [legend_handle("0.3", "", "--", "Pareto front")]
+    handles = [legend_handle("0.15", "o", "-" if stair else "none", "Pareto front")]
+    handles[0].set_fillstyle("none")
     handles += [legend_handle(method_style(m).colour, "o", "none", method_style(m).name) for m in methods]
     handles += [legend_handle("0.3", backend_marker(backend), "none", backend) for backend in backends]
     # Every point carries its variant's name; where a panel has too many points for names to fit, a number,
