@@ -43,6 +43,13 @@ def identities(records: list[Record]) -> dict[RowKey, Record]:
     return out
 
 
+def ordered_rows(records: list[Record]) -> list[RowKey]:
+    """Rows in the order the sweep wrote them (dense first, then the config's order), grouped by task."""
+    rows = list(dict.fromkeys(row_key(r) for r in records))
+    tasks = list(dict.fromkeys(key[0] for key in rows))
+    return sorted(rows, key=lambda key: tasks.index(key[0]))
+
+
 def masked_dense_control(record: Record) -> bool:
     """A sparse variant whose zeros ran through dense kernels (`speedup_mechanism` none): it should time as dense,
     so a ratio away from 1.0 is noise or a backend's bias. Its kernel cells (`@csr`, `@bsr`) are not controls."""

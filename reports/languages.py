@@ -24,7 +24,7 @@ from reports.cells import (
 )
 from reports.method_style import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, label
-from reports.views import ordered_rows
+from reports.cells import ordered_rows
 
 _NOTE_SEEDS = "mean over seeds with the sample std below it"
 

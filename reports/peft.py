@@ -31,7 +31,7 @@ from reports.cells import (
 )
 from reports.method_style import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
-from reports.views import ordered_rows
+from reports.cells import ordered_rows
 
 _COMPARED = ("dense", *PEFT_METHODS)
 

@@ -16,6 +16,7 @@ from reports.cells import (
     drift_flags,
     identities,
     masked_dense_control,
+    ordered_rows,
     per_cell,
     reference_shape,
     row_key,
@@ -26,13 +27,6 @@ from reports.method_style import method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
 
 _NOISY_CV = 0.10  # beyond this, a cell's p50 moves with the machine's load more than with the code
-
-
-def ordered_rows(records: list[Record]) -> list[RowKey]:
-    """Rows in the order the sweep wrote them (dense first, then the config's order), grouped by task."""
-    rows = list(dict.fromkeys(row_key(r) for r in records))
-    tasks = list(dict.fromkeys(key[0] for key in rows))
-    return sorted(rows, key=lambda key: tasks.index(key[0]))
 
 
 def speedup_text(value: Speedup | None, control: bool) -> Cell:

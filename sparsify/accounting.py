@@ -146,6 +146,8 @@ def count(model: XGLMClassifier) -> SparsityCounts:
         weights.append(sum(lin.weight.numel() for lin in linears))
         nonzero.append(sum(int(torch.count_nonzero(lin.weight)) for lin in linears))
         executed.append(sum(getattr(lin, "executed_macs_per_token", lin.weight.numel()) for lin in linears))
+        # A compressed linear (sparsify.kernels) stores only its values: its zeros are still the architecture's.
+        base_params_missing += sum(lin.weight.numel() - lin.nnz for lin in linears if hasattr(lin, "nnz"))
         # What structured pruning took away: per head q/k/v rows and biases plus out_proj columns (and any
         # folded prefix K/V of that head); per channel an fc1 row, its bias and an fc2 column.
         missing_heads = config.attention_heads - attn.num_heads

@@ -149,6 +149,7 @@ def test_ideal_speedup_counts_what_the_kernels_execute():
     realized, fields = realize(copy.deepcopy(model), "unstructured", CPU, "eager", {"kernel": "csr"})
     after = count(realized)
     assert after.density_linear == pytest.approx(before.density_linear)  # the dense view of the weights is the same
+    assert (after.density_all, after.base_params) == (pytest.approx(before.density_all), before.base_params)
     assert sum(after.linear_executed) == sum(after.linear_nonzero)  # CSR executes exactly its nonzeros
     expected = before.dense_macs_per_token(seq) / before.macs_per_token_nonzero(seq)
     assert after.speedup_ideal(seq, "sparse_kernel") == pytest.approx(expected)
