@@ -4,7 +4,7 @@ derive from it, and reports read it without importing the harness (no torch, no 
 
 A record is one flat JSON object; units stay in key names. Every key may be null ("does not apply here", or a
 stand-in record's gap); `required` keys are in every record, null or not: they are promised to other tools
-(DESIGN.md, "Result records"). The keys are declared in bench.record_keys; this module validates records
+(docs/results.md, "Records"). The keys are declared in bench.record_keys; this module validates records
 against them (with the keys plug-ins declare) and writes their reference.
 Regenerate the docs with `python -m bench.records > docs/records.md`.
 """

@@ -3,7 +3,7 @@ torch's sparse matmul, so that the zeros are skipped instead of multiplied.
 
     y = (sum_c W_c @ x_c^T)^T + b        x: [..., in], W: [out, in] in column chunks W_c of CHUNK input features
 
-Facts this is built on (checked with torch 2.13 CPU, MKL; see DESIGN.md):
+Facts this is built on (checked with torch 2.13 CPU, MKL; docs/methods.md, "Sparse kernels"):
 - the CPU kernels are MKL sparse BLAS, fp32/fp64 only ("addmm_out_sparse_csr_impl_mkl" is not implemented for
   bf16 or fp16); MKL's BSR takes square blocks only ("MKL Sparse doesn't support matrices with non-square blocks");
 - int64 indices are converted to int32 on every call, so the indices are stored as int32;
@@ -118,7 +118,7 @@ class CompressedLinear(nn.Module):
         block_cols = layout.blocksize[1] if layout.blocksize else 1
         self.chunk = max(block_cols, CHUNK // block_cols * block_cols)  # whole blocks per chunk
         values = []
-        with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state": known, and said in DESIGN.md
+        with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state": known, and said in docs/methods.md
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             for i, start in enumerate(range(0, self.in_features, self.chunk)):
                 piece = weight[:, start:start + self.chunk]

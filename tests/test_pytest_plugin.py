@@ -1,5 +1,5 @@
 """The xglm_bench pytest plugin: the batch and model it builds, what a benchmark records, capability skips, usage
-errors, and the regression workflow of README "Regression benchmarks" (autosave a baseline, compare, and fail on
+errors, and the regression workflow of docs/benchmarks.md (autosave a baseline, compare, and fail on
 a deliberate slowdown). Inner pytest runs use `pytester` in-process, on the tiny preset and the eager backend.
 """
 

@@ -25,20 +25,28 @@ SCENARIOS = ("latency", "throughput", "memory", "accuracy")
 class ModelConfig(_Strict):
     source: str = Field("random:small", description="hub id, local directory, or random:<tiny|small|564M>")
     max_length: int = Field(128, ge=8, le=4096, description="tokens per encoded pair, truncated longest-first")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="let transformers run a hub model's own code (off unless asked)")
 
 
 class DataConfig(_Strict):
-    tasks: list[Literal["xnli", "pawsx"]] = Field(default_factory=lambda: ["xnli"], min_length=1)
-    source: Literal["auto", "hub", "local", "synthetic"] = "auto"
+    tasks: list[Literal["xnli", "pawsx"]] = Field(default_factory=lambda: ["xnli"], min_length=1,
+                                                description="the tasks every variant is trained and evaluated on")
+    source: Literal["auto", "hub", "local", "synthetic"] = Field(
+        "auto", description="where rows come from; auto: the hub, then data_dir, then a synthetic set")
     data_dir: str | None = Field(None, description="official layouts; else env BENCH_DATA_DIR")
-    languages: list[str] | Literal["all"] = "all"
-    eval_split: Literal["test", "dev"] = "test"
-    max_train_samples: int | None = Field(None, ge=1)
-    max_eval_per_language: int | None = Field(None, ge=1)
+    languages: list[str] | Literal["all"] = Field(
+        "all", description="evaluation languages; all: every language the source has")
+    eval_split: Literal["test", "dev"] = Field("test", description="the split accuracy is measured on")
+    max_train_samples: int | None = Field(None, ge=1, description="a seeded subset of the training rows; default: all")
+    max_eval_per_language: int | None = Field(
+        None, ge=1, description="a seeded subset of each language's evaluation rows, the same rows for every language; "
+                                "default: all")
     # Resource level of each of XGLM's 30 pre-training languages (bench.data.tasks): the grouping the study reports
     # accuracy by. Languages in no group are reported ungrouped.
-    language_groups: dict[str, list[str]] = Field(default_factory=lambda: xglm_language_groups())
+    language_groups: dict[str, list[str]] = Field(
+        default_factory=lambda: xglm_language_groups(),
+        description="group name -> languages, for per-group accuracy; default: high / medium / low by share of "
+                    "XGLM's pre-training tokens")
 
 
 def _backend_options():
@@ -61,13 +69,18 @@ BackendName = Annotated[str, AfterValidator(plugins.check_backend_name)]
 
 class MeasureConfig(_Strict):
     device: str = Field("cpu", pattern=r"^(cpu|cuda|cuda:\d+)$", description="cpu, cuda or cuda:N (torch's CUDA index)")
-    dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    backends: list[BackendName] = Field(default_factory=lambda: ["eager", "compile", "onnxruntime"], min_length=1)
-    scenarios: list[Literal["latency", "throughput", "memory", "accuracy"]] = Field(default_factory=lambda: list(SCENARIOS))
-    batch_sizes: list[int] = Field(default_factory=lambda: [8], min_length=1)
-    seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
+    dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1,
+                                description="precisions measured; tf32 needs CUDA with compute capability >= 8.0")
+    backends: list[BackendName] = Field(default_factory=lambda: ["eager", "compile", "onnxruntime"], min_length=1,
+                                        description="backends, or <backend>:<mode> for a mode as a backend of its own")
+    scenarios: list[Literal["latency", "throughput", "memory", "accuracy"]] = Field(
+        default_factory=lambda: list(SCENARIOS), description="what is measured for every cell")
+    batch_sizes: list[int] = Field(default_factory=lambda: [8], min_length=1,
+                                   description="batch sizes of the latency and memory shapes (each >= 1)")
+    seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1,
+                                description="sequence lengths of the latency and memory shapes (each >= 1)")
     throughput_batch_size: int = Field(32, ge=1, description="batch size of the pass over the evaluation set")
-    warmup_iters: int = Field(5, ge=0, description="untimed calls per shape before the first round (at least 1)")
+    warmup_iters: int = Field(5, ge=0, description="untimed calls per shape before the first round")
     # Latency is measured in interleaved rounds (bench.measure.rounds): every cell of a group runs one block per
     # round, so drift of the machine hits every cell alike and ratios are paired round by round.
     min_rounds: int = Field(10, ge=2, description="rounds at least; each cell runs one block per round and shape")
@@ -179,26 +192,30 @@ class CostConfig(_Strict):
 
 class SweepConfig(_Strict):
     name: str = Field("sweep", description="the run directory's suffix: letters, digits, _, ., + and -")
-    seed: int = 0
-    output_dir: str = "runs"
+    seed: int = Field(0, description="seed of data subsampling, initialisation and training")
+    output_dir: str = Field("runs", description="where run directories go")
     cache_dir: str | None = Field(None, description="artifacts, exports and tokenizers; else env BENCH_CACHE_DIR or ~/.cache/xglm-bench")
     # ONNX exports stay in the cache (exports/), shared by runs; true: also linked (or copied) into the run's exports/
-    keep_exports: bool = False
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    keep_exports: bool = Field(False, description="also link (or copy) the ONNX exports a run used into its exports/")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the backbone every variant starts from")
+    data: DataConfig = Field(default_factory=DataConfig, description="tasks, data source and languages")
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="the training settings every variant starts from")
     # Training policy per method, between [train] and a variant's own overrides. Prompt tuning wants a far
     # larger learning rate and more epochs than full fine-tuning (P-tuning v2: 5e-3 to 1e-2).
     method_train: dict[Annotated[str, AfterValidator(registered_method)], TrainOverrides] = Field(
         default_factory=lambda: {"prompt": TrainOverrides(lr=5e-3, epochs=3.0, weight_decay=0.0),
                                  "soft_prompt": TrainOverrides(lr=3e-2, epochs=3.0, weight_decay=0.0),
-                                 "lora": TrainOverrides(lr=5e-4, epochs=3.0, weight_decay=0.0)}
+                                 "lora": TrainOverrides(lr=5e-4, epochs=3.0, weight_decay=0.0)},
+        description="a method's training policy, between [train] and a variant's own train overrides",
     )
-    variants: list[VariantConfig] = Field(default_factory=lambda: [make_variant(name="dense-ft")], min_length=1)
-    measure: MeasureConfig = Field(default_factory=MeasureConfig)
-    backend: BackendOptions = Field(default_factory=BackendOptions)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
-    cost: CostConfig = Field(default_factory=CostConfig)
+    variants: list[VariantConfig] = Field(default_factory=lambda: [make_variant(name="dense-ft")], min_length=1,
+                                          description="the variants to build and measure, one entry each")
+    measure: MeasureConfig = Field(default_factory=MeasureConfig, description="device, backends, shapes and the "
+                                                                              "stopping rule of the measurement")
+    backend: BackendOptions = Field(default_factory=BackendOptions, description="the backends' own options")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where the comparison groups run")
+    cost: CostConfig = Field(default_factory=CostConfig, description="what the hardware costs, for bench compare")
 
     @field_validator("name")
     @classmethod

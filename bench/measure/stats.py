@@ -92,7 +92,7 @@ class LatencyStats:
         )
 
     def to_record(self) -> dict[str, float | int | str | None]:
-        """Flat result-record keys with units in their names (see DESIGN.md, "Result records")."""
+        """Flat result-record keys with units in their names (see docs/records.md)."""
         record: dict[str, float | int | str | None] = {
             "latency_ms_p50": self.p50_ms,
             "latency_ms_mean": self.mean_ms,

@@ -4,7 +4,7 @@ a random 16-token prefix (the inference cost of a folded P-tuning v2 prompt), an
 
 `pytest tests` runs every benchmark with few rounds and checks each runner's parity with eager fp32, gating on no
 absolute time (CI machines are shared). Dedicated runners time longer and compare against a stored baseline:
-`pytest tests/benchmarks --benchmark-only --xglm-bench-rounds 200 ...` (README, "Regression benchmarks").
+`pytest tests/benchmarks --benchmark-only --xglm-bench-rounds 200 ...` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BACKENDS = [
 SHAPES = [pytest.param(1, 32, id="b1xs32"), pytest.param(8, 64, id="b8xs64")]
 # Variants other than dense run at one shape: each costs another compile and ONNX export.
 VARIANT_SHAPE = (8, 64)
-# Method names as DESIGN.md lists them, options as VariantConfig fields. P = 16 matches the random prefix, so
+# Method names as docs/methods.md lists them, options as VariantConfig fields. P = 16 matches the random prefix, so
 # compile reuses its cached graph; unstructured 50% is the masked-dense control of the sparsity study.
 METHOD_VARIANTS = [
     pytest.param("prompt", {"prompt_length": 16}, id="prompt16"),

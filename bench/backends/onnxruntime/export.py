@@ -1,7 +1,7 @@
 """An ONNX model as ONNX Runtime's users deploy it: exported, fused, optimised offline for one provider, in one
 directory that can be kept and loaded again (`export_for_ort`, `OrtExport.load`).
 
-The steps, each measured in the README (benchmarks/ort_fusions.py):
+The steps (docs/backends.md, "ONNX Runtime as deployed"; each measured by benchmarks/ort_fusions.py, figures in CHANGELOG.md):
 1. torch.onnx.export(dynamo=True), dynamic batch and sequence. At opset >= 23 torch writes SDPA as the standard
    onnx::Attention op (one ORT kernel instead of MatMul, Softmax and mask arithmetic) and GELU as one op, which
    ORT's optimiser fuses with the bias before it (BiasGelu). The attention path of the model is exported as it is:
