@@ -197,6 +197,19 @@ def test_breakeven_is_the_top_of_the_run_of_wins_from_the_sparsest_end():
     assert kernel_calibration.breakeven_density({"0.05": {"64": 0.9}}) == 0.0
 
 
+def test_calibration_times_the_kernel_on_the_layout_it_reads(monkeypatch):
+    """In the model a kernel is handed x^T contiguous (shared by q/k/v, written by attention and fc1): the
+    calibration times it so, or it charges a transpose the model never makes and `auto` keeps winners dense."""
+    seen, forward = [], CompressedLinear.forward
+    monkeypatch.setattr(CompressedLinear, "forward", lambda self, x: seen.append(x.stride()) or forward(self, x))
+    monkeypatch.setattr(kernel_calibration, "DENSITIES", (0.1,))
+    monkeypatch.setattr(kernel_calibration, "TOKENS", (8,))
+    entry = kernel_calibration.measure(Layout("csr"), (16, 32), "cpu", torch.float32)
+    assert seen and set(seen) == {(1, 8)}  # [8 tokens, 32 features] over a contiguous [32, 8]
+    assert set(entry["speedup_by_density_tokens"]) == {"0.1"}
+    assert kernel_calibration.calibration_key("cpu", torch.float32, 2)["input"] == "transposed"  # old caches miss
+
+
 def test_auto_picks_per_linear_from_the_cached_calibration(tmp_path, monkeypatch):
     model = masked(0.9)
     fake = {"breakeven_density": 0.15}
