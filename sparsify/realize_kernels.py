@@ -148,7 +148,26 @@ def _auto(linears: dict[str, nn.Linear], target, opts: RealizeOptions) -> tuple[
             if density <= breakeven and (best is None or breakeven - density > best[0]):
                 best = (breakeven - density, layout)
         served[name] = best[1] if best else None
-    return served, {"sparse_kernel_breakeven_density": breakevens, **calibration.record()}
+    return _whole_chains(served), {"sparse_kernel_breakeven_density": breakevens, **calibration.record()}
+
+
+# Linears whose kernel gains hold only together, in the model's layout (the calibration times each one on x^T):
+# q/k/v share one x^T only when all three read it (bench.model.attention); fc2 through a kernel reads fc1's
+# transposed output for free, but a dense fc1's output it must transpose (4 MiB at 512 tokens), and a dense fc2
+# reads a kernel fc1's output slowly. fc2 alone through CSR at 80 % (random:small, 2 threads, Intel Xeon VM) made
+# the model 0.88x (0.86-0.89) of dense, though fc2 alone calibrated at 1.07x.
+_CHAINS = ({"q_proj", "k_proj", "v_proj"}, {"fc1", "fc2"})
+
+
+def _whole_chains(served: dict[str, Layout | None]) -> dict[str, Layout | None]:
+    """Dense for every member of a chain (within one decoder layer) that has a member a kernel does not win."""
+    def chain(name: str) -> tuple[str, int] | None:
+        parent, _, leaf = name.rpartition(".")
+        layer = parent.removesuffix(".self_attn")
+        return next(((layer, i) for i, members in enumerate(_CHAINS) if leaf in members), None)
+
+    broken = {chain(name) for name, layout in served.items() if layout is None} - {None}
+    return {name: None if chain(name) in broken else layout for name, layout in served.items()}
 
 
 def _layout(kernel: str, block_shape: tuple[int, int] | None) -> Layout:

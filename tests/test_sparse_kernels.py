@@ -231,6 +231,18 @@ def test_auto_picks_per_linear_from_the_cached_calibration(tmp_path, monkeypatch
     assert fields["sparse_kernel_linears"] == {"dense": 12}
 
 
+def test_auto_runs_a_chain_sparse_only_when_every_link_wins(tmp_path, monkeypatch):
+    """fc1 [128, 64] wins alone, fc2 [64, 128] loses: both stay dense (fc1's transposed output would slow what reads
+    it); out_proj and q/k/v [64, 64] win together."""
+    wins = {(64, 64): 0.15, (128, 64): 0.15, (64, 128): 0.0}
+    monkeypatch.setattr(kernel_calibration, "measure", lambda layout, shape, *a: {"breakeven_density": wins[shape]})
+    _, fields = realize(masked(0.9), "unstructured", CPU, "eager", {"kernel": "auto", "cache_dir": str(tmp_path)})
+    by_linear = fields["sparse_kernel_by_linear"]
+    assert {k.rsplit(".", 1)[1]: v for k, v in by_linear.items() if ".layers.0." in f".{k}"} == {
+        "q_proj": "csr", "k_proj": "csr", "v_proj": "csr", "out_proj": "csr", "fc1": "dense", "fc2": "dense"}
+    assert fields["sparse_kernel_linears"] == {"csr": 8, "dense": 4}
+
+
 # ------------------------------------------------------------------------------------ cells and refusals
 
 
