@@ -16,6 +16,7 @@ import typer
 
 from bench.cli.cache import cache_app
 from bench.cli.errors import Guard, OneLineErrors, console, err_console, error
+from bench.cli.overrides import overrides_from_options
 from bench.errors import BenchError
 
 
@@ -43,26 +44,6 @@ def _print_version(asked: bool) -> None:
 def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                           help="print the version and commit, then exit")) -> None:
     """Inference-efficiency benchmarks of XGLM variants on eager PyTorch, torch.compile and ONNX Runtime."""
-def _listed(text: str, kind: type, flag: str = "") -> list:
-    """'1, 8' -> [1, 8]: a comma-separated option."""
-    try:
-        return [kind(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise BenchError(f"{flag} takes comma-separated integers, e.g. {flag} 1,8 (got {text!r})") from None
-
-
-def _setting(item: str) -> tuple[str, Any]:
-    """'--set train.steps=8' -> ("train.steps", 8): the value read as TOML, else as a string (--set data.languages=all)."""
-    import tomllib
-
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key or not all(part.isidentifier() for part in key.split(".")):
-        raise BenchError(f"--set takes KEY=VALUE with a dotted config key, e.g. --set train.steps=8 (got {item!r})")
-    try:
-        return key, tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return key, text.strip()
 
 
 @app.command()
@@ -110,17 +91,8 @@ def run(
             overrides["keep_exports"] = True
         if backends is not None:
             overrides["measure.backends"] = [b.strip() for b in backends.split(",") if b.strip()]
-        listed = (("data.data_dir", "--data-dir", data_dir and str(data_dir)),
-                  ("data.languages", "--languages", languages and (languages.strip() if languages.strip() == "all"
-                                                                    else _listed(languages, str))),
-                  ("measure.batch_sizes", "--batch-sizes", batch_sizes and _listed(batch_sizes, int, "--batch-sizes")),
-                  ("measure.seq_lens", "--seq-lens", seq_lens and _listed(seq_lens, int, "--seq-lens")))
-        for key, flag, value in listed:
-            if value is not None:
-                overrides[key], flags[key] = value, flag
-        for item in set_ or ():
-            key, value = _setting(item)
-            overrides[key], flags[key] = value, f"--set {key}"
+        for key, (value, flag) in overrides_from_options(data_dir, languages, batch_sizes, seq_lens, set_).items():
+            overrides[key], flags[key] = value, flag
         if retry_failed and resume is None:
             raise BenchError("--retry-failed measures the failed cells of an existing run again: give the run with "
                              "--resume RUN_DIR")
