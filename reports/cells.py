@@ -73,11 +73,16 @@ def reference_shape(cells: dict[CellKey, Record], task: Any) -> Shape | None:
     return max(counts, key=lambda s: (counts[s], s[0] or 0, s[1] or 0))
 
 
+def is_dense_reference(record: Record) -> bool:
+    """A dense variant as it is (not a precision cell of one): what speedups vs dense refer to."""
+    return record.get("method") == "dense" and not record.get("quantization")
+
+
 def dense_variants(records: list[Record]) -> dict[tuple, Any]:
     """(task, backend, dtype, device) -> the dense variant that speedups refer to: the first one recorded."""
     out: dict[tuple, Any] = {}
     for record in records:
-        if record.get("method") == "dense":
+        if is_dense_reference(record):
             task, variant, backend, dtype, device = row_key(record)
             out.setdefault((task, backend, dtype, device), variant)
     return out

@@ -10,7 +10,7 @@ A ratio (speedup_vs_dense, prefix_overhead_vs_dense, speedup_vs_eager) is claime
 Records from before p-values existed are judged by their interval alone, and the rule says so (`holm` False).
 
 The family is every ratio the Findings speak of at their scope (one task, dtype, device and shape): each non-dense
-row's ratio vs dense and the dense rows' ratios vs eager. Sentences from other modules call `ClaimRule.verdict`.
+row's ratio vs dense, the dense rows' ratios vs eager, and each precision cell's ratio vs its unquantized cell. Sentences from other modules call `ClaimRule.verdict`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def _test_key(record: Record, metric: str) -> tuple:
 
 
 def in_family(record: Record) -> list[str]:
-    """The paired ratios of this record that the Findings may claim."""
+    """The paired ratios of this record that the Findings may claim (a precision cell: its gain over its unquantized
+    cell, and for a method other than dense the combination's ratio vs dense too)."""
+    if record.get("quantization"):
+        return ["speedup_vs_control"] + (["speedup_vs_dense"] if record.get("method") != "dense" else [])
     if record.get("method") == "dense":
         return ["speedup_vs_eager"] if record.get("backend") != "eager" else []
     return ["speedup_vs_dense"]

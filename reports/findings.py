@@ -19,10 +19,12 @@ from collections import Counter
 from typing import Any
 
 from reports.backend_gap import gap_sentences
-from reports.cells import Record, accuracy_rows, per_cell, ratio_ci, reference_backend, row_key, times
+from reports.cells import (Record, accuracy_rows, is_dense_reference, per_cell, ratio_ci, reference_backend,
+                           row_key, times)
 from reports.claims import ClaimRule, resolution
 from reports.kernel_curves import kernel_cell, kernel_curves
 from reports.method_style import SPARSE_METHODS
+from reports.precision_findings import precision_sentences
 
 TITLE = "Findings"
 _SPARSE = tuple(reversed(SPARSE_METHODS))  # most effective first: structured, semi24, unstructured
@@ -39,7 +41,7 @@ def findings(records: list[Record]) -> list[str]:
     cells = {key: r for (key, s), r in latency.items() if s == shape and (key[0], key[3], key[4]) == (task, dtype, device)}
     variants = list(dict.fromkeys(key[1] for key in cells))
     by_variant = {v: [r for k, r in cells.items() if k[1] == v] for v in variants}
-    dense = next((v for v in variants if by_variant[v][0].get("method") == "dense"), None)
+    dense = next((v for v in variants if is_dense_reference(by_variant[v][0])), None)
     rounds = sorted({r["rounds"] for r in cells.values() if r.get("rounds")})
     rule = ClaimRule.of(list(cells.values()))
     out = [f"{task}, {dtype} on {device}, batch {shape[0]} × {shape[1]} tokens; ratios vs {dense or 'dense'} on the same "
@@ -49,13 +51,18 @@ def findings(records: list[Record]) -> list[str]:
     # the tables, since their ratio vs dense mixes the two.
     sparse = [v for m in _SPARSE for v in variants if by_variant[v][0].get("method") == m
               and not by_variant[v][0].get("prompt_length") and not by_variant[v][0].get("lora_rank")
-              and not kernel_cell(by_variant[v][0])]  # kernel cells: in their curve's sentence below
-    prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")]
+              and not kernel_cell(by_variant[v][0])  # kernel cells: in their curve's sentence below
+              and not by_variant[v][0].get("quantization")]  # precision cells: in their own sentences below
+    prompts = [v for v in variants if (by_variant[v][0].get("prompt_length") or 0) > 0 and not by_variant[v][0].get("sparsity")
+               and not by_variant[v][0].get("quantization")]
     labels = _labels({v: by_variant[v][0] for v in sparse + prompts})
     controls = {r["kernel_control"] for r in cells.values() if kernel_cell(r)}
     out += [_sparse_sentence(labels[v], by_variant[v], rule, v in controls) for v in sparse]
     out += kernel_curves([r for r in cells.values() if kernel_cell(r)], rule, device)
     out += [_prefix_sentence(labels[v], by_variant[v], shape, rule) for v in prompts]
+    accuracy = {(k[1], k[2]): r for (k, _), r in per_cell(records, "accuracy", "accuracy").items()
+                if (k[0], k[3], k[4]) == (task, dtype, device)}
+    out += precision_sentences(list(cells.values()), accuracy, rule)
     if dense:
         out += _backends(by_variant[dense], dense, rule)
         out += gap_sentences(by_variant[dense], rule)  # each backend gap's cause: the libraries behind the linears

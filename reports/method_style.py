@@ -34,7 +34,13 @@ def method_style(method: Any) -> MethodStyle:
 
 
 def method_label(record: Record) -> str:
-    """'prompt P=16 +mlp', 'soft prompt P=16 kv', 'LoRA r=8 unmerged', 'structured 50%', '... on structured 50%'."""
+    """'prompt P=16 +mlp', 'soft prompt P=16 kv', 'LoRA r=8 unmerged', 'structured 50%', '... on structured 50%';
+    a precision cell's label ends with its precision ('structured 50% int8')."""
+    label = _realised_label(record)
+    return f"{label} {record['quantization']}" if record.get("quantization") else label
+
+
+def _realised_label(record: Record) -> str:
     method = record.get("method") or "?"
     if method == "prompt":
         text = f"prompt P={record.get('prompt_length')}" + (" +mlp" if record.get("prompt_mlp") else "")

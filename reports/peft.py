@@ -31,7 +31,7 @@ from reports.cells import (
 )
 from reports.method_style import PEFT_METHODS, method_label
 from reports.table import Cell, Column, TableData, build_table, interval, label, num, share
-from reports.cells import ordered_rows
+from reports.cells import is_dense_reference, ordered_rows
 
 _COMPARED = ("dense", *PEFT_METHODS)
 
@@ -48,7 +48,7 @@ def methods_views(records: list[Record]) -> list[TableData]:
         shape = reference_shape(latency, task)
         backends = list(dict.fromkeys(k[2] for k, s in latency if k[0] == task and s == shape))
         groups = [g for g, _ in language_layout(records, task) if g]
-        reference = next((accuracy[k] for k in keys if ids[k].get("method") == "dense"), None)
+        reference = next((accuracy[k] for k in keys if is_dense_reference(ids[k])), None)
         rows = []
         for key in keys:
             ident, acc = ids[key], accuracy[key]

@@ -6,7 +6,7 @@ its record on the first backend it ran on; the dense variant is the reference ro
 
 from __future__ import annotations
 
-from reports.cells import Record, identities, ordered_rows
+from reports.cells import Record, identities, is_dense_reference, ordered_rows
 from reports.method_style import method_label
 from reports.table import Cell, Column, TableData, build_table, label, num, share
 
@@ -24,7 +24,7 @@ def sparsity_views(records: list[Record]) -> list[TableData]:
         chosen = list(rows_by_variant.values())
         if not any(r.get("sparsity") for r in chosen):
             continue
-        dense = next((r for r in chosen if r.get("method") == "dense"), None)
+        dense = next((r for r in chosen if is_dense_reference(r)), None)
         rows = []
         for record in chosen:
             if record.get("method") != "dense" and not record.get("sparsity"):

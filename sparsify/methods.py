@@ -2,7 +2,7 @@
 
 The masked methods (unstructured, block, semi24) also take `kernels`, a realisation option (never in the recipe):
 a masked variant is measured as its masked-dense control (cell '<name>', kernel dense) and through each of its
-kernels (cells '<name>@<kernel>', default auto), all from the one artifact, in the same rounds (kernel_cells).
+kernels (cells '<name>@<kernel>', default auto), all from the one artifact, in the same rounds (realised_cells).
 
 Unset options (None) stand for the default in their description, so a recipe carries only what was chosen.
 """
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bench.plugins.variant import VariantBase
+from bench.plugins.variant import Cell, VariantBase
 from bench.plugins.spec import MethodSpec, Style
 
 Importance = Literal["magnitude", "taylor"]
@@ -64,15 +64,13 @@ class _Masked(_Sparse):
             raise ValueError(f"{where}: kernel 2:4 serves 2:4 masks (method 'semi24'); csr or auto serve '{self.method}'")
         return self
 
+    def realised_cells(self) -> list[Cell]:
+        """The masked-dense control under the variant's own name (kernel dense), then one cell per kernel as
+        '<name>@<kernel>'. A precision cell ('<name>@int8') quantizes the control: the masked weights in int8 dense
+        GEMMs, since no sparse kernel here multiplies int8 (MKL's sparse BLAS takes fp32 and fp64)."""
+        kernels = self.kernels if self.kernels is not None else DEFAULT_KERNELS
+        return [Cell(self.name, "dense"), *(Cell(f"{self.name}@{k}", k) for k in kernels)]
 
-def kernel_cells(variant) -> list[tuple[str, str | None]]:
-    """(cell variant name, kernel) of every cell a variant is measured as: a masked variant as its masked-dense
-    control under its own name (kernel dense) and through each of its kernels as '<name>@<kernel>'; any other variant
-    as itself (kernel None). '@' is not allowed in a variant's name, so these never collide with another's."""
-    if not isinstance(variant, _Masked):
-        return [(variant.name, None)]
-    kernels = variant.kernels if variant.kernels is not None else DEFAULT_KERNELS
-    return [(variant.name, "dense"), *((f"{variant.name}@{k}", k) for k in kernels)]
 
 
 class _Scheduled(_Masked):

@@ -19,7 +19,6 @@ from bench.cli import app
 from helpers import plain
 from bench.config import load_config, packaged_config, read_toml
 from bench.run.sweep import run_sweep
-from sparsify.methods import kernel_cells
 
 PLOTS = ("latency_vs_sparsity", "pareto", "prefix_overhead", "accuracy_vs_sparsity")
 
@@ -64,7 +63,7 @@ def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
     records = store.records()
     assert store.manifest()["status"] == "complete"
     # Each masked variant is measured as its control and through auto (the default kernel): `<name>@auto`.
-    cells = {name for v in cfg.variants for name, _ in kernel_cells(v)}
+    cells = {cell.name for v in cfg.variants for cell in v.cells()}
     assert {v["name"] for v in read_toml(packaged_config("default"))["variants"]} < cells
     assert {r["variant"] for r in records} == cells and {"unstructured-50@auto", "semi24@auto"} < cells
     latency = [r for r in records if r["scenario"] == "latency"]
@@ -72,7 +71,7 @@ def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
     assert {r["sparse_kernel"] for r in latency if r["variant"].endswith("@auto")} == {"auto"}
     assert {r["measure_scheme"] for r in latency} == {"interleaved rounds"}
     for r in latency:
-        if r["method"] == "dense":
+        if r["method"] == "dense" and not r.get("quantization"):
             assert r["speedup_vs_dense"] == 1.0
         else:
             assert r["speedup_vs_dense_ci95_low"] <= r["speedup_vs_dense"] <= r["speedup_vs_dense_ci95_high"]
@@ -82,6 +81,10 @@ def test_every_variant_is_measured_interleaved_with_paired_ratios(default_run):
     assert {r["speedup_mechanism"] for r in latency if r["method"] in ("unstructured", "semi24")
             and r["sparse_kernel"] == "dense"} == {"none"}
     assert {r["scenario"] for r in records} == {"latency", "throughput", "memory", "accuracy"}
+    # dense-ft in int8 too: paired with its fp32 cell on each backend, by the library that serves that backend
+    int8 = {r["backend"]: r for r in latency if r["variant"] == "dense-ft@int8"}
+    assert {b: r["quant_library"] for b, r in int8.items()} == {"eager": "torch.ao", "onnxruntime": "onnxruntime.quantization"}
+    assert all(r["quant_control"] == "dense-ft" and r["speedup_vs_control"] > 0 for r in int8.values())
 
 
 def test_the_default_draws_its_plots(default_run):
@@ -99,7 +102,7 @@ def test_findings_end_the_report_and_head_report_md(default_run):
     assert text.rstrip().endswith("╯") and "report:" not in block  # the panel is the last thing printed
     block = " ".join(block.replace("│", " ").split())
     for phrase in ("structured 50 %", "unstructured 50 %", "2:4 semi-structured 50 %", "16-token prefix (P-tuning v2)",
-                   "of the parameters", "Accuracy is meaningless here: the backbone has random weights"):
+                   "of the parameters", "int8 on dense-ft", "Accuracy is meaningless here: the backbone has random weights"):
         assert phrase in block, phrase
     md = (store.path / "report.md").read_text(encoding="utf-8")
     assert md.index("## Findings") < md.index("\n## ", md.index("## Findings") + 1) < md.index("## Plots")

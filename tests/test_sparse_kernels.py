@@ -23,7 +23,6 @@ from sparsify import kernel_calibration
 from sparsify.accounting import count
 from sparsify.kernels import CHUNK, CompressedLinear, Layout
 from sparsify.masks import MaskKeeper, block_masks, block_norms, unstructured_masks
-from sparsify.methods import kernel_cells
 from sparsify.variants import check
 from sparsify.realize_kernels import kernel_refusal
 from sparsify.scores import magnitude
@@ -249,13 +248,17 @@ def test_auto_runs_a_chain_sparse_only_when_every_link_wins(tmp_path, monkeypatc
 def test_a_masked_variant_is_its_control_and_one_cell_per_kernel_from_one_recipe():
     plain = make_variant(name="u90", method="unstructured", sparsity=0.9)
     with_kernels = make_variant(name="u90", method="unstructured", sparsity=0.9, kernels=["csr", "auto"])
-    assert kernel_cells(plain) == [("u90", "dense"), ("u90@auto", "auto")]
-    assert kernel_cells(with_kernels) == [("u90", "dense"), ("u90@csr", "csr"), ("u90@auto", "auto")]
+    assert _cells(plain) == [("u90", "dense"), ("u90@auto", "auto")]
+    assert _cells(with_kernels) == [("u90", "dense"), ("u90@csr", "csr"), ("u90@auto", "auto")]
     assert plain.recipe_options() == with_kernels.recipe_options()  # the artifact is shared
-    assert kernel_cells(make_variant(name="s", method="structured", sparsity=0.5)) == [("s", None)]
+    assert _cells(make_variant(name="s", method="structured", sparsity=0.5)) == [("s", None)]
     cells = [("dense", "eager"), ("u90", "eager"), ("u90@csr", "eager"), ("x", "eager")]
     batches = plan_batches(cells, "dense", 3, family={"u90@csr": "u90"})
     assert [("dense", "eager"), ("u90", "eager"), ("u90@csr", "eager")] in batches
+
+
+def _cells(variant) -> list[tuple[str, str | None]]:
+    return [(cell.name, cell.kernel) for cell in variant.cells()]
 
 
 def test_kernel_cells_are_paired_with_their_control():

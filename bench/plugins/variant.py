@@ -7,10 +7,12 @@ Part of the plug-in interface, and light (pydantic only): method declarations im
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field, create_model, model_validator
 
+from bench.plugins.precision import Precision
 from bench.plugins.spec import Strict
 
 # What the recipe of every variant carried before each method had its own options: the P-tuning v2 fields, always
@@ -47,6 +49,10 @@ class VariantBase(Strict):
     method: str = Field("dense", description="the method that builds it (a registered MethodSpec)")
     train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of [train] for this variant")
     seeds: list[int] | None = Field(None, min_length=1, description="training seeds; default: the sweep's seed")
+    precisions: list[Precision] | None = Field(
+        None, json_schema_extra={"realisation": True},
+        description="quantized precisions the variant is also measured in, beside itself: one cell '<name>@<precision>' "
+                    "each (int8: dynamic activations; int8-weight: weight-only; fp8: CUDA 8.9+), from the same artifact")
 
     # Options whose unset value (None) stands for a default: left out of recipes, so adding an option to a method
     # leaves the recipes (and cached artifacts) of its existing variants as they were.
@@ -54,7 +60,21 @@ class VariantBase(Strict):
     def _distinct_seeds(self) -> "VariantBase":
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"variant '{self.name}': repeated seeds {self.seeds}")
+        if self.precisions is not None and len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"variant '{self.name}': repeated precisions {self.precisions}")
         return self
+
+    def cells(self) -> list[Cell]:
+        """Every cell the variant is measured as, all from its one artifact: the ways its method runs
+        (`realised_cells`), then each precision on its reference cell as '<name>@<precision>'. '@' is not allowed in
+        a variant's name, so these never collide with another variant's."""
+        own = self.realised_cells()
+        return own + [Cell(f"{self.name}@{p}", own[0].kernel, p) for p in self.precisions or ()]
+
+    def realised_cells(self) -> list[Cell]:
+        """The cells of the method's own realisation choices (a masked method: its control and kernels), reference
+        first; a method without such choices is one cell, itself."""
+        return [Cell(self.name)]
 
     def recipe_options(self) -> dict[str, Any]:
         """The options that determine the weights: the method's own, those left unset (None) omitted."""
@@ -74,3 +94,23 @@ class VariantBase(Strict):
 
     def seeds_or(self, default: int) -> list[int]:
         return self.seeds or [default]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One way a variant is measured: its name in records, its sparse kernel (masked methods; None elsewhere) and
+    its quantized precision (None: the sweep's dtype as it is)."""
+
+    name: str
+    kernel: str | None = None
+    precision: str | None = None
+
+    def fields(self, variant: str) -> dict[str, Any]:
+        """What a record of this cell says about it beyond its variant's fields: a kernel cell names its
+        masked-dense control (the control names itself), a precision cell the cell it quantizes."""
+        if self.precision is not None:
+            return {"variant": self.name, "sparse_kernel": self.kernel, "quantization": self.precision,
+                    "quant_control": variant}
+        if self.kernel is not None:
+            return {"variant": self.name, "sparse_kernel": self.kernel, "kernel_control": variant}
+        return {}

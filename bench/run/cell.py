@@ -66,6 +66,7 @@ class CellRunner:
         self.inputs: dict[Shape, Any] = {}
         self.counter = None
         self.memory = None  # bench.run.memory_estimate.CellMemory, once the model is loaded
+        self.costs: dict[Shape, Any] = {}  # bench.measure.roofline.ForwardCost per shape, once the model is realised
         self.at: Shape | None = None  # the forward's shape now running, for an out-of-memory's message
         self.notify = lambda shape, message: None  # the worker process tells its parent (a SIGKILL leaves no record)
 
@@ -85,12 +86,14 @@ class CellRunner:
         return f"{stage}: {type(exc).__name__}: {exc}"
 
     def prepare(self) -> Prepared:
+        from quantize.realize import PrecisionSkipped, realize_precision
         from sparsify.kernels import KernelSkipped
         from bench.variants.artifacts import Artifact
         from bench.variants.registry import realize
         from sparsify.accounting import count
 
         from bench.plugins import backend_kind
+        from bench.measure.roofline import forward_cost
         from bench.run.memory_estimate import CellMemory, free_bytes, runtime_bytes
         from bench.run.placement import pin, placement_fields
 
@@ -105,12 +108,20 @@ class CellRunner:
             # How this method's weights run here (2:4 kernels, smaller GEMMs or dense zeros), decided before the
             # backend sees the model: the backend never learns how the variant was made.
             model, realized = realize(model, base["method"], task.target, base["backend"], realisation_options(task))
-            counts = count(model)  # densities and MACs of exactly what is measured
+            counts = count(model)  # densities and MACs of exactly what is measured (quantizing changes neither)
             base |= realized | counts.fields(task.max_length, realized["speedup_mechanism"])
+            # The forward's cost per shape, of the weights as the method realised them: quantizing changes the type of
+            # the linears' work, not its amount.
+            self.costs = {(bs, seq): forward_cost(model, bs, seq, task.target.torch_dtype)
+                          for bs in task.measure.batch_sizes for seq in task.measure.seq_lens}
+            # A precision cell's linears in int8 or fp8, after the method's realisation (bench.plugins.precision)
+            model, quantized = realize_precision(model, base.get("quantization"), task.target,
+                                                 backend_kind(base["backend"]))
+            base |= quantized
             base["weight_bytes"] = _weight_bytes(model, task.target)  # values plus indices where sparse
             self.memory = CellMemory(model, task.measure, task.max_length, task.target.dtype,
                                      backend_kind(base["backend"]), task.target.device, runtime, free)
-        except KernelSkipped as exc:
+        except (KernelSkipped, PrecisionSkipped) as exc:
             return self._stand_in(base, "skipped", f"realize: {exc}")
         except Exception as exc:
             return self._stand_in(base, "failed", self._failure("realize", exc))
@@ -122,6 +133,8 @@ class CellRunner:
                                       task.options, Path(task.workdir),
                                       export_cache=Path(task.export_cache) if task.export_cache else None)
                 base |= self.runner.build_seconds | self.runner.info
+                if base.get("quantization") and "onnx_initializer_bytes" in base:  # quantized in the graph, not the model
+                    base["weight_bytes"] = base["onnx_initializer_bytes"]
                 out = self._measure(model, counts, base)
         except SkipCell as exc:
             return self._stand_in(base, "skipped", str(exc))
@@ -135,8 +148,6 @@ class CellRunner:
     def _measure(self, model, counts, base: dict[str, Any]) -> Prepared:
         from bench.measure.energy import EnergyCounter
         from bench.measure.passes import eval_pass, memory, parity, warm_up
-        from bench.measure.roofline import forward_cost
-
         task, cfg, runner = self.task, self.task.measure, self.runner
         self._running((cfg.throughput_batch_size, task.max_length))
         try:
@@ -157,8 +168,8 @@ class CellRunner:
                 self.batches[(bs, seq)], self.inputs[(bs, seq)] = batch, runner.inputs(batch.input_ids, batch.attention_mask)
                 warm_up(runner, self.inputs[(bs, seq)], cfg.warmup_iters)  # recompiles and graph capture happen here
                 out.shapes[(bs, seq)] = shape_fields | {
-                    "cost": forward_cost(model, bs, seq, task.target.torch_dtype),
-                    "weight_bytes_in_memory": _weight_bytes(model, task.target)}
+                    "cost": self.costs[(bs, seq)],
+                    "weight_bytes_in_memory": base["weight_bytes"]}
                 if "memory" in cfg.scenarios:
                     try:
                         _add(out, "memory", base | shape_fields | memory(runner, batch)

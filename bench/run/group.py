@@ -23,7 +23,7 @@ from bench.config import MeasureConfig
 from bench.measure.rounds import RoundsResult, StopRule, run_rounds
 from bench.run.cell import CellTask, Prepared
 from bench.run.progress import Progress
-from bench.run.records import latency_records, twin_id, twin_reference
+from bench.run.records import control_of, latency_records, twin_id, twin_reference
 from bench.run.worker import LocalWorker, ProcessWorker
 
 Cell = tuple[str, str]  # (variant, backend)
@@ -42,9 +42,9 @@ class GroupSink:
 def plan_batches(cells: list[Cell], reference: str | None, max_live: int,
                  family: dict[str, str] | None = None) -> list[list[Cell]]:
     """Cells in batches of at most max_live, each non-reference cell together with the reference cell of its
-    backend; whole variants (all their backends, and a masked variant's control with its kernel cells: `family`
-    maps a cell's variant to its control's) stay together where they fit, so backend-vs-eager and kernel-vs-control
-    ratios are paired too. A reference cell takes part in every batch that needs it."""
+    backend; whole variants (all their backends, and a control with its kernel and precision cells: `family` maps a
+    cell's variant to its control's) stay together where they fit, so backend-vs-eager and kernel-vs-control ratios
+    are paired too. A reference cell takes part in every batch that needs it."""
     family = family or {}
     if len(cells) <= max_live:
         return [list(cells)]
@@ -55,10 +55,16 @@ def plan_batches(cells: list[Cell], reference: str | None, max_live: int,
             variants.setdefault(family.get(cell[0], cell[0]), []).append(cell)
     if not variants:  # only reference cells: nothing is paired, any cut will do
         return [cells[i:i + max_live] for i in range(0, len(cells), max_live)]
-    units: list[list[Cell]] = []  # what must share a batch: a variant's cells, or one cell when it does not fit
+    # What must share a batch: a variant's cells; where they do not fit, each backend's of them (a kernel or precision
+    # cell is paired with its control on its own backend; vs-eager ratios are lost); else one cell at a time.
+    units: list[list[Cell]] = []
     for members in variants.values():
-        needed = members + [refs[b] for _, b in members if b in refs]
-        units += [members] if len(needed) <= max_live else [[cell] for cell in members]
+        if _fits(members, refs, max_live):
+            units.append(members)
+            continue
+        for backend in dict.fromkeys(b for _, b in members):
+            mine = [cell for cell in members if cell[1] == backend]
+            units += [mine] if _fits(mine, refs, max_live) else [[cell] for cell in mine]
     batches: list[list[Cell]] = []
     current: list[Cell] = []
     for unit in units:
@@ -71,6 +77,10 @@ def plan_batches(cells: list[Cell], reference: str | None, max_live: int,
     batches.append(current)
     order = {cell: i for i, cell in enumerate(cells)}
     return [sorted(batch, key=order.__getitem__) for batch in batches]
+
+
+def _fits(unit: list[Cell], refs: dict[str, Cell], max_live: int) -> bool:
+    return len(set(unit) | {refs[b] for _, b in unit if b in refs}) <= max_live
 
 
 def default_max_live(cfg: MeasureConfig, weight_bytes: int) -> int:
@@ -93,7 +103,7 @@ def run_group(tasks: list[CellTask], reference: str | None, cfg: MeasureConfig, 
               sink: GroupSink, *, done: set[str], seed: int = 0, progress: Progress | None = None) -> None:
     """Measure a group: tasks are its cells in a stable order; `done` holds cell ids whose records exist."""
     by_cell = {(t.base["variant"], t.base["backend"]): t for t in tasks}
-    family = {t.base["variant"]: t.base["kernel_control"] for t in tasks if t.base.get("kernel_control")}
+    family = {t.base["variant"]: control_of(t.base) for t in tasks if control_of(t.base)}
     twins = len({b for _, b in by_cell}) if cfg.aa_control == "all" else 1 if cfg.aa_control == "one" else 0
     batches = plan_batches(list(by_cell), reference, max(2, max_live - twins) if reference else max_live, family)
     # A batch runs unless every cell of it was finished before (resume); reference cells run in every batch.
@@ -194,7 +204,7 @@ def _pairs(tasks: list[CellTask], reference: str | None) -> list[tuple[tuple[str
     backend, vs the same variant on eager, and a kernel cell vs its masked-dense control on the same backend. The
     precision target applies to all; the dense ones shape the rounds."""
     ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
-    controls = {t.cell_id: t.base.get("kernel_control") for t in tasks}
+    controls = {t.cell_id: control_of(t.base) for t in tasks}
     pairs = []
     for (variant, backend), cell in ids.items():
         if controls[cell] and (controls[cell], backend) in ids:

@@ -54,6 +54,7 @@ def preflight(cfg: SweepConfig, console: Console) -> Plan:
             _check_prefix_artifact(variant, backbone)
         check_variant(variant, backbone)
         _check_kernels(cfg, variant)
+        _check_precisions(cfg, variant)
     check_fits(cfg, backbone)  # a cell that cannot fit in memory, refused before anything is built
     data_dir = require_data_dir(cfg.data.data_dir)
     data = {}
@@ -79,6 +80,38 @@ def _check_kernels(cfg: SweepConfig, variant) -> None:
         problem = kernel_refusal(variant, cfg.measure.device, cfg.measure.dtypes, cfg.measure.backends)
         if problem:
             raise BenchError(problem)
+
+
+def _check_precisions(cfg: SweepConfig, variant) -> None:
+    """A precision no listed backend can run on this device (fp8 on a CPU or a GPU below 8.9, a library that is not
+    installed) is refused now, in one line naming what would run; one that only some backends lack is `skipped`
+    there, cell by cell, with the reason."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bench.plugins.precision import SCHEMES, cpu_refusal
+
+    device, kinds = cfg.measure.device, [backend_kind(b) for b in cfg.measure.backends]
+    for precision in variant.precisions or ():
+        scheme, where = SCHEMES[precision], f"variant '{variant.name}'"
+        if not device.startswith("cuda"):
+            problem = cpu_refusal(precision, kinds)
+            if problem:
+                raise BenchError(f"{where}: {problem}")
+        elif scheme.min_capability and torch.cuda.get_device_capability(torch.device(device)) < scheme.min_capability:
+            major, minor = torch.cuda.get_device_capability(torch.device(device))
+            need = ".".join(map(str, scheme.min_capability))
+            raise BenchError(f"{where}: precision {precision} needs compute capability {need} or newer; "
+                             f"{torch.cuda.get_device_name(torch.device(device))} has {major}.{minor} (int8 runs there)")
+        libraries = [lib for kind in kinds if (lib := scheme.library(kind, device))]
+        missing = set()
+        for lib in libraries:
+            try:
+                version(lib.distribution)
+            except PackageNotFoundError:
+                missing.add(lib.distribution)
+        if libraries and len(missing) == len({lib.distribution for lib in libraries}):
+            raise BenchError(f"{where}: precision {precision} needs {' or '.join(sorted(missing))}, not installed here "
+                             f"(pip install {' '.join(sorted(missing))})")
 
 
 def _warn_untrained(cfg: SweepConfig, console: Console) -> None:

@@ -6,7 +6,8 @@ A record is `make_record(**base, **<scenario fields>)`, where base holds the var
 
 - latency:    base | shape_fields | latency_fields | energy_fields | roofline | rounds_fields | paired_fields
               (speedup_vs_dense, speedup_vs_eager, speedup_vs_control of a sparse kernel cell over its
-              masked-dense control, prefix_overhead_vs_dense): latency_records
+              masked-dense control or of a precision cell over its unquantized one, prefix_overhead_vs_dense):
+              latency_records
 - memory:     base | shape_fields | the memory pass's fields | weight bytes
 - throughput: base | EvalPass.throughput_fields | batch_size
 - accuracy:   base | accuracy_fields (per language, mean, groups); with seeds also seed_aggregate_fields
@@ -111,7 +112,7 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
                 for r in stand_ins(task.measure, prep.base, prep.status, prep.error) if r["scenario"] == "latency"]
     ids = {(t.base["variant"], t.base["backend"]): t.cell_id for t in tasks}
     variant, backend = task.base["variant"], task.base["backend"]
-    control = task.base.get("kernel_control")
+    control = control_of(task.base)
     refs = {"dense": ids.get((reference, backend)) if reference else None, "eager": ids.get((variant, "eager")),
             "control": ids.get((control, backend)) if control else None}
     out = []
@@ -127,6 +128,11 @@ def latency_records(task, tasks, prepared, result, reference: str | None, peaks,
         fields |= latency_fields(stats, samples, shaped) | energy_fields(blocks, shaped["batch_size"], prep.base)
         fields |= roofline_fields(shaped["cost"], stats.p50_ms / 1e3, task.target.dtype, peaks,
                                   library=prep.base.get("linear_library"))
+        if prep.base.get("quantization"):  # int8 / fp8 linears: no peak calibrated, and the bytes are not the dtype's
+            fields |= {k: None for k in ("achieved_gbps", "min_bytes_per_forward", "arithmetic_intensity",
+                                         "percent_of_peak", "percent_of_library_peak", "bound", "peak_note")}
+            fields["roofline_note"] = (f"{prep.base['quantization']} linears: FLOPs as the unquantized model's, no "
+                                       f"{prep.base['quantization']} peak calibrated, so no roof")
         fields |= rounds_fields(result, task.cell_id, shape, refs["dense"] or task.cell_id)
         fields |= paired_fields("vs_dense", result, refs["dense"], task.cell_id, shape)
         fields |= paired_fields("vs_eager", result, refs["eager"], task.cell_id, shape)
@@ -197,6 +203,12 @@ def resolution_fields(result, twins: dict[str, str] | None, backend: str, shape)
     return {"aa_backend": twin_backend, "aa_ratio": ratio.value, "aa_ratio_ci95_low": ratio.low,
             "aa_ratio_ci95_high": ratio.high, "aa_ratio_ci_level": ratio.level, "aa_ratio_p_value": ratio.p_value,
             "aa_significant": not ratio.low <= 1.0 <= ratio.high, "resolution_pct": ratio.half_width_pct}
+
+
+def control_of(base: dict[str, Any]) -> str | None:
+    """The cell a kernel or precision cell is a realisation of, measured in the same rounds: a kernel cell's
+    masked-dense control, a precision cell's unquantized variant (speedup_vs_control pairs them)."""
+    return base.get("quant_control") or base.get("kernel_control")
 
 
 def twin_id(reference_id: str) -> str:

@@ -25,7 +25,6 @@ from rich.console import Console
 from bench.backends import Target
 from bench.backends.onnxruntime.export_cache import keep
 from bench.variants.artifacts import Artifact
-from sparsify.methods import kernel_cells
 from bench.config.bases import build_order
 from bench.variants.variant import BuildInputs, base_chain
 from bench.config import SweepConfig, VariantBase
@@ -107,7 +106,7 @@ class Sweep:
         self.kept: dict[str, dict[str, Any]] = {}  # cell -> where keep_exports put its export
         self.scratch = Path(tempfile.gettempdir())  # replaced by the run's own scratch directory in run()
         self.peaks = self.executor.peaks(cfg.measure.peaks, cfg.measure.device, plan.threads, plan.cache_dir, console)
-        cells = len(plan.data) * sum(len(kernel_cells(v)) for v in cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
+        cells = len(plan.data) * sum(len(v.cells()) for v in cfg.variants) * len(cfg.measure.dtypes) * len(cfg.measure.backends)
         self.progress = Progress(cells - sum(1 for c in self.done if c.count("/") == 5), cfg.measure.min_rounds,
                                  say=console.print, max_rounds=cfg.measure.max_rounds,
                                  min_interval_s=0.0 if console.is_terminal else PIPED_PROGRESS_INTERVAL_S)
@@ -151,12 +150,11 @@ class Sweep:
             if built.error is not None:  # a variant that cannot be built fails its cells; the sweep goes on
                 self.console.print(f"[red]variant {variant.name} (seed {seed}) failed to build[/]: {built.message}")
                 if index == 0:
-                    self.progress.total_cells -= len(kernel_cells(variant)) * len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
+                    self.progress.total_cells -= len(variant.cells()) * len(self.cfg.measure.dtypes) * len(self.cfg.measure.backends)
                     for dtype in self.cfg.measure.dtypes:
                         for backend in self.cfg.measure.backends:
-                            for name, kernel in kernel_cells(variant):
-                                cell = {"variant": name, "sparse_kernel": kernel} if kernel else {}
-                                self._emit_all(base | cell | {"backend": backend, "dtype": dtype}, "failed",
+                            for cell in variant.cells():
+                                self._emit_all(base | cell.fields(variant.name) | {"backend": backend, "dtype": dtype}, "failed",
                                                f"build: {built.error}")
                 continue
             base |= built.fields
@@ -193,14 +191,12 @@ class Sweep:
     def _group(self, ready: list[Measured], dtype: str, evalset: EvalSet) -> None:
         """Every variant x backend cell of this task and dtype, measured together (bench.run.group). A masked variant
         is several cells of one artifact: its masked-dense control and one cell per sparse kernel
-        (sparsify.methods.kernel_cells), all in the same rounds."""
+        (VariantBase.cells), and a quantized variant its cell per precision, all in the same rounds."""
         cfg = self.cfg.measure
         tasks = []
-        for m, name, kernel in ((m, name, kernel) for m in ready for name, kernel in kernel_cells(m.variant)):
+        for m, cell in ((m, cell) for m in ready for cell in m.variant.cells()):
             for backend in cfg.backends:
-                base = m.base | {"backend": backend, "dtype": dtype}
-                if kernel is not None:  # the control names the variant; a kernel cell names its control
-                    base |= {"variant": name, "sparse_kernel": kernel, "kernel_control": m.variant.name}
+                base = m.base | {"backend": backend, "dtype": dtype} | cell.fields(m.variant.name)
                 cell_id = "/".join(str(base[k]) for k in ("variant", "task", "seed", "backend", "dtype", "device"))
                 tasks.append(CellTask(
                     cell_id=cell_id, artifact_path=str(m.artifact.path),

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.backends.onnxruntime import session as ort_session
@@ -45,6 +46,8 @@ EXPORTED, OPTIMIZED, MANIFEST = "model.onnx", "model.ort.onnx", "export.json"
 FUSION_OPS = (
     "Attention", "MultiHeadAttention", "GroupQueryAttention", "BiasGelu", "FastGelu", "Gelu", "Erf",
     "SkipLayerNormalization", "LayerNormalization", "FusedMatMul", "MatMul", "Gemm", "Softmax",
+    # a precision cell's quantized linears (quantize.onnx_graph)
+    "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits",
 )
 
 
@@ -64,6 +67,17 @@ class OrtExport:
     def bytes(self) -> int:
         return sum(p.stat().st_size for p in self.directory.glob(f"{OPTIMIZED}*"))
 
+    @property
+    def initializer_bytes(self) -> int:
+        """Bytes of the optimised graph's initializers at their own types (int8 weights of a quantized graph at one
+        byte each): the weights the session holds. Read from the graph's shapes, without loading the weights."""
+        import onnx
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        graph = onnx.load(str(self.model_path), load_external_data=False).graph
+        return sum(int(np.prod(t.dims, dtype=np.int64)) * tensor_dtype_to_np_dtype(t.data_type).itemsize
+                   for t in graph.initializer)
+
     @classmethod
     def load(cls, directory: Path) -> OrtExport:
         """A finished export directory (its export.json is written last)."""
@@ -77,10 +91,11 @@ def skip_layer_norm_wanted(setting: str, target: Target) -> bool:
 
 def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: Target, opset: int,
                    graph_optimization: str, skip_layer_norm: bool, attention_path: str,
-                   manifest: dict[str, Any] | None = None) -> OrtExport:
-    """Export `model` (already on the target's device and dtype, on `attention_path`), fuse, and optimise it for
-    the target's provider, into `directory`; `manifest`: more fields for export.json (the cache's key). Raises
-    SkipCell when the provider cannot be had."""
+                   quantization: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None) -> OrtExport:
+    """Export `model` (already on the target's device and dtype, on `attention_path`), fuse, quantize its linears
+    where the cell asks (`quantization`: quantize.realize.GraphRequest.key()), and optimise it for the target's
+    provider, into `directory`; `manifest`: more fields for export.json (the cache's key). Raises SkipCell when the
+    provider cannot be had."""
     import onnxruntime as ort
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,6 +109,12 @@ def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: 
         with stopwatch() as clock:
             fuse_skip_layer_norm(exported)
         seconds["fuse_s"] = clock.seconds
+    if quantization:
+        from quantize.onnx_graph import quantize_graph
+
+        with stopwatch() as clock:
+            quantize_graph(exported, quantization["scheme"], tuple(quantization["linears"]))
+        seconds["quantize_s"] = clock.seconds
     so = ort_session.session_options(ort, target, graph_optimization, directory / "ort-profile")
     so.enable_profiling = False
     so.optimized_model_filepath = str(optimized)
@@ -105,7 +126,7 @@ def export_for_ort(model: torch.nn.Module, example, directory: Path, *, target: 
     seconds["optimize_s"] = clock.seconds
     spec = {"opset": opset, "dtype": target.dtype, "provider": ort_session.requested_provider(target),
             "graph_optimization": graph_optimization, "skip_layer_norm": skip_layer_norm,
-            "attention_path": attention_path,
+            "attention_path": attention_path, "quantization": quantization,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "onnxscript": _version("onnxscript")}
     result = OrtExport(directory, spec, fused_op_counts(optimized), seconds)
     files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}

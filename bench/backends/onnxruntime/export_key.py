@@ -4,7 +4,7 @@ The model is identified by what it is, not by how it was made (a backend never l
 parameter and buffer (names, dtypes, shapes, bytes), of its module tree as printed (classes, layer sizes, a pruned
 model's heads) and of the source files of the classes in it, so that a change to the model's code or to
 transformers' XGLM is a new key. Beside it, every setting that changes the graph: dtype, opset, ORT's optimisation
-level, the SkipLayerNormalization fusion, the attention path, the prefix length, the example batch it was traced
+level, the SkipLayerNormalization fusion, the attention path, the quantization asked for (scheme and linears), the prefix length, the example batch it was traced
 with (axes are dynamic; kept all the same), the provider and the device the optimised graph was made for (ORT's
 optimiser may use what the CPU or GPU offers), the versions of torch, onnx, onnxscript, onnx-ir and onnxruntime,
 and EXPORT_SCHEMA with the source of the export code itself. Hashing the weights costs about 1.5 s per GB on two
@@ -29,7 +29,8 @@ _PACKAGES = ("torch", "onnx", "onnxscript", "onnx-ir", "onnxruntime")
 
 
 def export_key(model: torch.nn.Module, example, target: Target, *, opset: int, graph_optimization: str,
-               skip_layer_norm: bool, attention_path: str) -> tuple[str, dict[str, Any]]:
+               skip_layer_norm: bool, attention_path: str, quantization: dict[str, Any] | None = None
+               ) -> tuple[str, dict[str, Any]]:
     """(key, what it hashes): the key names the cache entry (`ort-<dtype>-<hash>`); the inputs go in export.json."""
     inputs = {
         "schema": EXPORT_SCHEMA,
@@ -37,7 +38,7 @@ def export_key(model: torch.nn.Module, example, target: Target, *, opset: int, g
         "structure": _digest(repr(model).encode()),
         "code": code_digest(model),
         "dtype": target.dtype, "opset": opset, "graph_optimization": graph_optimization,
-        "skip_layer_norm": skip_layer_norm, "attention_path": attention_path,
+        "skip_layer_norm": skip_layer_norm, "attention_path": attention_path, "quantization": quantization,
         "prefix_length": int(getattr(model, "prefix_length", 0) or 0),
         "example_shapes": [list(t.shape) for t in example],
         "provider": ort_session.requested_provider(target), "device": device_identity(target),

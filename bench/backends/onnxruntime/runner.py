@@ -49,8 +49,10 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
     ort_options = options.onnxruntime
     workdir.mkdir(parents=True, exist_ok=True)  # the session's profile lands here, whatever the export's home
     skip_ln = skip_layer_norm_wanted(ort_options.skip_layer_norm, target)
+    request = getattr(model, "quantization", None)  # a precision cell's linears, quantized in the graph (quantize)
     settings = dict(opset=ort_options.opset, graph_optimization=ort_options.graph_optimization,
-                    skip_layer_norm=skip_ln, attention_path=model.attention_path)
+                    skip_layer_norm=skip_ln, attention_path=model.attention_path,
+                    quantization=request.key() if request is not None else None)
 
     def make(directory: Path, manifest: dict[str, Any] | None = None) -> None:
         # The model is copied to the device only when it is exported: a cache hit never holds it there.
@@ -78,7 +80,7 @@ def prepare(model, target: Target, example, options: BackendOptions, workdir: Pa
         ort_version=ort.__version__, ort_providers=session.get_providers(), ort_intra_op_threads=target.threads,
         ort_intra_op_spinning=ort_options.intra_op_spinning, ort_graph_optimization=ort_options.graph_optimization,
         onnx_opset=ort_options.opset, ort_skip_layer_norm=skip_ln, ort_fused_ops=exported.fused_ops,
-        onnx_bytes=exported.bytes, **cache_fields,
+        onnx_bytes=exported.bytes, onnx_initializer_bytes=exported.initializer_bytes, **cache_fields,
         ort_provider_options=ort_session.provider_options(target), ort_output_dtype="float32",
         linear_library="mlas" if not target.is_cuda else "cublas",
         **({"ort_preload_dlls": preloaded} if preloaded else {}), **ort_session.placement_fields(placement),
