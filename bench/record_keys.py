@@ -177,6 +177,8 @@ KEYS: list[Key] = [
         Key("compile_freezing", bool, "", "inductor's freezing was on (weights prepacked; compile:freezing)"),
         Key("eager_linears", str, "", "the library eager's linears were asked to run on: default or onednn"),
         Key("eager_linears_replaced", int, "", "nn.Linear modules run on oneDNN with prepacked weights (eager:onednn)"),
+        Key("cpu_bf16_instructions", list[str], "", "a CPU bf16 cell: the native bf16 instructions the CPU has (avx512_bf16, amx_bf16, avx_ne_convert)"),
+        Key("cpu_bf16_note", str, "", "a CPU bf16 cell: what those instructions (or their absence) mean for its speed"),
         Key("linear_library", str, "", "the GEMM library that ran the cell's linears (mkl, openblas, onednn, mlas, cublas)"),
         Key("measure_threads", int, "", "the intra-op threads the cell was given (measure.threads)"),
         Key("torch_intra_op_threads", int, "", "torch's intra-op threads in the cell's process"),

@@ -6,6 +6,12 @@
   dynamo cannot trace (a graph break per linear), so compile uses torchao.
 - torchao's `quantize_` (compile; eager on CUDA; weight-only and fp8 everywhere): the weights become tensor
   subclasses whose matmuls inductor fuses.
+
+torch.ao's dynamic linear quantizes its activations to 7 bits (`reduce_range=True`, fixed in its forward): without
+VNNI, x86's u8 x s8 multiply-add accumulates pairs in 16 bits and full 8-bit ranges can saturate. With VNNI (or AMX)
+the products accumulate in 32 bits, so the linears here use the full range there: on the 2-vCPU AMD EPYC
+(avx512_vnni), random:small's dense-ft, 960 sequences, agreement with fp32 rose from 98.1 % to 99.5 % and the
+largest logit error fell from 0.027 to 0.015, at the same speed (35.9 vs 35.2 ms at 8 x 64).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from bench.plugins.precision import Library
 
@@ -32,7 +39,12 @@ def quantize_linears(model: nn.Module, precision: str, library: Library, target,
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel")
             quantize_dynamic(model, {path: per_channel_dynamic_qconfig for path in paths}, inplace=True)
-        return f"torch quantized engine {torch.backends.quantized.engine}"
+        full = vnni()
+        if full:
+            for path in paths:
+                model.get_submodule(path).__class__ = FullRangeDynamicLinear
+        activations = "8-bit range (VNNI: 32-bit accumulation)" if full else "7-bit range (reduce_range: no VNNI)"
+        return f"torch quantized engine {torch.backends.quantized.engine}, activations {activations}"
     config = _torchao_config(precision)
     if target.is_cuda:  # torchao quantizes the weights where they are: on the GPU, in the cell's dtype
         model.to(device=target.torch_device, dtype=target.torch_dtype)
@@ -49,3 +61,24 @@ def _torchao_config(precision: str):
 
     return {"int8": Int8DynamicActivationInt8WeightConfig, "int8-weight": Int8WeightOnlyConfig,
             "fp8": Float8DynamicActivationFloat8WeightConfig}[precision]()
+
+
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def vnni() -> bool:
+    """Whether this CPU multiplies u8 x s8 into 32-bit sums (VNNI or AMX): full-range activations cannot saturate."""
+    from bench.measure.device import _cpuinfo_value
+
+    try:
+        return bool(set(_cpuinfo_value("flags").split()) & set(VNNI_FLAGS))
+    except Exception:
+        return False
+
+
+class FullRangeDynamicLinear(DynamicLinear):
+    """torch.ao's dynamic int8 linear with its activations quantized over the full 8-bit range."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False)
+        return y.to(x.dtype)

@@ -54,6 +54,20 @@ def test_eager_quantizes_exactly_the_decoder_linears_and_agrees_with_fp32(precis
     assert 0.70 * linears <= saved <= 0.75 * linears
 
 
+@pytest.mark.parametrize("has_vnni", [True, False])
+def test_torch_ao_uses_the_full_activation_range_only_where_vnni_accumulates_in_32_bits(monkeypatch, has_vnni):
+    import quantize.torch_linears as torch_linears
+
+    monkeypatch.setattr(torch_linears, "vnni", lambda: has_vnni)
+    model = tiny_model()
+    reference = logits(model)
+    quantized, fields = realize_precision(copy.deepcopy(model), "int8", CPU, "eager")
+    kinds = {type(lin) for lin in decoder_linears(quantized).values()}
+    assert (kinds == {torch_linears.FullRangeDynamicLinear}) is has_vnni
+    assert ("8-bit range" if has_vnni else "7-bit range") in fields["quant_engine"]
+    assert torch.allclose(logits(quantized), reference, atol=0.1)
+
+
 def test_torch_ao_and_torchao_count_the_same_int8_bytes():
     ao, _ = realize_precision(tiny_model(), "int8", CPU, "eager")
     tao, _ = realize_precision(tiny_model(), "int8", CPU, "compile")  # torchao: the compile path
@@ -82,7 +96,7 @@ def test_lora_unmerged_quantizes_the_base_layer_and_keeps_the_adapter():
     assert any(p.endswith("q_proj.base_layer") for p in paths) and len(paths) == len(decoder_linears(model))
     quantized, _ = realize_precision(model, "int8", CPU, "eager")
     q = quantized.backbone.layers[0].self_attn.q_proj
-    assert type(q.base_layer).__name__ == "Linear" and type(q.base_layer).__module__.startswith("torch.ao")
+    assert isinstance(q.base_layer, torch.ao.nn.quantized.dynamic.Linear)
     assert isinstance(q.lora_A, torch.nn.Parameter)
 
 
@@ -211,3 +225,14 @@ def test_the_findings_give_the_gain_over_the_unquantized_cell_with_the_accuracy_
     assert "at -0.3 points (-1.2 to +0.6)" in sentence and "98.0% and 2.0e-02 on onnxruntime" in sentence
     random = {k: v | {"random_weights": True} for k, v in accuracy.items()}
     assert "points" not in precision_sentences(rows, random, ClaimRule.of(rows))[0]  # meaningless, not given
+
+
+@pytest.mark.parametrize("flags, native", [("fpu avx512f avx512_bf16", True), ("fpu avx2 fma", False)])
+def test_a_cpu_bf16_cell_says_whether_the_cpu_computes_bf16_natively(monkeypatch, flags, native):
+    from bench.measure import cpu_info
+
+    monkeypatch.setattr(cpu_info, "_cpuinfo_value", lambda key: flags)
+    fields = cpu_info.bf16_fields("bf16", "cpu")
+    assert bool(fields["cpu_bf16_instructions"]) is native
+    assert ("no native bf16" in fields["cpu_bf16_note"]) is not native
+    assert cpu_info.bf16_fields("fp32", "cpu") == {} and cpu_info.bf16_fields("bf16", "cuda") == {}

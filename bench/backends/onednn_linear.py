@@ -40,10 +40,12 @@ def check_onednn(target: Target) -> None:
 
 def onednn_linears(module: nn.Module) -> int:
     """Replace every plain nn.Linear in `module` by a OneDNNLinear, in place; returns how many were replaced. Linears
-    with a sparse or otherwise non-strided weight (a realised sparse kernel) are left to their own kernel."""
+    with a sparse or otherwise non-strided weight (a realised sparse kernel), or a quantized one (a tensor subclass:
+    torchao's int8 or fp8), are left to their own kernel."""
     replaced = 0
     for name, child in list(module.named_children()):
-        if type(child) is nn.Linear and child.weight.layout == torch.strided:
+        if (type(child) is nn.Linear and child.weight.layout == torch.strided
+                and type(child.weight) is nn.Parameter):
             setattr(module, name, OneDNNLinear(child))
             replaced += 1
         else:

@@ -43,6 +43,25 @@ def cpu_identity() -> dict[str, Any]:
             "cpu_mhz": _cpu_mhz()}
 
 
+# The instructions that compute bf16 natively; without them bf16 matmuls convert to fp32 and back.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "avx_ne_convert")
+
+
+def bf16_fields(dtype: str, device: str) -> dict[str, Any]:
+    """For a bf16 cell on the CPU: which native bf16 instructions the CPU has, and what that means (empty elsewhere)."""
+    if dtype != "bf16" or device.startswith("cuda"):
+        return {}
+    try:
+        flags = set(_cpuinfo_value("flags").split())
+    except Exception:
+        return {"cpu_bf16_instructions": None, "cpu_bf16_note": "the CPU's flags could not be read"}
+    have = [f for f in BF16_FLAGS if f in flags]
+    note = ("native bf16 dot products" + (" and AMX tiles" if "amx_bf16" in have else "") if have else
+            f"no native bf16 ({', '.join(BF16_FLAGS)} absent): bf16 matmuls convert to fp32 and back, expect them "
+            "slower than fp32")
+    return {"cpu_bf16_instructions": have, "cpu_bf16_note": note}
+
+
 def _cpu_mhz() -> float | None:
     """The nominal clock: the highest of psutil's max frequency and /proc/cpuinfo's current one (a VM shows only
     the latter)."""

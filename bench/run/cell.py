@@ -93,6 +93,7 @@ class CellRunner:
         from sparsify.accounting import count
 
         from bench.plugins import backend_kind
+        from bench.measure.cpu_info import bf16_fields
         from bench.measure.roofline import forward_cost
         from bench.run.memory_estimate import CellMemory, free_bytes, runtime_bytes
         from bench.run.placement import pin, placement_fields
@@ -102,6 +103,7 @@ class CellRunner:
         # every record says its TF32 policy and its threads and placement, skipped ones too
         base = dict(task.base) | tf32_fields(task.target.dtype) | placement_fields(task.target.threads,
                                                                                    task.measure.cpu_affinity)
+        base |= bf16_fields(task.target.dtype, task.target.device)  # a CPU bf16 cell: native instructions or not
         runtime, free = runtime_bytes(task.target.device), free_bytes(task.target.device)
         try:
             model = Artifact.open(Path(task.artifact_path)).load_model()
@@ -133,8 +135,10 @@ class CellRunner:
                                       task.options, Path(task.workdir),
                                       export_cache=Path(task.export_cache) if task.export_cache else None)
                 base |= self.runner.build_seconds | self.runner.info
-                if base.get("quantization") and "onnx_initializer_bytes" in base:  # quantized in the graph, not the model
-                    base["weight_bytes"] = base["onnx_initializer_bytes"]
+                if base.get("quantization"):  # the backend names its fp32 GEMMs; a precision cell's linears ran these
+                    base["linear_library"] = base["quant_engine"]
+                    if "onnx_initializer_bytes" in base:  # quantized in the graph, not the model
+                        base["weight_bytes"] = base["onnx_initializer_bytes"]
                 out = self._measure(model, counts, base)
         except SkipCell as exc:
             return self._stand_in(base, "skipped", str(exc))

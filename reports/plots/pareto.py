@@ -37,12 +37,13 @@ def pareto(records: list[Record]):
         kept = [p for i, p in enumerate(points) if i not in far]
         extent: list[float] = []
         ends: list[float] = []
-        for x, y, k in kept:  # every variant of every method: colour says the method, marker the backend
+        for x, y, k in kept:  # colour says the method, marker the backend, a hollow marker a quantized precision
             cell, interval = latency[(k, shape)], accuracy_interval(accuracy[k])
             bounds = (interval[0] * 100, interval[1] * 100) if interval else (None, None)
             timing = (cell.get("latency_ms_ci95_low"), cell.get("latency_ms_ci95_high"))
             bars = ax.errorbar([x], [y], xerr=error_bars([x], [timing]), yerr=error_bars([y], [bounds]),
                                linestyle="none", color=_colour(ids, k), marker=backend_marker(k[2]), markersize=7,
+                               fillstyle="none" if ids[k].get("quantization") else "full", markeredgewidth=1.3,
                                capsize=2, elinewidth=0.7, gid=f"point-{k[1]}-{k[2]}")
             for artist in (*bars.lines[1], *bars.lines[2]):  # light bars: the points and their names come first
                 artist.set_alpha(0.45)
@@ -70,6 +71,12 @@ def pareto(records: list[Record]):
     handles[0].set_fillstyle("none")
     handles += [legend_handle(method_style(m).colour, "o", "none", method_style(m).name) for m in methods]
     handles += [legend_handle("0.3", backend_marker(backend), "none", backend) for backend in backends]
+    precisions = list(dict.fromkeys(ids[k]["quantization"] for _, (_, points) in tasks.items() for *_, k in points
+                                    if ids[k].get("quantization")))
+    if precisions:
+        hollow = legend_handle("0.3", "o", "none", f"hollow: {', '.join(precisions)} linears")
+        hollow.set_fillstyle("none")
+        handles.append(hollow)
     # Every point carries its variant's name; where a panel has too many points for names to fit, a number,
     # and the legend's key gives the names.
     variants = list(dict.fromkeys(k[1] for _, (_, points) in tasks.items() for *_, k in points))
