@@ -378,8 +378,11 @@ def test_study_configs_cover_the_whole_matrix():
     levels = {(v.method, getattr(v, "sparsity", None)) for v in cfg.variants}
     assert levels == {("dense", None), ("semi24", None)} | {("unstructured", s) for s in (0.3, 0.5, 0.7, 0.9)} | {
         ("structured", s) for s in (0.25, 0.5, 0.75)}
-    # The CPU study: the levels where kernels win, each through its kernels beside its masked-dense control.
+    # The CPU study: the levels where kernels win, each through its kernels beside its masked-dense control, and
+    # what users would do instead: dense, unstructured 90 % and structured 50 % in int8.
     cpu = load_config(packaged_config("sparsity-cpu"))
-    assert {(v.method, getattr(v, "sparsity", None)) for v in cpu.variants} == {("dense", None)} | {
+    assert {(v.method, getattr(v, "sparsity", None)) for v in cpu.variants} == {("dense", None), ("structured", 0.5)} | {
         ("unstructured", s) for s in (0.5, 0.7, 0.8, 0.9, 0.95)} | {("block", s) for s in (0.5, 0.8, 0.9, 0.95)}
-    assert all(v.kernels for v in cpu.variants if v.method != "dense")
+    assert all(v.kernels for v in cpu.variants if v.method in ("unstructured", "block"))
+    assert {v.name for v in cpu.variants if v.precisions == ["int8"]} == {"dense-ft", "unstructured-90", "structured-50"}
+    assert {v.name for v in cfg.variants if v.precisions == ["int8"]} == {"dense-ft", "unstructured-90", "structured-50"}
