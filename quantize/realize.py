@@ -9,12 +9,12 @@ PrecisionSkipped: the cell is `skipped` with the reason, never run in fp32 under
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from typing import Any
 
 from torch import nn
 
-from bench.plugins.precision import QUANTIZED_LINEARS, SCHEMES, Library
+from bench.plugins.precision import QUANTIZED_LINEARS, SCHEMES, Library, unavailable
 from sparsify.targets import decoder_linears
 
 
@@ -43,29 +43,15 @@ def linear_paths(model: nn.Module) -> tuple[str, ...]:
 
 def library_for(precision: str, target, kind: str) -> Library:
     """The library that runs `precision` on this backend kind and device, or PrecisionSkipped naming what would."""
-    scheme = SCHEMES[precision]
-    library = scheme.library(kind, target.device)
-    if library is None:
-        serving = sorted({k for (k, device) in scheme.libraries if device == ("cuda" if target.is_cuda else "cpu")})
-        where = f"{kind} on {target.device}"
-        raise PrecisionSkipped(f"precision {precision} has no quantizer for {where}"
-                               + (f"; it runs on {', '.join(serving)}" if serving else ""))
-    if scheme.min_capability is not None:
+    capability = None
+    if target.is_cuda:
         import torch
 
-        if not target.is_cuda or not torch.cuda.is_available():
-            raise PrecisionSkipped(f"precision {precision} needs CUDA")
-        capability = torch.cuda.get_device_capability(target.torch_device)
-        if capability < scheme.min_capability:
-            need = ".".join(map(str, scheme.min_capability))
-            raise PrecisionSkipped(f"precision {precision} needs compute capability {need} or newer; "
-                                   f"{torch.cuda.get_device_name(target.torch_device)} has {capability[0]}.{capability[1]}")
-    try:
-        version(library.distribution)
-    except PackageNotFoundError:
-        raise PrecisionSkipped(f"precision {precision} on {kind} needs {library.name}, which is not installed "
-                               f"(pip install {library.distribution})") from None
-    return library
+        capability = torch.cuda.get_device_capability(target.torch_device) if torch.cuda.is_available() else None
+    problem = unavailable(precision, kind, target.device, capability)
+    if problem:
+        raise PrecisionSkipped(problem)
+    return SCHEMES[precision].library(kind, target.device)
 
 
 def realize_precision(model: nn.Module, precision: str | None, target, kind: str) -> tuple[nn.Module, dict[str, Any]]:

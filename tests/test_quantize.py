@@ -14,7 +14,7 @@ from test_sparsify import padded, tiny_model
 from bench.backends import Target, prepare
 from bench.config import BackendOptions, make_variant
 from bench.measure.weight_bytes import weight_bytes
-from bench.plugins.precision import SCHEMES, cpu_refusal
+from bench.plugins.precision import SCHEMES, cpu_refusal, unavailable
 from bench.run.group import plan_batches
 from quantize.onnx_graph import INTEGER_OPS, linear_nodes
 from quantize.realize import PrecisionSkipped, library_for, linear_paths, realize_precision
@@ -172,20 +172,23 @@ def test_precisions_that_cannot_run_are_skipped_or_refused_naming_what_would():
     assert cpu_refusal("fp8", ["eager", "onnxruntime"]) == (
         "precision fp8 needs a CUDA GPU of compute capability 8.9 or newer; on the CPU int8 or int8-weight can run here")
     assert cpu_refusal("int8", ["onnxruntime"]) is None
-    with pytest.raises(PrecisionSkipped, match="no quantizer for eager on cpu"):
+    with pytest.raises(PrecisionSkipped, match="has no quantizer for eager on cpu$"):
         library_for("fp8", CPU, "eager")
+    assert unavailable("fp8", "eager", "cuda", (8, 0)) == (
+        "precision fp8 needs compute capability 8.9 or newer; this GPU has 8.0 (int8 runs there)")
+    assert unavailable("fp8", "compile", "cuda", (9, 0)) is None
     with pytest.raises(PrecisionSkipped, match="quantizes an fp32 model, not bf16"):
         realize_precision(tiny_model(), "int8", Target("cpu", "bf16", 1), "eager")
     assert SCHEMES["int8-weight"].library("onnxruntime", "cuda") is None  # not declared: skipped there, not run
 
 
 def test_a_cell_that_cannot_quantize_is_skipped_with_the_reason_not_run_in_fp32(monkeypatch):
-    import quantize.realize as realize
+    import bench.plugins.precision as precision
 
     def absent(name):
-        raise realize.PackageNotFoundError(name)
+        raise precision.PackageNotFoundError(name)
 
-    monkeypatch.setattr(realize, "version", absent)
+    monkeypatch.setattr(precision, "version", absent)
     with pytest.raises(PrecisionSkipped, match=r"needs torchao, which is not installed \(pip install torchao\)"):
         realize_precision(tiny_model(), "int8", CPU, "compile")
 

@@ -14,6 +14,7 @@ A precision is a realisation choice like a sparse kernel, never part of the reci
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 Precision = Literal["int8", "int8-weight", "fp8"]
@@ -77,6 +78,29 @@ SCHEMES: dict[str, Scheme] = {
 # What is quantized: the decoder layers' linears (q/k/v/out_proj, fc1, fc2: all the per-token matrix work); the
 # embedding is a lookup and the head sees one token per sequence.
 QUANTIZED_LINEARS = "decoder linears (q/k/v/out_proj, fc1, fc2 of every layer)"
+
+
+def unavailable(precision: str, kind: str, device: str, capability: tuple[int, int] | None = None) -> str | None:
+    """Why `precision` cannot run on backend kind `kind` on `device` (capability: the CUDA device's compute
+    capability), naming what would; None when it can. Preflight refuses a precision no listed backend can run,
+    a cell is skipped with this reason where only its backend cannot."""
+    scheme = SCHEMES[precision]
+    where = "cuda" if device.startswith("cuda") else "cpu"
+    library = scheme.library(kind, device)
+    if library is None:
+        serving = sorted({k for (k, d) in scheme.libraries if d == where})
+        return (f"precision {precision} has no quantizer for {kind} on {device}"
+                + (f"; it runs on {', '.join(serving)}" if serving else ""))
+    if scheme.min_capability is not None and (capability or (0, 0)) < scheme.min_capability:
+        need = ".".join(map(str, scheme.min_capability))
+        have = f"this GPU has {capability[0]}.{capability[1]}" if capability else "no CUDA device here"
+        return f"precision {precision} needs compute capability {need} or newer; {have} (int8 runs there)"
+    try:
+        version(library.distribution)
+    except PackageNotFoundError:
+        return (f"precision {precision} on {kind} needs {library.name}, which is not installed "
+                f"(pip install {library.distribution})")
+    return None
 
 
 def cpu_refusal(scheme: str, kinds: list[str]) -> str | None:

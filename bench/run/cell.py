@@ -152,6 +152,7 @@ class CellRunner:
     def _measure(self, model, counts, base: dict[str, Any]) -> Prepared:
         from bench.measure.energy import EnergyCounter
         from bench.measure.passes import eval_pass, memory, parity, warm_up
+
         task, cfg, runner = self.task, self.task.measure, self.runner
         self._running((cfg.throughput_batch_size, task.max_length))
         try:

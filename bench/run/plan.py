@@ -85,33 +85,16 @@ def _check_kernels(cfg: SweepConfig, variant) -> None:
 def _check_precisions(cfg: SweepConfig, variant) -> None:
     """A precision no listed backend can run on this device (fp8 on a CPU or a GPU below 8.9, a library that is not
     installed) is refused now, in one line naming what would run; one that only some backends lack is `skipped`
-    there, cell by cell, with the reason."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from bench.plugins.precision import SCHEMES, cpu_refusal
+    there, cell by cell, with the reason (bench.plugins.precision.unavailable)."""
+    from bench.plugins.precision import cpu_refusal, unavailable
 
     device, kinds = cfg.measure.device, [backend_kind(b) for b in cfg.measure.backends]
+    capability = torch.cuda.get_device_capability(torch.device(device)) if device.startswith("cuda") else None
     for precision in variant.precisions or ():
-        scheme, where = SCHEMES[precision], f"variant '{variant.name}'"
-        if not device.startswith("cuda"):
-            problem = cpu_refusal(precision, kinds)
-            if problem:
-                raise BenchError(f"{where}: {problem}")
-        elif scheme.min_capability and torch.cuda.get_device_capability(torch.device(device)) < scheme.min_capability:
-            major, minor = torch.cuda.get_device_capability(torch.device(device))
-            need = ".".join(map(str, scheme.min_capability))
-            raise BenchError(f"{where}: precision {precision} needs compute capability {need} or newer; "
-                             f"{torch.cuda.get_device_name(torch.device(device))} has {major}.{minor} (int8 runs there)")
-        libraries = [lib for kind in kinds if (lib := scheme.library(kind, device))]
-        missing = set()
-        for lib in libraries:
-            try:
-                version(lib.distribution)
-            except PackageNotFoundError:
-                missing.add(lib.distribution)
-        if libraries and len(missing) == len({lib.distribution for lib in libraries}):
-            raise BenchError(f"{where}: precision {precision} needs {' or '.join(sorted(missing))}, not installed here "
-                             f"(pip install {' '.join(sorted(missing))})")
+        problems = [unavailable(precision, kind, device, capability) for kind in kinds]
+        if all(problems):
+            cpu_only = not device.startswith("cuda") and cpu_refusal(precision, kinds)
+            raise BenchError(f"variant '{variant.name}': {cpu_only or problems[0]}")
 
 
 def _warn_untrained(cfg: SweepConfig, console: Console) -> None:
