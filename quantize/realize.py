@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+import torch
 from torch import nn
 
 from bench.plugins.precision import QUANTIZED_LINEARS, SCHEMES, Library, unavailable
@@ -44,10 +45,8 @@ def linear_paths(model: nn.Module) -> tuple[str, ...]:
 def library_for(precision: str, target, kind: str) -> Library:
     """The library that runs `precision` on this backend kind and device, or PrecisionSkipped naming what would."""
     capability = None
-    if target.is_cuda:
-        import torch
-
-        capability = torch.cuda.get_device_capability(target.torch_device) if torch.cuda.is_available() else None
+    if target.is_cuda and torch.cuda.is_available():
+        capability = torch.cuda.get_device_capability(target.torch_device)
     problem = unavailable(precision, kind, target.device, capability)
     if problem:
         raise PrecisionSkipped(problem)

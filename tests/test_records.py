@@ -38,7 +38,7 @@ def test_an_unknown_key_fails_naming_it_and_where_to_add_it(tmp_path):
     with pytest.raises(RecordError) as caught:
         store.append(_record(sparse_kernel_rows=3))
     message = str(caught.value)
-    assert "'sparse_kernel_rows'" in message and "add it to bench/record_keys.py" in message
+    assert "'sparse_kernel_rows'" in message and "add it to bench/record_keys/" in message
     assert "dense-ft/xnli/0/eager/fp32/cpu latency" in message  # which record
     assert not (store.path / RESULTS).exists()  # nothing unvalidated reaches the file
 

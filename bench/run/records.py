@@ -1,6 +1,6 @@
 """Result records: which fields each record carries, assembled in one place. Flat JSON objects, units in key names.
 
-Every key, its type and unit are declared in bench/record_keys.py (the schema: REQUIRED_KEYS, promised to other tools,
+Every key, its type and unit are declared in bench/record_keys/ (the schema: REQUIRED_KEYS, promised to other tools,
 are in every record, null where they do not apply); the store validates each record against it as it writes it.
 A record is `make_record(**base, **<scenario fields>)`, where base holds the variant's, artifact's and cell's fields:
 

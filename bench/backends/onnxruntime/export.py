@@ -38,6 +38,7 @@ from bench.backends.onnxruntime import session as ort_session
 from bench.backends.base import Target
 from bench.backends.onnxruntime.export_cache import sha256
 from bench.measure.timing import stopwatch
+from quantize.onnx_graph import INTEGER_OPS
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -46,8 +47,7 @@ EXPORTED, OPTIMIZED, MANIFEST = "model.onnx", "model.ort.onnx", "export.json"
 FUSION_OPS = (
     "Attention", "MultiHeadAttention", "GroupQueryAttention", "BiasGelu", "FastGelu", "Gelu", "Erf",
     "SkipLayerNormalization", "LayerNormalization", "FusedMatMul", "MatMul", "Gemm", "Softmax",
-    # a precision cell's quantized linears (quantize.onnx_graph)
-    "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits",
+    *INTEGER_OPS,  # a precision cell's quantized linears
 )
 
 
